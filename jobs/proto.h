@@ -73,7 +73,10 @@ enum {
     PROTO_ERR_NOT_MAP = -7,    /* top-level value is not a map */
     PROTO_ERR_VERSION = -8,    /* "v" missing or not PROTO_VERSION */
     PROTO_ERR_FIELD = -9,      /* required field missing or of the wrong type */
+    PROTO_ERR_FRAMES = -10,    /* wrong frame count, bad signature frame, identity too long */
+    PROTO_ERR_SOCKET = -11,    /* the socket itself failed (errno from zmq) */
 };
+#define PROTO_MAX_NODES (1u << 22)  /* values per body (bounds the parse tree's memory) */
 const char *proto_strerror(int rc);
 
 /* ---- parsed values (a validated tree; all memory owned by the proto_msg) ---- */
@@ -102,7 +105,12 @@ typedef struct proto_msg proto_msg;
  * Returns PROTO_OK or a negative PROTO_ERR_*; err gets e.g. "body: map count 4000000 exceeds
  * remaining 12 bytes at offset 3". Checks the version and that "cmd" is a string. */
 int proto_parse(const void *body, size_t len, proto_msg **out, char *err, size_t errlen);
+/* Parses any single msgpack value (no "v"/"cmd" requirement, any top-level type) with the same
+ * validation; used for stored records such as the stats map (store_stats.msgpack). */
+int proto_parse_value(const void *body, size_t len, proto_msg **out, char *err, size_t errlen);
 void proto_msg_destroy(proto_msg **m);
+/* Bytes of memory the parsed tree holds (for bounding queues of parsed messages). */
+size_t proto_msg_bytes(const proto_msg *m);
 const proto_val *proto_root(const proto_msg *m);
 const char *proto_cmd(const proto_msg *m);      /* never NULL after a successful parse */
 
@@ -122,7 +130,8 @@ const proto_val *proto_get_map(const proto_val *map, const char *key);    /* NUL
 typedef struct proto_writer proto_writer;  /* growable buffer + msgpack packer */
 
 /* Starts a body: writes the map header for n_fields + 2 and the "v" and "cmd" fields, so the
- * caller then writes exactly n_fields key/value pairs. */
+ * caller then writes exactly n_fields key/value pairs. cmd NULL starts a bare writer (nothing
+ * written yet) for encoding arbitrary values, e.g. stored records. */
 proto_writer *proto_writer_new(const char *cmd, uint32_t n_fields);
 void proto_writer_destroy(proto_writer **w);
 void proto_w_key(proto_writer *w, const char *key);
@@ -138,8 +147,15 @@ void proto_w_array(proto_writer *w, uint32_t n);
 void proto_w_map(proto_writer *w, uint32_t n);
 /* Copies an already-parsed value (e.g. forwarding a payload). */
 void proto_w_val(proto_writer *w, const proto_val *v);
+/* Appends bytes that already are one complete msgpack value (e.g. a stored stats map). */
+void proto_w_raw(proto_writer *w, const void *msgpack, size_t n);
 /* The body so far; valid until the next write or destroy. */
 const void *proto_writer_data(const proto_writer *w, size_t *len);
+
+/* Appends v as JSON text to out (util_buf from common/util.h; forward-declared here): maps ->
+ * objects, bin -> hex string, NaN/Inf -> null, floats with 17 significant digits. */
+struct util_buf;
+void proto_val_to_json(const proto_val *v, struct util_buf *out);
 
 /* ---- sockets ---- */
 /* Sends [identity?][sig][body] on a ZeroMQ socket. identity may be NULL (DEALER side).

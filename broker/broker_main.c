@@ -1,0 +1,105 @@
+/* broker/broker_main.c — bin/broker: command line, signals, resolved configuration, then the
+ * event loop of broker/loop.c. */
+#include "broker/broker.h"
+
+#include "common/log.h"
+#include "store/store.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static volatile sig_atomic_t g_stop;
+static void on_signal(int sig) { (void)sig; g_stop = 1; }
+
+static void usage(FILE *f) {
+    brk_config d;
+    brk_config_defaults(&d);
+    fprintf(f,
+            "usage: broker --db DIR --clients ENDPOINT --workers ENDPOINT [options]\n"
+            "\n"
+            "The thinkfast broker: owns the LMDB store, expands jobs into task DAGs, leases tasks to\n"
+            "workers, commits results durably (group commit) and answers clients.\n"
+            "\n"
+            "  --db DIR              store directory, created if missing (default %s)\n"
+            "  --clients ENDPOINT    ROUTER endpoint for jobctl / dashboards (default %s)\n"
+            "  --workers ENDPOINT    ROUTER endpoint for workers (default %s)\n"
+            "  --lease-ms N          a worker silent for N ms loses its leases (default %u)\n"
+            "  --max-attempts N      failed attempts before a task and its job fail, for jobs whose\n"
+            "                        spec does not set max_attempts (default %u)\n"
+            "  --group-commit-ms N   a batch keeps collecting messages for up to N ms before its one\n"
+            "                        commit (default %u: commit what has arrived; what arrives during a\n"
+            "                        commit's fsync forms the next batch, so batches grow with load)\n"
+            "  --map-mb N            initial LMDB map size in MiB; grows on demand (default %zu)\n"
+            "  --nosync              fast, not durable: commits are not fsync'd (a crash of the machine\n"
+            "                        may lose acknowledged results; a crash of the broker does not)\n"
+            "  --log-level L         debug|info|warn|error (default info; env THINKFAST_LOG)\n"
+            "  --help                this text\n",
+            d.db, d.clients_ep, d.workers_ep, d.lease_ms, d.max_attempts, d.group_commit_ms, d.map_bytes >> 20);
+}
+
+static int parse_u32(const char *flag, const char *s, uint32_t lo, uint32_t hi, uint32_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long long v = s ? strtoull(s, &end, 10) : 0;
+    if (!s || !*s || *end || errno || v < lo || v > hi || s[0] == '-') {
+        fprintf(stderr, "broker: %s: expected an integer in [%u, %u], got \"%s\"\n", flag, lo, hi, s ? s : "");
+        return -1;
+    }
+    *out = (uint32_t)v;
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    log_set_name("broker");
+    brk_config cfg;
+    brk_config_defaults(&cfg);
+    const char *level = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        uint32_t x;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) { usage(stdout); return 0; }
+        else if (strcmp(a, "--nosync") == 0) cfg.nosync = 1;
+        else if (!v) { fprintf(stderr, "broker: %s needs a value (see --help)\n", a); return 2; }
+        else if (strcmp(a, "--db") == 0) { cfg.db = v; i++; }
+        else if (strcmp(a, "--clients") == 0) { cfg.clients_ep = v; i++; }
+        else if (strcmp(a, "--workers") == 0) { cfg.workers_ep = v; i++; }
+        else if (strcmp(a, "--lease-ms") == 0) { if (parse_u32(a, v, 10, 86400000, &cfg.lease_ms)) return 2; i++; }
+        else if (strcmp(a, "--max-attempts") == 0) { if (parse_u32(a, v, 1, 1000, &cfg.max_attempts)) return 2; i++; }
+        else if (strcmp(a, "--group-commit-ms") == 0) { if (parse_u32(a, v, 0, 1000, &cfg.group_commit_ms)) return 2; i++; }
+        else if (strcmp(a, "--map-mb") == 0) { if (parse_u32(a, v, 1, 1u << 24, &x)) return 2; cfg.map_bytes = (size_t)x << 20; i++; }
+        else if (strcmp(a, "--log-level") == 0) { level = v; i++; }
+        else { fprintf(stderr, "broker: unknown argument \"%s\" (see --help)\n", a); return 2; }
+    }
+    if (level) {
+        int l = log_level_parse(level);
+        if (l < 0) { fprintf(stderr, "broker: --log-level: expected debug|info|warn|error|off, got \"%s\"\n", level); return 2; }
+        log_set_level((log_level)l);
+    }
+    if (strcmp(cfg.clients_ep, cfg.workers_ep) == 0) {
+        fprintf(stderr, "broker: --clients and --workers must be different endpoints (both %s)\n", cfg.clients_ep);
+        return 2;
+    }
+    LOG_INFO("config db=%s clients=%s workers=%s lease_ms=%u max_attempts=%u group_commit_ms=%u "
+             "map_mb=%zu sync=%s max_batch=%u",
+             cfg.db, cfg.clients_ep, cfg.workers_ep, cfg.lease_ms, cfg.max_attempts, cfg.group_commit_ms,
+             cfg.map_bytes >> 20, cfg.nosync ? "nosync (fast, not durable)" : "fsync", cfg.max_batch);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    char err[1024] = "";
+    int rc = brk_run(&cfg, &g_stop, err, sizeof err);
+    if (rc != 0) {
+        LOG_ERROR("%s", err[0] ? err : "broker failed");
+        return 1;
+    }
+    LOG_INFO("stopped cleanly");
+    return 0;
+}

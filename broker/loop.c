@@ -1,0 +1,603 @@
+/* broker/loop.c — the broker's event loop: sockets, batching + group commit, the worker side of
+ * the protocol, lease expiry, dispatch, and sending after commit (broker/broker.h).
+ *
+ * Replay safety: a batch runs inside store_write(), which may call it again after growing the
+ * map. Everything a batch changes outside the transaction is the worker registry (restored from
+ * a snapshot taken before the first run) and the outbox (cleared); the inbox is only read.
+ */
+#include "broker/broker.h"
+
+#include "broker/clients.h"
+#include "broker/payload.h"
+#include "broker/registry.h"
+#include "broker/taskq.h"
+#include "broker/tasks.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "jobs/proto.h"
+#include "store/store.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+void brk_config_defaults(brk_config *c) {
+    memset(c, 0, sizeof *c);
+    c->db = "thinkfast.db";
+    c->clients_ep = "tcp://127.0.0.1:5555";
+    c->workers_ep = "tcp://127.0.0.1:5556";
+    c->lease_ms = PROTO_LEASE_MS;
+    c->max_attempts = BRK_DEFAULT_MAX_ATTEMPTS;
+    c->group_commit_ms = BRK_DEFAULT_GROUP_COMMIT_MS;
+    c->max_batch = BRK_DEFAULT_MAX_BATCH;
+    c->nosync = 0;
+    c->map_bytes = STORE_DEFAULT_MAP_BYTES;
+}
+
+typedef struct in_msg {
+    int from_workers;
+    uint8_t ident[BRK_IDENT_MAX];
+    size_t ident_len;
+    proto_msg *m;          /* NULL when malformed */
+    char err[256];         /* why it was malformed */
+} in_msg;
+
+typedef struct out_msg {
+    int to_workers;
+    uint8_t ident[BRK_IDENT_MAX];
+    size_t ident_len;
+    proto_writer *w;
+    uint64_t task;         /* `task` messages: re-queue the task if it cannot be delivered */
+    char worker[64];
+} out_msg;
+
+typedef struct { uint64_t task; char worker[64]; } undelivered;
+
+/* A batch stops collecting once its parsed messages hold this much memory (results are up to
+ * ~1 MB each; the count cap alone would allow gigabytes). */
+#define BRK_MAX_BATCH_BYTES ((size_t)256 << 20)
+
+typedef struct brk_loop {
+    const brk_config *cfg;
+    store *st;
+    void *zctx, *cli, *wrk;
+    brk_registry reg, snap;
+    in_msg *in;
+    uint32_t n_in;
+    out_msg *out;
+    uint32_t n_out, cap_out;
+    undelivered *undel, *undel_next;
+    uint32_t n_undel, n_undel_next, cap_undel;
+    size_t in_bytes;               /* memory held by the inbox's parsed messages */
+    int run_count;                 /* runs of the current batch (replays after map growth) */
+    int timers_due;
+    brk_batch *b;
+    brk_client_env cenv;
+    /* counters */
+    uint64_t batches, msgs, tasks_sent, bad_msgs;
+    int64_t bad_window_ms;
+    uint32_t bad_logged, bad_suppressed;
+} brk_loop;
+
+/* ---------------------------------------------------------------- outbox */
+
+static out_msg *out_push(brk_loop *L, int to_workers, const void *ident, size_t len, proto_writer *w) {
+    if (L->n_out == L->cap_out) {
+        L->cap_out = L->cap_out ? L->cap_out * 2 : 256;
+        L->out = xrealloc(L->out, L->cap_out * sizeof *L->out);
+    }
+    out_msg *o = &L->out[L->n_out++];
+    o->to_workers = to_workers;
+    memcpy(o->ident, ident, len);
+    o->ident_len = len;
+    o->w = w;
+    o->task = 0;
+    o->worker[0] = 0;
+    return o;
+}
+
+static void out_clear(brk_loop *L) {
+    for (uint32_t i = 0; i < L->n_out; i++) proto_writer_destroy(&L->out[i].w);
+    L->n_out = 0;
+}
+
+static void worker_error(brk_loop *L, const void *ident, size_t len, uint64_t task, const char *msg) {
+    proto_writer *w = proto_writer_new("error", task ? 2 : 1);
+    proto_w_key(w, "error"); proto_w_str(w, msg);
+    if (task) { proto_w_key(w, "task"); proto_w_u64(w, task); }
+    out_push(L, 1, ident, len, w);
+}
+
+/* ---------------------------------------------------------------- effects */
+
+static void on_lease_ended(void *ctx, const char *worker, uint64_t task, int send_cancel) {
+    brk_loop *L = ctx;
+    brk_worker *w = brk_registry_by_id(&L->reg, worker);
+    if (!w) return;
+    if (w->leased) w->leased--;
+    if (send_cancel) {
+        proto_writer *m = proto_writer_new("cancel", 1);
+        proto_w_key(m, "task"); proto_w_u64(m, task);
+        out_push(L, 1, w->ident, w->ident_len, m);
+    }
+}
+
+/* ---------------------------------------------------------------- workers */
+
+static int mirror_worker(brk_loop *L, const brk_worker *w, const char *state) {
+    store_worker sw;
+    memset(&sw, 0, sizeof sw);
+    snprintf(sw.id, sizeof sw.id, "%s", w->id);
+    snprintf(sw.role, sizeof sw.role, "%s", brk_kind_name(w->kind));
+    snprintf(sw.host, sizeof sw.host, "%s", w->host);
+    sw.pid = w->pid;
+    sw.credit = w->credit;
+    sw.leased = w->leased;
+    sw.registered_ms = w->registered_wall_ms;
+    sw.last_seen_ms = w->last_seen_wall_ms;
+    snprintf(sw.state, sizeof sw.state, "%s", state);
+    return store_worker_put(L->b->txn, &sw);
+}
+
+static int worker_ready(brk_loop *L, const in_msg *im, brk_worker *w) {
+    const proto_val *r = proto_root(im->m);
+    const char *id, *role, *host = "";
+    uint32_t idl;
+    uint64_t credit;
+    int64_t pid = 0;
+    if (proto_get_str(r, "worker", &id, &idl) != 0 || idl == 0 || idl >= 64) {
+        worker_error(L, im->ident, im->ident_len, 0, "ready: field worker: missing or not a string of 1..63 bytes");
+        return 0;
+    }
+    int kind = proto_get_str(r, "role", &role, NULL) == 0 ? brk_kind_parse(role) : -1;
+    if (kind < 0) {
+        worker_error(L, im->ident, im->ident_len, 0, "ready: field role: expected sample|score|aggregate");
+        return 0;
+    }
+    if (proto_get_u64(r, "credit", &credit) != 0 || credit < 1 || credit > 4096) {
+        worker_error(L, im->ident, im->ident_len, 0, "ready: field credit: expected an integer 1..4096");
+        return 0;
+    }
+    proto_get_str(r, "host", &host, NULL);
+    proto_get_i64(r, "pid", &pid);
+    int rc;
+    if (w && strcmp(w->id, id) != 0) {
+        /* same socket, new identity: treat as a fresh registration */
+        if ((rc = taskq_requeue_worker(L->b, w->id, 0, "worker re-registered under a new id")) < 0) return rc;
+        brk_registry_remove(&L->reg, w);
+        w = NULL;
+    }
+    if (!w) {
+        brk_worker *old = brk_registry_by_id(&L->reg, id);
+        if (old) {
+            /* the worker reconnected with a fresh socket: its old leases are void */
+            if ((rc = taskq_requeue_worker(L->b, old->id, 0, "worker re-registered")) < 0) return rc;
+            brk_registry_remove(&L->reg, old);
+        }
+        w = brk_registry_add(&L->reg, im->ident, im->ident_len);
+        if (!w) return 0;
+        snprintf(w->id, sizeof w->id, "%s", id);
+        w->registered_wall_ms = L->b->now_ms;
+        LOG_INFO("workers: %s registered (role %s, credit %llu, host %s, pid %lld)", id, brk_kind_name(kind),
+                 (unsigned long long)credit, host, (long long)pid);
+    }
+    w->kind = kind;
+    w->credit = (uint32_t)credit;
+    snprintf(w->host, sizeof w->host, "%s", host);
+    w->pid = pid;
+    w->last_seen_ms = util_now_ms();
+    w->last_seen_wall_ms = L->b->now_ms;
+    return mirror_worker(L, w, "up");
+}
+
+static int worker_msg(brk_loop *L, const in_msg *im) {
+    const char *cmd = proto_cmd(im->m);
+    const proto_val *r = proto_root(im->m);
+    brk_worker *w = brk_registry_by_ident(&L->reg, im->ident, im->ident_len);
+    if (strcmp(cmd, "ready") == 0) return worker_ready(L, im, w);
+    if (!w) {
+        if (strcmp(cmd, "disconnect") == 0) return 0;
+        LOG_DEBUG("workers: unknown peer sent %s: reregister", cmd);
+        out_push(L, 1, im->ident, im->ident_len, proto_writer_new("reregister", 0));
+        return 0;
+    }
+    w->last_seen_ms = util_now_ms();   /* any message extends every lease of the worker */
+    w->last_seen_wall_ms = L->b->now_ms;
+    char err[512] = "";
+    if (strcmp(cmd, "heartbeat") == 0) {
+        uint64_t credit;
+        if (proto_get_u64(r, "credit", &credit) == 0 && credit >= 1 && credit <= 4096) w->credit = (uint32_t)credit;
+        return 0;
+    }
+    if (strcmp(cmd, "progress") == 0) return 0;
+    if (strcmp(cmd, "result") == 0) {
+        uint64_t task;
+        int final = 0;
+        if (proto_get_u64(r, "task", &task) != 0) {
+            worker_error(L, im->ident, im->ident_len, 0, "result: field task: missing or not an integer");
+            return 0;
+        }
+        const proto_val *fv = proto_get(r, "final");
+        if (fv && proto_get_bool(r, "final", &final) != 0) {
+            worker_error(L, im->ident, im->ident_len, task, "result: field final: not a bool");
+            return 0;
+        }
+        const proto_val *outs = proto_get(r, "outputs");
+        if (outs && outs->type == PV_NIL) outs = NULL;
+        int rc = taskq_result(L->b, w->id, task, outs, final, err, sizeof err);
+        if (rc < 0) return rc;
+        /* w may have moved? no: taskq never adds/removes registry entries */
+        if (rc == TASKQ_REJECT) {
+            LOG_WARN("workers: %s: rejected result for task %llu: %s", w->id, (unsigned long long)task, err);
+            worker_error(L, im->ident, im->ident_len, task, err);
+            return 0;
+        }
+        proto_writer *a = proto_writer_new("ack", 2);
+        proto_w_key(a, "task"); proto_w_u64(a, task);
+        proto_w_key(a, "final"); proto_w_bool(a, final);
+        out_push(L, 1, im->ident, im->ident_len, a);
+        return 0;
+    }
+    if (strcmp(cmd, "fail") == 0) {
+        uint64_t task, attempt = 0;
+        const char *e = "";
+        if (proto_get_u64(r, "task", &task) != 0) {
+            worker_error(L, im->ident, im->ident_len, 0, "fail: field task: missing or not an integer");
+            return 0;
+        }
+        proto_get_u64(r, "attempt", &attempt);
+        proto_get_str(r, "error", &e, NULL);
+        LOG_INFO("workers: %s: task %llu failed: %s", w->id, (unsigned long long)task, e);
+        int rc = taskq_fail(L->b, w->id, task, (uint32_t)attempt, e);
+        return rc < 0 ? rc : 0;
+    }
+    if (strcmp(cmd, "disconnect") == 0) {
+        char id[64];
+        snprintf(id, sizeof id, "%s", w->id);
+        int rc = taskq_requeue_worker(L->b, id, 0, "worker disconnected");
+        if (rc < 0) return rc;
+        w = brk_registry_by_id(&L->reg, id);
+        if (w) {
+            if ((rc = mirror_worker(L, w, "gone"))) return rc;
+            brk_registry_remove(&L->reg, w);
+        }
+        LOG_INFO("workers: %s disconnected", id);
+        return 0;
+    }
+    snprintf(err, sizeof err, "unknown worker command \"%.64s\"", cmd);
+    worker_error(L, im->ident, im->ident_len, 0, err);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- timers + dispatch */
+
+static int expire_leases(brk_loop *L) {
+    int64_t now = util_now_ms();
+    for (int i = 0; i < L->reg.n;) {
+        brk_worker *w = &L->reg.w[i];
+        int64_t silent = now - w->last_seen_ms;
+        if (silent <= (int64_t)L->cfg->lease_ms) { i++; continue; }
+        char id[64], reason[160];
+        snprintf(id, sizeof id, "%s", w->id);
+        snprintf(reason, sizeof reason, "lease expired: worker %s silent for %lld ms", id, (long long)silent);
+        LOG_WARN("workers: %s silent for %lld ms: dropping it and its leases", id, (long long)silent);
+        int rc = taskq_requeue_worker(L->b, id, 1, reason);
+        if (rc < 0) return rc;
+        w = brk_registry_by_id(&L->reg, id);
+        if (w) {
+            if ((rc = mirror_worker(L, w, "gone"))) return rc;
+            brk_registry_remove(&L->reg, w);   /* swaps the last entry into i: do not advance */
+        }
+    }
+    return 0;
+}
+
+/* Leases ready tasks to workers with free credit, one task per worker per round, so that a
+ * worker with a large credit does not take a whole queue while its peers idle. */
+static int dispatch(brk_loop *L) {
+    int empty[BRK_N_KINDS] = {0};
+    for (int progress = 1; progress;) {
+        progress = 0;
+        for (int i = 0; i < L->reg.n; i++) {
+            brk_worker *w = &L->reg.w[i];
+            if (w->leased >= w->credit || w->kind <= 0 || w->kind >= BRK_N_KINDS || empty[w->kind]) continue;
+            store_task x;
+            int rc = taskq_lease(L->b, w->kind, w->id, &x);
+            if (rc == STORE_ERR_NOTFOUND) { empty[w->kind] = 1; continue; }
+            if (rc) return rc;
+            store_job *j;
+            if ((rc = taskq_job(L->b, x.job, &j))) return rc;
+            char jid[24];
+            store_job_id_format(j->id, jid, sizeof jid);
+            proto_writer *m = proto_writer_new("task", 6);
+            proto_w_key(m, "task"); proto_w_u64(m, x.id);
+            proto_w_key(m, "attempt"); proto_w_u64(m, x.attempt);
+            proto_w_key(m, "job"); proto_w_str(m, jid);
+            proto_w_key(m, "kind"); proto_w_str(m, brk_kind_name(x.kind));
+            proto_w_key(m, "lease_ms"); proto_w_u64(m, L->cfg->lease_ms);
+            proto_w_key(m, "payload");
+            if ((rc = payload_write(L->b->txn, j, &x, m))) { proto_writer_destroy(&m); return rc; }
+            out_msg *o = out_push(L, 1, w->ident, w->ident_len, m);
+            o->task = x.id;
+            snprintf(o->worker, sizeof o->worker, "%s", w->id);
+            w->leased++;
+            progress = 1;
+        }
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- the batch */
+
+static int run_batch(store_txn *t, void *ctx) {
+    brk_loop *L = ctx;
+    if (L->run_count++ > 0) {
+        brk_registry_copy(&L->reg, &L->snap);   /* replay: undo the previous run */
+        out_clear(L);
+    }
+    brk_batch b;
+    brk_fx fx = {on_lease_ended, L};
+    taskq_batch_init(&b, t, util_wall_ms(), &fx);
+    L->b = &b;
+    int rc = 0;
+    for (uint32_t i = 0; !rc && i < L->n_undel; i++)
+        rc = taskq_requeue_task(&b, L->undel[i].task, L->undel[i].worker, "task message could not be delivered");
+    for (uint32_t i = 0; !rc && i < L->n_in; i++) {
+        in_msg *im = &L->in[i];
+        if (!im->m) {
+            if (im->from_workers) worker_error(L, im->ident, im->ident_len, 0, im->err);
+            else out_push(L, 0, im->ident, im->ident_len, brk_client_error("error", NULL, im->err));
+            continue;
+        }
+        if (im->from_workers) {
+            rc = worker_msg(L, im);
+        } else {
+            int fatal = 0;
+            proto_writer *w = brk_client_handle(&b, &L->cenv, im->m, &fatal);
+            out_push(L, 0, im->ident, im->ident_len, w);
+            rc = fatal;
+        }
+    }
+    if (!rc && L->timers_due) rc = expire_leases(L);
+    if (!rc) rc = dispatch(L);
+    if (!rc) rc = taskq_batch_flush(&b);
+    taskq_batch_free(&b);
+    L->b = NULL;
+    return rc;
+}
+
+/* ---------------------------------------------------------------- sockets */
+
+static void *make_router(brk_loop *L, const char *ep, char *err, size_t errlen) {
+    void *s = zmq_socket(L->zctx, ZMQ_ROUTER);
+    int one = 1, zero = 0, hwm = 100000;
+    int64_t maxmsg = (int64_t)PROTO_MAX_BODY;   /* checked per frame: the body frame is the big one */
+    /* ROUTER_MANDATORY: an unroutable send fails (EHOSTUNREACH) instead of vanishing silently;
+     * linger 0: shutdown never blocks on unsent messages; HWMs sized for bursts of tasks. */
+    zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    if (zmq_bind(s, ep) != 0) {
+        util_err(err, errlen, "broker: bind %s: %s", ep, zmq_strerror(zmq_errno()));
+        zmq_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* Reads available messages from one socket into the inbox. Returns how many were read. */
+static uint32_t drain_socket(brk_loop *L, void *sock, int from_workers) {
+    uint32_t got = 0;
+    while (L->n_in < L->cfg->max_batch && L->in_bytes < BRK_MAX_BATCH_BYTES) {
+        in_msg *im = &L->in[L->n_in];
+        im->from_workers = from_workers;
+        im->m = NULL;
+        im->err[0] = 0;
+        int rc = proto_recv(sock, 1, im->ident, sizeof im->ident, &im->ident_len, &im->m, ZMQ_DONTWAIT,
+                            im->err, sizeof im->err);
+        if (rc == 1) break;
+        if (rc == PROTO_ERR_SOCKET) { LOG_ERROR("loop: %s", im->err); break; }
+        L->msgs++;
+        L->in_bytes += proto_msg_bytes(im->m);
+        if (rc != PROTO_OK) {
+            L->bad_msgs++;
+            /* rate-limited: a hostile peer must not turn the log into the bottleneck */
+            int64_t now = util_now_ms();
+            if (now - L->bad_window_ms >= 1000) {
+                if (L->bad_suppressed)
+                    LOG_WARN("loop: %u more malformed message(s) not logged", L->bad_suppressed);
+                L->bad_window_ms = now;
+                L->bad_logged = 0;
+                L->bad_suppressed = 0;
+            }
+            if (L->bad_logged++ < 20)
+                LOG_WARN("loop: malformed message on the %s socket: %s", from_workers ? "workers" : "clients", im->err);
+            else
+                L->bad_suppressed++;
+            if (im->ident_len == 0) continue;   /* nobody to answer */
+        }
+        L->n_in++;
+        got++;
+    }
+    return got;
+}
+
+static void send_outbox(brk_loop *L) {
+    for (uint32_t i = 0; i < L->n_out; i++) {
+        out_msg *o = &L->out[i];
+        void *sock = o->to_workers ? L->wrk : L->cli;
+        if (proto_send(sock, o->ident, o->ident_len, o->w, ZMQ_DONTWAIT) != 0) {
+            int e = zmq_errno();
+            if (o->task) {
+                LOG_WARN("loop: task %llu could not be sent to %s (%s): re-queueing", (unsigned long long)o->task,
+                         o->worker, zmq_strerror(e));
+                if (L->n_undel_next == L->cap_undel) {
+                    L->cap_undel = L->cap_undel ? L->cap_undel * 2 : 64;
+                    L->undel = xrealloc(L->undel, L->cap_undel * sizeof *L->undel);
+                    L->undel_next = xrealloc(L->undel_next, L->cap_undel * sizeof *L->undel_next);
+                }
+                L->undel_next[L->n_undel_next].task = o->task;
+                snprintf(L->undel_next[L->n_undel_next].worker, 64, "%s", o->worker);
+                L->n_undel_next++;
+            } else {
+                LOG_DEBUG("loop: reply dropped (%s)", zmq_strerror(e));
+            }
+        } else if (o->task) {
+            L->tasks_sent++;
+        }
+    }
+    out_clear(L);
+}
+
+static void heartbeat_all(brk_loop *L) {
+    proto_writer *hb = proto_writer_new("heartbeat", 0);
+    for (int i = 0; i < L->reg.n; i++)
+        proto_send(L->wrk, L->reg.w[i].ident, L->reg.w[i].ident_len, hb, ZMQ_DONTWAIT);
+    proto_writer_destroy(&hb);
+}
+
+static int recover(brk_loop *L, char *err, size_t errlen);
+
+int brk_run(const brk_config *cfg, volatile sig_atomic_t *stop, char *err, size_t errlen) {
+    brk_loop L;
+    memset(&L, 0, sizeof L);
+    L.cfg = cfg;
+    brk_registry_init(&L.reg);
+    brk_registry_init(&L.snap);
+    L.cenv.default_max_attempts = cfg->max_attempts;
+    L.cenv.workers = &L.reg;
+    int ret = -1;
+    if (store_open(cfg->db, 0, cfg->map_bytes, &L.st, err, errlen) != STORE_OK) return -1;
+    store_set_nosync(L.st, cfg->nosync);
+    L.zctx = zmq_ctx_new();
+    L.in = xcalloc(cfg->max_batch ? cfg->max_batch : 1, sizeof *L.in);
+    if (!(L.cli = make_router(&L, cfg->clients_ep, err, errlen))) goto done;
+    if (!(L.wrk = make_router(&L, cfg->workers_ep, err, errlen))) goto done;
+    if (recover(&L, err, errlen) != 0) goto done;
+    LOG_INFO("loop: serving clients on %s, workers on %s", cfg->clients_ep, cfg->workers_ep);
+
+    int64_t now = util_now_ms();
+    int64_t next_hb = now + PROTO_HEARTBEAT_MS;
+    int64_t lease_tick = cfg->lease_ms / 4 < 250 ? (cfg->lease_ms / 4 ? cfg->lease_ms / 4 : 1) : 250;
+    int64_t next_lease = now + lease_tick;
+    int64_t next_maint = now + 10000;
+    int64_t next_log = now + 10000;
+    zmq_pollitem_t items[2] = {{L.cli, 0, ZMQ_POLLIN, 0}, {L.wrk, 0, ZMQ_POLLIN, 0}};
+    ret = 0;
+    while (!*stop) {
+        now = util_now_ms();
+        int64_t wake = next_hb < next_lease ? next_hb : next_lease;
+        long timeout = wake > now ? (long)(wake - now) : 0;
+        if (L.n_undel_next) timeout = 0;
+        int n = zmq_poll(items, 2, timeout);
+        if (n < 0 && zmq_errno() != EINTR) {
+            util_err(err, errlen, "broker: zmq_poll: %s", zmq_strerror(zmq_errno()));
+            ret = -1;
+            break;
+        }
+        L.n_in = 0;
+        if (n > 0) {
+            drain_socket(&L, L.cli, 0);
+            drain_socket(&L, L.wrk, 1);
+            /* group commit: keep collecting for up to group_commit_ms */
+            int64_t deadline = util_now_ms() + cfg->group_commit_ms;
+            while (L.n_in > 0 && L.n_in < cfg->max_batch && L.in_bytes < BRK_MAX_BATCH_BYTES && !*stop) {
+                int64_t left = deadline - util_now_ms();
+                if (left <= 0) break;
+                if (zmq_poll(items, 2, (long)left) <= 0) break;
+                drain_socket(&L, L.cli, 0);
+                drain_socket(&L, L.wrk, 1);
+            }
+        }
+        now = util_now_ms();
+        L.timers_due = now >= next_lease;
+        if (L.timers_due) next_lease = now + lease_tick;
+        /* swap the undelivered lists: this batch re-queues what the last send could not deliver */
+        undelivered *tmp = L.undel; L.undel = L.undel_next; L.undel_next = tmp;
+        L.n_undel = L.n_undel_next; L.n_undel_next = 0;
+        if (L.n_in || L.timers_due || L.n_undel) {
+            brk_registry_copy(&L.snap, &L.reg);
+            L.run_count = 0;
+            char werr[512] = "";
+            int rc = store_write(L.st, run_batch, &L, werr, sizeof werr);
+            if (rc != STORE_OK) {
+                /* the store is unusable (disk full beyond growth, I/O error): nothing of this batch
+                 * was committed or sent; stop rather than acknowledge what is not durable */
+                util_err(err, errlen, "broker: store write failed: %s", werr[0] ? werr : store_strerror(rc));
+                out_clear(&L);
+                ret = -1;
+                break;
+            }
+            L.batches++;
+            send_outbox(&L);
+        }
+        for (uint32_t i = 0; i < L.n_in; i++) proto_msg_destroy(&L.in[i].m);
+        L.n_in = 0;
+        L.in_bytes = 0;
+        now = util_now_ms();
+        if (now >= next_hb) { heartbeat_all(&L); next_hb = now + PROTO_HEARTBEAT_MS; }
+        if (now >= next_maint) { store_maintain(L.st); next_maint = now + 10000; }
+        if (now >= next_log) {
+            LOG_DEBUG("loop: %llu batches, %llu messages (%llu malformed), %llu tasks sent, %d workers",
+                      (unsigned long long)L.batches, (unsigned long long)L.msgs, (unsigned long long)L.bad_msgs,
+                      (unsigned long long)L.tasks_sent, L.reg.n);
+            next_log = now + 10000;
+        }
+    }
+    if (ret == 0) LOG_INFO("loop: stopping (%llu batches, %llu messages, %llu tasks sent)",
+                           (unsigned long long)L.batches, (unsigned long long)L.msgs, (unsigned long long)L.tasks_sent);
+done:
+    for (uint32_t i = 0; i < L.n_in; i++) proto_msg_destroy(&L.in[i].m);
+    out_clear(&L);
+    free(L.out);
+    free(L.in);
+    free(L.undel);
+    free(L.undel_next);
+    if (L.cli) zmq_close(L.cli);
+    if (L.wrk) zmq_close(L.wrk);
+    if (L.zctx) zmq_ctx_term(L.zctx);
+    brk_registry_free(&L.reg);
+    brk_registry_free(&L.snap);
+    store_close(&L.st);
+    return ret;
+}
+
+/* Restart recovery: every lease in the store belongs to a worker this process has never seen
+ * (the registry starts empty), so re-queue them all now instead of waiting for an expiry. */
+typedef struct { int n; store_worker *w; int nw, capw; } recover_ctx;
+static int collect_up(const store_worker *w, void *ctx) {
+    recover_ctx *c = ctx;
+    if (strcmp(w->state, "up") != 0) return 0;
+    if (c->nw == c->capw) { c->capw = c->capw ? c->capw * 2 : 16; c->w = xrealloc(c->w, (size_t)c->capw * sizeof *c->w); }
+    c->w[c->nw++] = *w;
+    return 0;
+}
+static int recover_fn(store_txn *t, void *ctx) {
+    recover_ctx *c = ctx;
+    brk_batch b;
+    taskq_batch_init(&b, t, util_wall_ms(), NULL);
+    /* workers of the previous run are gone until they register again */
+    c->nw = 0;
+    int rc = store_workers_each_txn(t, collect_up, c);
+    for (int i = 0; !rc && i < c->nw; i++) {
+        snprintf(c->w[i].state, sizeof c->w[i].state, "gone");
+        rc = store_worker_put(t, &c->w[i]);
+    }
+    if (rc) { taskq_batch_free(&b); return rc; }
+    rc = taskq_recover(&b);
+    if (rc >= 0) { c->n = rc; rc = taskq_batch_flush(&b); }
+    taskq_batch_free(&b);
+    return rc;
+}
+static int recover(brk_loop *L, char *err, size_t errlen) {
+    recover_ctx c = {0};
+    int rc = store_write(L->st, recover_fn, &c, err, errlen);
+    free(c.w);
+    if (rc) return -1;
+    if (c.n) LOG_INFO("loop: recovery re-queued %d leased task(s) from the previous run", c.n);
+    return 0;
+}

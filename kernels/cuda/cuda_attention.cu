@@ -1,0 +1,315 @@
+/* kernels/cuda/cuda_attention.cu — causal GQA attention over the paged KV cache.
+ *
+ * One kernel, two launch shapes (flash-style: online softmax over key tiles, no T×T matrix):
+ *   decode  (every sequence has one token): a block per (sequence, kv head, context split); its
+ *           rows are the G = Hq/Hkv query heads sharing the kv head, so each K/V row is read
+ *           from memory once for the whole group. Long contexts are split (split-K, "flash
+ *           decoding") so that small batches still fill the GPU; a combine kernel merges the
+ *           splits' (max, sum, unnormalised output). The split count depends only on the
+ *           block-table capacity (max_pages * page_size), never on the positions (which live on
+ *           the device), so a decode step can be captured in a CUDA graph and replayed while
+ *           positions grow; splits past a sequence's length exit at once.
+ *   prefill (otherwise): a block per (tile of BQ tokens of one sequence, kv head); rows are
+ *           (token, group head) pairs, masked causally by each token's position.
+ * Keys/values are staged through shared memory in tiles of ATT_TK rows (16-byte loads, rows
+ * padded by 16 bytes against bank conflicts); scores and the running max/sum are fp32.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "kernels/cuda/cuda_internal.cuh"
+
+#define ATT_TK 64  /* keys per tile */
+#define ATT_NT 128 /* threads per block */
+
+typedef struct att_args {
+    bf16 *out;
+    const bf16 *q, *kc, *vc;
+    const int32_t *bt, *cu, *pos;
+    int max_pages, n_seq, T, Hq, Hkv, hd, page_size, G, BQ;
+    float scale;
+    int decode, n_splits, split_len;
+    float *part_o, *part_ml; /* split partials (n_splits > 1) */
+} att_args;
+
+template <int HDM, int ROWS>
+__global__ void __launch_bounds__(ATT_NT) k_attention(att_args a) {
+    extern __shared__ __align__(16) unsigned char smem[];
+    const int LDK = HDM + 8; /* padded row, in bf16 elements */
+    bf16 *Ks = (bf16 *)smem;
+    bf16 *Vs = Ks + ATT_TK * LDK;
+    float *qs = (float *)(Vs + ATT_TK * LDK); /* [ROWS][HDM] */
+    float *Ss = qs + ROWS * HDM;              /* [ROWS][ATT_TK] */
+    __shared__ float m_s[ROWS], l_s[ROWS], corr_s[ROWS];
+    __shared__ int pos_s[ROWS], tok_s[ROWS];
+    __shared__ int seq_sh, tile_sh, kend_sh;
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int kvh = blockIdx.y, hd = a.hd, G = a.G;
+
+    /* Which sequence and which of its tokens this block handles. */
+    if (tid == 0) {
+        int s = -1, tile = 0;
+        if (a.decode) {
+            s = blockIdx.x;
+        } else {
+            int acc = 0, w = blockIdx.x;
+            for (int i = 0; i < a.n_seq; i++) {
+                int len = a.cu[i + 1] - a.cu[i];
+                int nt = (len + a.BQ - 1) / a.BQ;
+                if (w < acc + nt) { s = i; tile = w - acc; break; }
+                acc += nt;
+            }
+        }
+        seq_sh = s;
+        tile_sh = tile;
+    }
+    __syncthreads();
+    const int s = seq_sh;
+    if (s < 0) return; /* past the last tile */
+    const int seq_begin = a.cu[s], seq_len = a.cu[s + 1] - seq_begin;
+    const int t0 = seq_begin + tile_sh * a.BQ;
+    int ntok = seq_len - tile_sh * a.BQ;
+    if (ntok > a.BQ) ntok = a.BQ;
+    const int nrows = ntok * G;
+
+    if (tid < ROWS) {
+        int r = tid;
+        if (r < nrows) {
+            tok_s[r] = t0 + r / G;
+            pos_s[r] = a.pos[t0 + r / G];
+        } else {
+            tok_s[r] = -1;
+            pos_s[r] = -1;
+        }
+        m_s[r] = -INFINITY;
+        l_s[r] = 0.f;
+    }
+    __syncthreads();
+    if (tid == 0) {
+        int mx = -1;
+        for (int r = 0; r < nrows; r++) mx = max(mx, pos_s[r]);
+        kend_sh = mx + 1;
+    }
+    /* q rows, pre-scaled, as fp32. */
+    for (int idx = tid; idx < nrows * hd; idx += ATT_NT) {
+        int r = idx / hd, d = idx % hd;
+        int hq = kvh * G + r % G;
+        qs[r * HDM + d] = __bfloat162float(a.q[((int64_t)tok_s[r] * a.Hq + hq) * hd + d]) * a.scale;
+    }
+    __syncthreads();
+    int k_begin = 0, k_end = kend_sh;
+    if (a.decode && a.n_splits > 1) {
+        k_begin = blockIdx.z * a.split_len;
+        k_end = min(k_end, k_begin + a.split_len);
+    }
+
+    constexpr int OUTS = ROWS * HDM / ATT_NT;
+    float acc[OUTS];
+#pragma unroll
+    for (int i = 0; i < OUTS; i++) acc[i] = 0.f;
+
+    const int hd8 = hd / 8;
+    const int64_t kv_row_stride = (int64_t)a.Hkv * hd;
+    for (int kt = k_begin; kt < k_end; kt += ATT_TK) {
+        const int nk = min(ATT_TK, k_end - kt);
+        /* Stage K and V rows kt .. kt+nk-1 of this kv head. */
+        for (int idx = tid; idx < ATT_TK * hd8; idx += ATT_NT) {
+            int j = idx / hd8, c = idx % hd8;
+            uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
+            if (j < nk) {
+                int key = kt + j;
+                int page = a.bt[(int64_t)s * a.max_pages + key / a.page_size];
+                int64_t slot = (int64_t)page * a.page_size + key % a.page_size;
+                const uint4 *kp = (const uint4 *)(a.kc + slot * kv_row_stride + (int64_t)kvh * hd);
+                const uint4 *vp = (const uint4 *)(a.vc + slot * kv_row_stride + (int64_t)kvh * hd);
+                kv = kp[c];
+                vv = vp[c];
+            }
+            *(uint4 *)(Ks + j * LDK + c * 8) = kv;
+            *(uint4 *)(Vs + j * LDK + c * 8) = vv;
+        }
+        __syncthreads();
+        /* Scores (masked: key beyond the row's position or the tile). */
+        for (int idx = tid; idx < nrows * ATT_TK; idx += ATT_NT) {
+            int r = idx / ATT_TK, j = idx % ATT_TK;
+            float sc = -INFINITY;
+            if (j < nk && kt + j <= pos_s[r]) {
+                const float *qr = qs + r * HDM;
+                const bf16 *kr = Ks + j * LDK;
+                float d0 = 0.f, d1 = 0.f;
+                for (int c = 0; c < hd8; c++) {
+                    uint4 u = *(const uint4 *)(kr + c * 8);
+                    const __nv_bfloat162 *h2 = (const __nv_bfloat162 *)&u;
+                    float4 qa = *(const float4 *)(qr + c * 8), qb = *(const float4 *)(qr + c * 8 + 4);
+                    float2 k0 = __bfloat1622float2(h2[0]), k1 = __bfloat1622float2(h2[1]);
+                    float2 k2 = __bfloat1622float2(h2[2]), k3 = __bfloat1622float2(h2[3]);
+                    d0 += qa.x * k0.x + qa.y * k0.y + qa.z * k1.x + qa.w * k1.y;
+                    d1 += qb.x * k2.x + qb.y * k2.y + qb.z * k3.x + qb.w * k3.y;
+                }
+                sc = d0 + d1;
+            }
+            Ss[r * ATT_TK + j] = sc;
+        }
+        __syncthreads();
+        /* Online softmax: a warp per row. */
+        for (int r = warp; r < nrows; r += ATT_NT / 32) {
+            float s0 = Ss[r * ATT_TK + lane], s1 = Ss[r * ATT_TK + lane + 32];
+            float mx = fmaxf(s0, s1);
+            for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+            float m_old = m_s[r], m_new = fmaxf(m_old, mx);
+            float p0 = 0.f, p1 = 0.f, corr = 1.f;
+            if (m_new != -INFINITY) {
+                p0 = __expf(s0 - m_new);
+                p1 = __expf(s1 - m_new);
+                corr = __expf(m_old - m_new);
+            }
+            Ss[r * ATT_TK + lane] = p0;
+            Ss[r * ATT_TK + lane + 32] = p1;
+            float sum = p0 + p1;
+            for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+            if (lane == 0) {
+                l_s[r] = l_s[r] * corr + sum;
+                m_s[r] = m_new;
+                corr_s[r] = corr;
+            }
+        }
+        __syncthreads();
+        /* acc = acc * corr + P V. */
+#pragma unroll
+        for (int i = 0; i < OUTS; i++) {
+            int o = tid + i * ATT_NT;
+            if (o < nrows * hd) {
+                int r = o / hd, d = o % hd;
+                const float *pr = Ss + r * ATT_TK;
+                float v = acc[i] * corr_s[r];
+                for (int j = 0; j < nk; j++) v += pr[j] * __bfloat162float(Vs[j * LDK + d]);
+                acc[i] = v;
+            }
+        }
+        __syncthreads();
+    }
+
+    /* Write: final normalised output, or this split's partials. */
+#pragma unroll
+    for (int i = 0; i < OUTS; i++) {
+        int o = tid + i * ATT_NT;
+        if (o < nrows * hd) {
+            int r = o / hd, d = o % hd;
+            int hq = kvh * G + r % G;
+            if (a.decode && a.n_splits > 1) {
+                int64_t pi = ((int64_t)s * a.Hq + hq) * a.n_splits + blockIdx.z;
+                a.part_o[pi * hd + d] = acc[i];
+                if (d == 0) {
+                    a.part_ml[pi * 2] = m_s[r];
+                    a.part_ml[pi * 2 + 1] = l_s[r];
+                }
+            } else {
+                float l = l_s[r];
+                a.out[((int64_t)tok_s[r] * a.Hq + hq) * hd + d] = __float2bfloat16(l > 0.f ? acc[i] / l : 0.f);
+            }
+        }
+    }
+}
+
+/* Merges the splits of each (sequence, head): a block per pair, a thread per dimension. */
+__global__ void k_attention_combine(att_args a) {
+    int s = blockIdx.x / a.Hq, hq = blockIdx.x % a.Hq;
+    int64_t base = ((int64_t)s * a.Hq + hq) * a.n_splits;
+    float M = -INFINITY;
+    for (int i = 0; i < a.n_splits; i++)
+        if (a.part_ml[(base + i) * 2 + 1] > 0.f) M = fmaxf(M, a.part_ml[(base + i) * 2]);
+    int t = a.cu[s];
+    for (int d = threadIdx.x; d < a.hd; d += blockDim.x) {
+        float num = 0.f, den = 0.f;
+        for (int i = 0; i < a.n_splits; i++) {
+            float l = a.part_ml[(base + i) * 2 + 1];
+            if (l > 0.f) {
+                float w = __expf(a.part_ml[(base + i) * 2] - M);
+                num += w * a.part_o[(base + i) * a.hd + d];
+                den += w * l;
+            }
+        }
+        a.out[((int64_t)t * a.Hq + hq) * a.hd + d] = __float2bfloat16(den > 0.f ? num / den : 0.f);
+    }
+}
+
+template <int HDM, int ROWS>
+static void att_launch(cudaStream_t st, const att_args &a, dim3 grid) {
+    size_t smem = (size_t)2 * ATT_TK * (HDM + 8) * sizeof(bf16) + (size_t)ROWS * HDM * 4 + (size_t)ROWS * ATT_TK * 4;
+    if (smem > 48 * 1024)
+        CUDA_CHECK(cudaFuncSetAttribute(k_attention<HDM, ROWS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    k_attention<HDM, ROWS><<<grid, ATT_NT, smem, st>>>(a);
+    CUDA_CHECK_LAUNCH();
+}
+
+template <int ROWS>
+static void att_dispatch_hd(cudaStream_t st, const att_args &a, dim3 grid) {
+    if (a.hd <= 64) att_launch<64, ROWS>(st, a, grid);
+    else if (a.hd <= 128) att_launch<128, ROWS>(st, a, grid);
+    else att_launch<256, ROWS>(st, a, grid);
+}
+
+void cu_attention(op_backend *b, void *out, const void *q, const void *k_cache, const void *v_cache,
+                  const int32_t *block_table, int max_pages, const int32_t *cu_seqlens, const int32_t *pos,
+                  int n_seq, int T, int Hq, int Hkv, int hd, int page_size, float scale) {
+    CHECK(n_seq >= 0 && T >= n_seq && Hq > 0 && Hkv > 0 && Hq % Hkv == 0 && hd > 0 && page_size > 0 &&
+              max_pages > 0,
+          "attention: n_seq=%d T=%d Hq=%d Hkv=%d hd=%d page_size=%d max_pages=%d", n_seq, T, Hq, Hkv, hd,
+          page_size, max_pages);
+    CHECK(hd % 8 == 0 && hd <= 256, "attention: head_dim %d must be a multiple of 8 and at most 256", hd);
+    CHECK(Hq / Hkv <= 32, "attention: GQA group %d > 32 query heads per kv head is not supported", Hq / Hkv);
+    if (T == 0 || n_seq == 0) return;
+    cu_impl *c = cu_of(b);
+    att_args a;
+    memset(&a, 0, sizeof a);
+    a.out = (bf16 *)out;
+    a.q = (const bf16 *)q;
+    a.kc = (const bf16 *)k_cache;
+    a.vc = (const bf16 *)v_cache;
+    a.bt = block_table;
+    a.cu = cu_seqlens;
+    a.pos = pos;
+    a.max_pages = max_pages;
+    a.n_seq = n_seq;
+    a.T = T;
+    a.Hq = Hq;
+    a.Hkv = Hkv;
+    a.hd = hd;
+    a.page_size = page_size;
+    a.G = Hq / Hkv;
+    a.scale = scale;
+    a.decode = (T == n_seq);
+    if (a.decode) {
+        a.BQ = 1;
+        long cap = (long)max_pages * page_size;
+        long base = (long)n_seq * Hkv;
+        long want = (4L * c->n_sm + base - 1) / base;
+        long max_splits = (cap + ATT_TK - 1) / ATT_TK;
+        if (want > max_splits) want = max_splits;
+        if (want < 1) want = 1;
+        long split_len = (cap + want - 1) / want;
+        split_len = (split_len + ATT_TK - 1) / ATT_TK * ATT_TK;
+        a.split_len = (int)split_len;
+        a.n_splits = (int)((cap + split_len - 1) / split_len);
+        if (a.n_splits > 1) {
+            size_t np = (size_t)n_seq * Hq * a.n_splits;
+            float *scr = (float *)cu_scratch(c, np * (hd + 2) * sizeof(float));
+            a.part_o = scr;
+            a.part_ml = scr + np * hd;
+        }
+        dim3 grid(n_seq, Hkv, a.n_splits);
+        if (a.G <= 8) att_dispatch_hd<8>(c->stream, a, grid);
+        else att_dispatch_hd<32>(c->stream, a, grid);
+        if (a.n_splits > 1) {
+            k_attention_combine<<<n_seq * Hq, hd < 32 ? 32 : hd, 0, c->stream>>>(a);
+            CUDA_CHECK_LAUNCH();
+        }
+    } else {
+        a.BQ = 32 / a.G;
+        a.n_splits = 1;
+        unsigned work = (unsigned)((T + a.BQ - 1) / a.BQ + n_seq);
+        dim3 grid(work, Hkv, 1);
+        att_dispatch_hd<32>(c->stream, a, grid);
+    }
+}

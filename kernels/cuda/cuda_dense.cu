@@ -1,0 +1,379 @@
+/* kernels/cuda/cuda_dense.cu — the element-wise and per-row ops of the CUDA backend: embedding,
+ * RMSNorm (plain, fused residual add, gated grouped), SwiGLU, add, RoPE, paged KV writes, dtype
+ * conversion and random fills. bf16 in/out, fp32 arithmetic; rows are reduced in fp32.
+ * Memory-bound: 16-byte vector accesses where the row length allows, one pass per op.
+ */
+#include "kernels/cuda/cuda_internal.cuh"
+
+#define DENSE_THREADS 256
+
+/* Sum over the block (blockDim.x a multiple of 32, at most 1024). Every thread gets the sum. */
+static __device__ float block_sum(float v) {
+    __shared__ float red[32];
+    __shared__ float total;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    __syncthreads(); /* red/total may still be read from a previous call */
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        int nw = blockDim.x >> 5;
+        float s = lane < nw ? red[lane] : 0.f;
+        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        if (lane == 0) total = s;
+    }
+    __syncthreads();
+    return total;
+}
+
+/* 8 bf16 <-> 8 floats through one 16-byte word. */
+static __device__ __forceinline__ void unpack8(uint4 u, float *f) {
+    const __nv_bfloat162 *h = (const __nv_bfloat162 *)&u;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        float2 t = __bfloat1622float2(h[i]);
+        f[2 * i] = t.x;
+        f[2 * i + 1] = t.y;
+    }
+}
+static __device__ __forceinline__ uint4 pack8(const float *f) {
+    uint4 u;
+    __nv_bfloat162 *h = (__nv_bfloat162 *)&u;
+#pragma unroll
+    for (int i = 0; i < 4; i++) h[i] = __floats2bfloat162_rn(f[2 * i], f[2 * i + 1]);
+    return u;
+}
+
+static int aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+
+/* ---------------- embed ---------------- */
+__global__ void k_embed_vec(uint4 *out, const uint4 *table, const int32_t *ids, size_t n, int D8) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        size_t t = i / D8, e = i % D8;
+        out[i] = table[(int64_t)ids[t] * D8 + e];
+    }
+}
+__global__ void k_embed(bf16 *out, const bf16 *table, const int32_t *ids, size_t n, int D) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        size_t t = i / D, e = i % D;
+        out[i] = table[(int64_t)ids[t] * D + e];
+    }
+}
+static unsigned grid_for(size_t n);
+void cu_embed(op_backend *b, void *out, const void *table, const int32_t *ids, int T, int D) {
+    CHECK(T >= 0 && D > 0, "embed: T=%d D=%d", T, D);
+    if (T == 0) return;
+    cudaStream_t s = cu_of(b)->stream;
+    if (D % 8 == 0 && aligned16(out) && aligned16(table)) {
+        size_t n = (size_t)T * (D / 8);
+        k_embed_vec<<<grid_for(n), DENSE_THREADS, 0, s>>>((uint4 *)out, (const uint4 *)table, ids, n, D / 8);
+    } else {
+        size_t n = (size_t)T * D;
+        k_embed<<<grid_for(n), DENSE_THREADS, 0, s>>>((bf16 *)out, (const bf16 *)table, ids, n, D);
+    }
+    CUDA_CHECK_LAUNCH();
+}
+
+/* ---------------- rmsnorm / add_rmsnorm ----------------
+ * One block per row. Vector path: each thread keeps its 8-element chunks in registers between
+ * the reduction and the write (rows up to VEC_MAX*8*threads elements); otherwise a scalar
+ * two-pass path. `out` may alias `x` (each thread rewrites only what it read). */
+#define RMS_VEC_MAX 4
+template <int ADD>
+__global__ void k_rmsnorm_vec(bf16 *out, bf16 *resid, const bf16 *x, const bf16 *w, int D, float eps) {
+    int64_t row = blockIdx.x;
+    int D8 = D / 8;
+    float v[RMS_VEC_MAX][8];
+    float ss = 0.f;
+#pragma unroll
+    for (int j = 0; j < RMS_VEC_MAX; j++) {
+        int i = threadIdx.x + j * blockDim.x;
+        if (i < D8) {
+            unpack8(((const uint4 *)(x + row * D))[i], v[j]);
+            if (ADD) {
+                float r[8];
+                unpack8(((const uint4 *)(resid + row * D))[i], r);
+#pragma unroll
+                for (int e = 0; e < 8; e++) v[j][e] += r[e];
+                uint4 packed = pack8(v[j]);
+                ((uint4 *)(resid + row * D))[i] = packed;
+                unpack8(packed, v[j]); /* normalise the stored (rounded) residual */
+            }
+#pragma unroll
+            for (int e = 0; e < 8; e++) ss += v[j][e] * v[j][e];
+        }
+    }
+    float r = rsqrtf(block_sum(ss) / (float)D + eps);
+#pragma unroll
+    for (int j = 0; j < RMS_VEC_MAX; j++) {
+        int i = threadIdx.x + j * blockDim.x;
+        if (i < D8) {
+            float wv[8], o[8];
+            unpack8(((const uint4 *)w)[i], wv);
+#pragma unroll
+            for (int e = 0; e < 8; e++) o[e] = v[j][e] * r * wv[e];
+            ((uint4 *)(out + row * D))[i] = pack8(o);
+        }
+    }
+}
+template <int ADD>
+__global__ void k_rmsnorm(bf16 *out, bf16 *resid, const bf16 *x, const bf16 *w, int D, float eps) {
+    int64_t row = blockIdx.x;
+    float ss = 0.f;
+    for (int i = threadIdx.x; i < D; i += blockDim.x) {
+        float v = __bfloat162float(x[row * D + i]);
+        if (ADD) {
+            bf16 s = __float2bfloat16(v + __bfloat162float(resid[row * D + i]));
+            resid[row * D + i] = s;
+            v = __bfloat162float(s);
+        }
+        ss += v * v;
+    }
+    float r = rsqrtf(block_sum(ss) / (float)D + eps);
+    const bf16 *src = ADD ? resid : x;
+    for (int i = threadIdx.x; i < D; i += blockDim.x)
+        out[row * D + i] = __float2bfloat16(__bfloat162float(src[row * D + i]) * r * __bfloat162float(w[i]));
+}
+
+template <int ADD>
+static void rms_launch(op_backend *b, bf16 *out, bf16 *resid, const bf16 *x, const bf16 *w, int T, int D,
+                       float eps) {
+    cudaStream_t s = cu_of(b)->stream;
+    int D8 = D / 8;
+    int vec = D % 8 == 0 && aligned16(out) && aligned16(x) && aligned16(w) && (!ADD || aligned16(resid));
+    if (vec) {
+        int threads = 32;
+        while (threads < 1024 && threads * RMS_VEC_MAX < D8) threads *= 2;
+        if (threads * RMS_VEC_MAX >= D8) {
+            if (threads > 128 && D8 <= 128 * RMS_VEC_MAX) threads = 128;
+            k_rmsnorm_vec<ADD><<<T, threads, 0, s>>>(out, resid, x, w, D, eps);
+            CUDA_CHECK_LAUNCH();
+            return;
+        }
+    }
+    int threads = D >= 1024 ? 256 : 128;
+    k_rmsnorm<ADD><<<T, threads, 0, s>>>(out, resid, x, w, D, eps);
+    CUDA_CHECK_LAUNCH();
+}
+
+void cu_rmsnorm(op_backend *b, void *out, const void *x, const void *w, int T, int D, float eps) {
+    CHECK(T >= 0 && D > 0, "rmsnorm: T=%d D=%d", T, D);
+    if (T == 0) return;
+    rms_launch<0>(b, (bf16 *)out, NULL, (const bf16 *)x, (const bf16 *)w, T, D, eps);
+}
+void cu_add_rmsnorm(op_backend *b, void *resid, const void *x, void *out, const void *w, int T, int D,
+                    float eps) {
+    CHECK(T >= 0 && D > 0, "add_rmsnorm: T=%d D=%d", T, D);
+    if (T == 0) return;
+    rms_launch<1>(b, (bf16 *)out, (bf16 *)resid, (const bf16 *)x, (const bf16 *)w, T, D, eps);
+}
+
+/* ---------------- swiglu / add ---------------- */
+static __device__ __forceinline__ float silu(float x) { return x / (1.f + __expf(-x)); }
+
+__global__ void k_swiglu_vec(uint4 *out, const uint4 *gu, int T, int F8) {
+    size_t n = (size_t)T * F8;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        size_t t = i / F8, f = i % F8;
+        float g[8], u[8], o[8];
+        unpack8(gu[t * 2 * F8 + f], g);
+        unpack8(gu[t * 2 * F8 + F8 + f], u);
+#pragma unroll
+        for (int e = 0; e < 8; e++) o[e] = silu(g[e]) * u[e];
+        out[i] = pack8(o);
+    }
+}
+__global__ void k_swiglu(bf16 *out, const bf16 *gu, int T, int F) {
+    size_t n = (size_t)T * F;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        size_t t = i / F, f = i % F;
+        float g = __bfloat162float(gu[t * 2 * F + f]), u = __bfloat162float(gu[t * 2 * F + F + f]);
+        out[i] = __float2bfloat16(silu(g) * u);
+    }
+}
+static unsigned grid_for(size_t n) {
+    size_t g = (n + DENSE_THREADS - 1) / DENSE_THREADS;
+    if (g > 65535u * 8) g = 65535u * 8;
+    return (unsigned)(g ? g : 1);
+}
+void cu_swiglu(op_backend *b, void *out, const void *gu, int T, int F) {
+    CHECK(T >= 0 && F > 0, "swiglu: T=%d F=%d", T, F);
+    if (T == 0) return;
+    cudaStream_t s = cu_of(b)->stream;
+    if (F % 8 == 0 && aligned16(out) && aligned16(gu))
+        k_swiglu_vec<<<grid_for((size_t)T * F / 8), DENSE_THREADS, 0, s>>>((uint4 *)out, (const uint4 *)gu, T, F / 8);
+    else
+        k_swiglu<<<grid_for((size_t)T * F), DENSE_THREADS, 0, s>>>((bf16 *)out, (const bf16 *)gu, T, F);
+    CUDA_CHECK_LAUNCH();
+}
+
+__global__ void k_add_vec(uint4 *y, const uint4 *x, size_t n8) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n8; i += (size_t)gridDim.x * blockDim.x) {
+        float a[8], c[8];
+        unpack8(y[i], a);
+        unpack8(x[i], c);
+#pragma unroll
+        for (int e = 0; e < 8; e++) a[e] += c[e];
+        y[i] = pack8(a);
+    }
+}
+__global__ void k_add(bf16 *y, const bf16 *x, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        y[i] = __float2bfloat16(__bfloat162float(y[i]) + __bfloat162float(x[i]));
+}
+void cu_add(op_backend *b, void *y, const void *x, size_t n) {
+    if (n == 0) return;
+    cudaStream_t s = cu_of(b)->stream;
+    if (n % 8 == 0 && aligned16(y) && aligned16(x))
+        k_add_vec<<<grid_for(n / 8), DENSE_THREADS, 0, s>>>((uint4 *)y, (const uint4 *)x, n / 8);
+    else
+        k_add<<<grid_for(n), DENSE_THREADS, 0, s>>>((bf16 *)y, (const bf16 *)x, n);
+    CUDA_CHECK_LAUNCH();
+}
+
+/* ---------------- rope (rotate_half, partial rotary) ----------------
+ * One thread per (token, head, i < rot_dim/2): rotates the pair (i, i + rot_dim/2). The angle
+ * is computed in fp32 with an accurate sincos (positions reach 1e5 radians). */
+__global__ void k_rope(bf16 *q, bf16 *k, const int32_t *pos, const float *inv_freq, int T, int Hq, int Hkv,
+                       int hd, int half) {
+    size_t n = (size_t)T * (Hq + Hkv) * half;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        int f = (int)(i % half);
+        size_t th = i / half;
+        int h = (int)(th % (Hq + Hkv));
+        size_t t = th / (Hq + Hkv);
+        if (h < Hq ? q == NULL : k == NULL) continue; /* rotating only q or only k */
+        bf16 *base = h < Hq ? q + (t * Hq + h) * hd : k + (t * Hkv + (h - Hq)) * hd;
+        float sn, cs;
+        sincosf((float)pos[t] * inv_freq[f], &sn, &cs);
+        float x1 = __bfloat162float(base[f]), x2 = __bfloat162float(base[f + half]);
+        base[f] = __float2bfloat16(x1 * cs - x2 * sn);
+        base[f + half] = __float2bfloat16(x2 * cs + x1 * sn);
+    }
+}
+void cu_rope(op_backend *b, void *q, void *k, const int32_t *pos, const float *inv_freq, int T, int Hq,
+             int Hkv, int hd, int rot_dim) {
+    CHECK(T >= 0 && Hq > 0 && Hkv >= 0 && hd > 0 && rot_dim > 0 && rot_dim <= hd && rot_dim % 2 == 0,
+          "rope: T=%d Hq=%d Hkv=%d hd=%d rot_dim=%d", T, Hq, Hkv, hd, rot_dim);
+    if (T == 0) return;
+    size_t n = (size_t)T * (Hq + Hkv) * (rot_dim / 2);
+    k_rope<<<grid_for(n), DENSE_THREADS, 0, cu_of(b)->stream>>>((bf16 *)q, (bf16 *)k, pos, inv_freq, T, Hq, Hkv,
+                                                                  hd, rot_dim / 2);
+    CUDA_CHECK_LAUNCH();
+}
+
+/* ---------------- kv_write ---------------- */
+__global__ void k_kv_write_vec(uint4 *kc, uint4 *vc, const uint4 *k, const uint4 *v, const int32_t *slot, int T,
+                               int row8) {
+    size_t n = (size_t)T * row8;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        size_t t = i / row8, e = i % row8;
+        int64_t sl = slot[t];
+        if (sl < 0) continue; /* padding token: nothing to store */
+        kc[sl * row8 + e] = k[i];
+        vc[sl * row8 + e] = v[i];
+    }
+}
+__global__ void k_kv_write(bf16 *kc, bf16 *vc, const bf16 *k, const bf16 *v, const int32_t *slot, int T, int row) {
+    size_t n = (size_t)T * row;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        size_t t = i / row, e = i % row;
+        int64_t sl = slot[t];
+        if (sl < 0) continue;
+        kc[sl * row + e] = k[i];
+        vc[sl * row + e] = v[i];
+    }
+}
+void cu_kv_write(op_backend *b, void *k_cache, void *v_cache, const void *k, const void *v,
+                 const int32_t *slot_mapping, int T, int Hkv, int hd) {
+    CHECK(T >= 0 && Hkv > 0 && hd > 0, "kv_write: T=%d Hkv=%d hd=%d", T, Hkv, hd);
+    if (T == 0) return;
+    cudaStream_t s = cu_of(b)->stream;
+    int row = Hkv * hd;
+    if (row % 8 == 0 && aligned16(k_cache) && aligned16(v_cache) && aligned16(k) && aligned16(v))
+        k_kv_write_vec<<<grid_for((size_t)T * row / 8), DENSE_THREADS, 0, s>>>(
+            (uint4 *)k_cache, (uint4 *)v_cache, (const uint4 *)k, (const uint4 *)v, slot_mapping, T, row / 8);
+    else
+        k_kv_write<<<grid_for((size_t)T * row), DENSE_THREADS, 0, s>>>((bf16 *)k_cache, (bf16 *)v_cache,
+                                                                       (const bf16 *)k, (const bf16 *)v,
+                                                                       slot_mapping, T, row);
+    CUDA_CHECK_LAUNCH();
+}
+
+/* ---------------- gated rmsnorm ----------------
+ * g = y * silu(z); out = g / rms(g over its group) * w. One block per (group, row). */
+__global__ void k_gated_rmsnorm(bf16 *out, const bf16 *y, const bf16 *z, const bf16 *w, int D, int gs, float eps) {
+    int64_t row = blockIdx.x;
+    int64_t grp = blockIdx.y;
+    int64_t base = row * D + grp * gs;
+    float ss = 0.f;
+    for (int i = threadIdx.x; i < gs; i += blockDim.x) {
+        float g = __bfloat162float(y[base + i]) * silu(__bfloat162float(z[base + i]));
+        ss += g * g;
+    }
+    float r = rsqrtf(block_sum(ss) / (float)gs + eps);
+    const bf16 *wg = w + grp * gs;
+    for (int i = threadIdx.x; i < gs; i += blockDim.x) {
+        float g = __bfloat162float(y[base + i]) * silu(__bfloat162float(z[base + i]));
+        out[base + i] = __float2bfloat16(g * r * __bfloat162float(wg[i]));
+    }
+}
+void cu_gated_rmsnorm(op_backend *b, void *out, const void *y, const void *z, const void *w, int T, int D,
+                      int group_size, float eps) {
+    CHECK(T >= 0 && D > 0 && group_size > 0 && D % group_size == 0, "gated_rmsnorm: T=%d D=%d group_size=%d", T,
+          D, group_size);
+    if (T == 0) return;
+    CHECK(D / group_size <= 65535, "gated_rmsnorm: %d groups", D / group_size);
+    dim3 grid(T, D / group_size);
+    int threads = group_size >= 1024 ? 256 : 128;
+    k_gated_rmsnorm<<<grid, threads, 0, cu_of(b)->stream>>>((bf16 *)out, (const bf16 *)y, (const bf16 *)z,
+                                                            (const bf16 *)w, D, group_size, eps);
+    CUDA_CHECK_LAUNCH();
+}
+
+/* ---------------- conversions and random fills ---------------- */
+__global__ void k_f32_to_bf16(bf16 *dst, const float *src, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = __float2bfloat16(src[i]);
+}
+__global__ void k_f16_to_bf16(bf16 *dst, const __half *src, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = __float2bfloat16(__half2float(src[i]));
+}
+void cu_convert_to_bf16(cudaStream_t s, bf16 *dst, const void *src, op_dtype src_dtype, size_t n) {
+    if (n == 0) return;
+    if (src_dtype == OP_F32)
+        k_f32_to_bf16<<<grid_for(n), DENSE_THREADS, 0, s>>>(dst, (const float *)src, n);
+    else if (src_dtype == OP_F16)
+        k_f16_to_bf16<<<grid_for(n), DENSE_THREADS, 0, s>>>(dst, (const __half *)src, n);
+    else
+        CUDA_CHECK(cudaMemcpyAsync(dst, src, n * 2, cudaMemcpyDeviceToDevice, s));
+    CUDA_CHECK_LAUNCH();
+}
+
+/* splitmix64 of (seed, index): independent uniform draws without state. */
+static __device__ __forceinline__ float hash_uniform(uint64_t seed, uint64_t i) {
+    uint64_t z = seed + 0x9E3779B97F4A7C15ull * (i + 1);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (float)(z >> 40) * (1.0f / 16777216.0f);
+}
+__global__ void k_fill_bf16(bf16 *dst, size_t n, uint64_t seed, float lo, float hi) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = __float2bfloat16(lo + (hi - lo) * hash_uniform(seed, i));
+}
+__global__ void k_fill_f32(float *dst, size_t n, uint64_t seed, float lo, float hi) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = lo + (hi - lo) * hash_uniform(seed, i);
+}
+void cu_fill_random_bf16(cudaStream_t s, bf16 *dst, size_t n, uint64_t seed, float lo, float hi) {
+    if (n == 0) return;
+    k_fill_bf16<<<grid_for(n), DENSE_THREADS, 0, s>>>(dst, n, seed, lo, hi);
+    CUDA_CHECK_LAUNCH();
+}
+void cu_fill_random_f32(cudaStream_t s, float *dst, size_t n, uint64_t seed, float lo, float hi) {
+    if (n == 0) return;
+    k_fill_f32<<<grid_for(n), DENSE_THREADS, 0, s>>>(dst, n, seed, lo, hi);
+    CUDA_CHECK_LAUNCH();
+}

@@ -1,0 +1,102 @@
+/* kernels/cuda/cuda_internal.cuh — what the .cu files of the CUDA backend share: the backend's
+ * private state (stream, cuBLASLt handle, workspaces), bf16 helpers and the launchers each
+ * .cu file exports to cuda_backend.cu, which wires them into the op_backend table.
+ * CUDA/C++ only: C callers use kernels/cuda/cuda_backend.h.
+ */
+#ifndef THINKFAST_CUDA_INTERNAL_CUH
+#define THINKFAST_CUDA_INTERNAL_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda/cuda_check.h"
+
+typedef __nv_bfloat16 bf16;
+
+#define CU_MM_CACHE 96 /* cached cuBLASLt matmul plans (shape, accumulate, out type) */
+
+typedef struct cu_mm_plan {
+    int T, K, N, accumulate, f32out, valid;
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t a, b, c, d;
+    cublasLtMatmulAlgo_t algo;
+} cu_mm_plan;
+
+/* Backend-private state behind op_backend.impl. */
+typedef struct cu_impl {
+    int device;
+    int n_sm;
+    cudaStream_t stream;
+    cudaEvent_t ev[2];    /* op_cuda_timer_begin/end */
+    cublasLtHandle_t lt;
+    void *lt_ws;          /* cuBLASLt workspace (device) */
+    size_t lt_ws_bytes;
+    cu_mm_plan mm[CU_MM_CACHE];
+    int mm_next;          /* round-robin eviction */
+    /* Scratch for split-K attention partials and sampling; grown outside graph capture only. */
+    void *scratch;
+    size_t scratch_bytes;
+    int capturing;        /* inside op_cuda_graph_begin/end */
+    /* Sampling: device params, device ids, pinned host ids. */
+    void *samp_params;    /* op_sample_params[samp_cap] (device) */
+    int32_t *samp_ids;    /* [samp_cap] (device) */
+    int32_t *samp_ids_host; /* [samp_cap] pinned */
+    int samp_cap;
+    /* Staging buffer for load_weight conversions. */
+    void *stage;
+    size_t stage_bytes;
+    char name[32];
+} cu_impl;
+
+static inline cu_impl *cu_of(op_backend *b) { return (cu_impl *)b->impl; }
+
+/* Ensures the scratch buffer holds at least `bytes`; aborts if that needs a reallocation
+ * while a graph is being captured (warm up each bucket eagerly before capturing it). */
+void *cu_scratch(cu_impl *c, size_t bytes);
+
+static inline unsigned cu_blocks(size_t n, unsigned threads) {
+    size_t b = (n + threads - 1) / threads;
+    return (unsigned)(b ? b : 1);
+}
+
+/* ---- launchers (one group per .cu file) ---- */
+
+/* cuda_dense.cu */
+void cu_embed(op_backend *b, void *out, const void *table, const int32_t *ids, int T, int D);
+void cu_rmsnorm(op_backend *b, void *out, const void *x, const void *w, int T, int D, float eps);
+void cu_add_rmsnorm(op_backend *b, void *resid, const void *x, void *out, const void *w, int T, int D,
+                    float eps);
+void cu_swiglu(op_backend *b, void *out, const void *gu, int T, int F);
+void cu_add(op_backend *b, void *y, const void *x, size_t n);
+void cu_rope(op_backend *b, void *q, void *k, const int32_t *pos, const float *inv_freq, int T, int Hq,
+             int Hkv, int hd, int rot_dim);
+void cu_kv_write(op_backend *b, void *k_cache, void *v_cache, const void *k, const void *v,
+                 const int32_t *slot_mapping, int T, int Hkv, int hd);
+void cu_gated_rmsnorm(op_backend *b, void *out, const void *y, const void *z, const void *w, int T, int D,
+                      int group_size, float eps);
+void cu_convert_to_bf16(cudaStream_t s, bf16 *dst, const void *src, op_dtype src_dtype, size_t n);
+void cu_fill_random_bf16(cudaStream_t s, bf16 *dst, size_t n, uint64_t seed, float lo, float hi);
+void cu_fill_random_f32(cudaStream_t s, float *dst, size_t n, uint64_t seed, float lo, float hi);
+
+/* cuda_attention.cu */
+void cu_attention(op_backend *b, void *out, const void *q, const void *k_cache, const void *v_cache,
+                  const int32_t *block_table, int max_pages, const int32_t *cu_seqlens, const int32_t *pos,
+                  int n_seq, int T, int Hq, int Hkv, int hd, int page_size, float scale);
+
+/* cuda_mamba.cu */
+void cu_conv1d(op_backend *b, void *out, const void *x, const void *w, const void *bias, float *conv_state,
+               const int32_t *cu_seqlens, const int32_t *slots, int n_seq, int T, int C, int K);
+void cu_ssd_scan(op_backend *b, void *y, const void *x, const void *dt, const float *A_log, const void *Bm,
+                 const void *Cm, const float *D, const float *dt_bias, float *ssm_state,
+                 const int32_t *cu_seqlens, const int32_t *slots, int n_seq, int T, int H, int P, int G,
+                 int N, int chunk, float dt_min, float dt_max);
+
+/* cuda_sample.cu */
+void cu_sample_async(op_backend *b, int32_t *ids_dev, const float *logits, int B, int V,
+                     const op_sample_params *params_dev);
+
+#endif

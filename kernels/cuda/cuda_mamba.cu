@@ -1,0 +1,195 @@
+/* kernels/cuda/cuda_mamba.cu — the Mamba-2 mixer ops of the CUDA backend: causal depthwise
+ * conv1d + SiLU with fp32 conv state, and the SSD scan with fp32 SSM state.
+ *
+ * The scan keeps each sequence's state in registers: a block covers (sequence, head, a block
+ * of head_dim rows); each thread owns PER consecutive d_state entries of one row, LPR threads
+ * share a row and reduce y_t = h_t C_t with shuffles. For decode (one token per sequence)
+ * that is one read and one write of the state, 16-byte wide. For prefill the same kernel walks
+ * the sequence's tokens in order (the exact recurrence, parallel over sequences × heads ×
+ * row blocks), prefetching the next token's inputs; it does not use the chunked tensor-core
+ * SSD form, so `chunk` is ignored (the result is the same function).
+ */
+#include <math.h>
+
+#include "kernels/cuda/cuda_internal.cuh"
+
+static __device__ __forceinline__ float silu_f(float x) { return x / (1.f + __expf(-x)); }
+
+/* ---------------- conv1d ---------------- */
+#define CONV_KMAX 8
+__global__ void k_conv1d(bf16 *out, const bf16 *x, const bf16 *w, const bf16 *bias, float *state,
+                         const int32_t *cu, const int32_t *slots, int C, int K) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    int s = blockIdx.y;
+    if (c >= C) return;
+    int64_t slot = slots[s];
+    float *st = state + (slot * C + c) * (K - 1);
+    float win[CONV_KMAX], wk[CONV_KMAX];
+#pragma unroll
+    for (int k = 0; k < CONV_KMAX; k++) {
+        win[k] = (k < K - 1) ? st[k] : 0.f;
+        wk[k] = (k < K) ? __bfloat162float(w[(int64_t)c * K + k]) : 0.f;
+    }
+    float bv = bias ? __bfloat162float(bias[c]) : 0.f;
+    int t0 = cu[s], t1 = cu[s + 1];
+    for (int t = t0; t < t1; t++) {
+        float xt = __bfloat162float(x[(int64_t)t * C + c]);
+        float acc = bv;
+#pragma unroll
+        for (int k = 0; k < CONV_KMAX - 1; k++)
+            if (k < K - 1) acc += wk[k] * win[k];
+        /* current input times the last tap */
+#pragma unroll
+        for (int k = 0; k < CONV_KMAX; k++)
+            if (k == K - 1) acc += wk[k] * xt;
+        out[(int64_t)t * C + c] = __float2bfloat16(silu_f(acc));
+#pragma unroll
+        for (int k = 0; k < CONV_KMAX - 1; k++) {
+            if (k < K - 2) win[k] = win[k + 1];
+            else if (k == K - 2) win[k] = xt;
+        }
+    }
+#pragma unroll
+    for (int k = 0; k < CONV_KMAX - 1; k++)
+        if (k < K - 1) st[k] = win[k];
+}
+
+void cu_conv1d(op_backend *b, void *out, const void *x, const void *w, const void *bias, float *conv_state,
+               const int32_t *cu_seqlens, const int32_t *slots, int n_seq, int T, int C, int K) {
+    CHECK(n_seq >= 0 && T >= 0 && C > 0 && K >= 2 && K <= CONV_KMAX, "conv1d: n_seq=%d T=%d C=%d K=%d (K in 2..%d)",
+          n_seq, T, C, K, CONV_KMAX);
+    if (n_seq == 0) return;
+    dim3 grid(cu_blocks(C, 128), n_seq);
+    k_conv1d<<<grid, 128, 0, cu_of(b)->stream>>>((bf16 *)out, (const bf16 *)x, (const bf16 *)w,
+                                                 (const bf16 *)bias, conv_state, cu_seqlens, slots, C, K);
+    CUDA_CHECK_LAUNCH();
+}
+
+/* ---------------- SSD scan ---------------- */
+#define SSD_NT 128
+
+typedef struct ssd_args {
+    bf16 *y;
+    const bf16 *x, *dt, *B, *C;
+    const float *A_log, *D, *dt_bias;
+    float *state;
+    const int32_t *cu, *slots;
+    int H, P, G, N, LPR, RB;
+    float dt_min, dt_max;
+} ssd_args;
+
+static __device__ __forceinline__ float softplus_f(float v) { return v > 20.f ? v : log1pf(__expf(v)); }
+
+template <int PER>
+__global__ void __launch_bounds__(SSD_NT) k_ssd(ssd_args a) {
+    const int tid = threadIdx.x;
+    const int LPR = a.LPR;
+    const int h = blockIdx.y, s = blockIdx.z;
+    const int row = tid / LPR, sub = tid % LPR;
+    const int p = blockIdx.x * a.RB + row;
+    const bool prow = p < a.P;
+    const int pc = prow ? p : a.P - 1; /* clamped: idle rows read valid memory, never write */
+    const int n0 = sub * PER;
+    const int g = h / (a.H / a.G);
+    const int64_t slot = a.slots[s];
+    float *st = a.state + ((slot * a.H + h) * a.P + pc) * a.N;
+
+    float hs[PER];
+    if (PER == 4 && (a.N & 3) == 0 && n0 + 4 <= a.N) {
+        float4 v = *(const float4 *)(st + n0);
+        hs[0] = v.x; hs[1] = v.y; hs[2] = v.z; hs[3] = v.w;
+    } else {
+#pragma unroll
+        for (int e = 0; e < PER; e++) hs[e] = (n0 + e < a.N) ? st[n0 + e] : 0.f;
+    }
+    const float A = -__expf(a.A_log[h]);
+    const float Dh = a.D[h], dtb = a.dt_bias[h];
+    const int t0 = a.cu[s], t1 = a.cu[s + 1];
+
+    /* Inputs of token t: dt, x[p], B[n0..], C[n0..]. */
+    float dtr = 0.f, xv = 0.f, Bv[PER], Cv[PER];
+#define SSD_LOAD(t)                                                                     \
+    do {                                                                                \
+        dtr = __bfloat162float(a.dt[(int64_t)(t) * a.H + h]);                           \
+        xv = __bfloat162float(a.x[((int64_t)(t) * a.H + h) * a.P + pc]);                \
+        const bf16 *bp = a.B + ((int64_t)(t) * a.G + g) * a.N;                          \
+        const bf16 *cp = a.C + ((int64_t)(t) * a.G + g) * a.N;                          \
+        _Pragma("unroll") for (int e = 0; e < PER; e++) {                               \
+            Bv[e] = (n0 + e < a.N) ? __bfloat162float(bp[n0 + e]) : 0.f;                \
+            Cv[e] = (n0 + e < a.N) ? __bfloat162float(cp[n0 + e]) : 0.f;                \
+        }                                                                               \
+    } while (0)
+    if (t0 < t1) SSD_LOAD(t0);
+    for (int t = t0; t < t1; t++) {
+        float cdt = dtr, cx = xv, cB[PER], cC[PER];
+#pragma unroll
+        for (int e = 0; e < PER; e++) { cB[e] = Bv[e]; cC[e] = Cv[e]; }
+        if (t + 1 < t1) SSD_LOAD(t + 1); /* prefetch */
+        float d = softplus_f(cdt + dtb);
+        d = fminf(fmaxf(d, a.dt_min), a.dt_max);
+        float dA = __expf(d * A);
+        float dx = d * cx, yp = 0.f;
+#pragma unroll
+        for (int e = 0; e < PER; e++) {
+            hs[e] = hs[e] * dA + dx * cB[e];
+            yp += hs[e] * cC[e];
+        }
+        for (int o = LPR / 2; o > 0; o >>= 1) yp += __shfl_xor_sync(0xffffffffu, yp, o, LPR);
+        if (sub == 0 && prow) a.y[((int64_t)t * a.H + h) * a.P + p] = __float2bfloat16(yp + Dh * cx);
+    }
+#undef SSD_LOAD
+    if (!prow) return;
+    if (PER == 4 && (a.N & 3) == 0 && n0 + 4 <= a.N) {
+        *(float4 *)(st + n0) = make_float4(hs[0], hs[1], hs[2], hs[3]);
+    } else {
+#pragma unroll
+        for (int e = 0; e < PER; e++)
+            if (n0 + e < a.N) st[n0 + e] = hs[e];
+    }
+}
+
+void cu_ssd_scan(op_backend *b, void *y, const void *x, const void *dt, const float *A_log, const void *Bm,
+                 const void *Cm, const float *D, const float *dt_bias, float *ssm_state,
+                 const int32_t *cu_seqlens, const int32_t *slots, int n_seq, int T, int H, int P, int G,
+                 int N, int chunk, float dt_min, float dt_max) {
+    CHECK(n_seq >= 0 && T >= 0 && H > 0 && P > 0 && G > 0 && H % G == 0 && N > 0 && N <= 256,
+          "ssd_scan: n_seq=%d T=%d H=%d P=%d G=%d N=%d (N <= 256, H %% G == 0)", n_seq, T, H, P, G, N);
+    if (n_seq == 0) return;
+    ssd_args a;
+    a.y = (bf16 *)y;
+    a.x = (const bf16 *)x;
+    a.dt = (const bf16 *)dt;
+    a.B = (const bf16 *)Bm;
+    a.C = (const bf16 *)Cm;
+    a.A_log = A_log;
+    a.D = D;
+    a.dt_bias = dt_bias;
+    a.state = ssm_state;
+    a.cu = cu_seqlens;
+    a.slots = slots;
+    a.H = H;
+    a.P = P;
+    a.G = G;
+    a.N = N;
+    a.dt_min = dt_min;
+    a.dt_max = dt_max;
+    int per;
+    if (N % 4 == 0 && N / 4 <= 32 && ((N / 4) & (N / 4 - 1)) == 0) {
+        per = 4;
+        a.LPR = N / 4;
+    } else {
+        a.LPR = 32;
+        per = (N + 31) / 32;
+        per = per <= 1 ? 1 : per <= 2 ? 2 : per <= 4 ? 4 : 8;
+    }
+    a.RB = SSD_NT / a.LPR;
+    dim3 grid(cu_blocks(P, a.RB), H, n_seq);
+    cudaStream_t st = cu_of(b)->stream;
+    switch (per) {
+    case 1: k_ssd<1><<<grid, SSD_NT, 0, st>>>(a); break;
+    case 2: k_ssd<2><<<grid, SSD_NT, 0, st>>>(a); break;
+    case 4: k_ssd<4><<<grid, SSD_NT, 0, st>>>(a); break;
+    default: k_ssd<8><<<grid, SSD_NT, 0, st>>>(a); break;
+    }
+    CUDA_CHECK_LAUNCH();
+}

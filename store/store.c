@@ -1,0 +1,1096 @@
+/* store/store.c — the LMDB environment, named databases, key encodings and typed msgpack
+ * records of store/store.h.
+ *
+ * Records are msgpack maps written with proto_writer and read back with proto_parse_value
+ * (the same bounded reader the network uses, so a corrupt record is an error, not a crash).
+ * Decoded string views live in arenas the transaction keeps until it ends (or, for *_each,
+ * until the callback returns).
+ */
+#include "store/store.h"
+
+#include "broker/tasks.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "jobs/proto.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <lmdb.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum { DB_META, DB_JOBS, DB_PROBLEMS, DB_TASKS, DB_READY, DB_LEASES, DB_GENERATIONS, DB_SCORES,
+       DB_STATS, DB_WORKERS, DB_COUNT };
+static const char *const db_names[DB_COUNT] = {"meta", "jobs", "problems", "tasks", "ready", "leases",
+                                               "generations", "scores", "stats", "workers"};
+
+struct store {
+    MDB_env *env;
+    int lock_fd;           /* writer.lock, flock'ed exclusively by the one writer (-1 readers) */
+    MDB_dbi dbi[DB_COUNT];
+    int readonly;
+    int nosync;
+    int open_txns;
+    size_t map_bytes;
+    char last_err[256];
+};
+
+struct store_txn {
+    store *s;
+    MDB_txn *txn;
+    int write;
+    proto_msg **keep;      /* decoded records whose views are handed out until the txn ends */
+    size_t nkeep, capkeep;
+};
+
+const char *store_strerror(int rc) {
+    switch (rc) {
+    case STORE_OK: return "ok";
+    case STORE_ERR_NOTFOUND: return "not found";
+    case STORE_ERR_MAP_FULL: return "map full";
+    case STORE_ERR_CORRUPT: return "corrupt record";
+    case STORE_ERR_SCHEMA: return "schema version mismatch";
+    case STORE_ERR_IO: return "LMDB error";
+    case STORE_ERR_READONLY: return "store is read-only";
+    default: return "unknown store error";
+    }
+}
+
+/* Maps an LMDB code to a STORE_ code, remembering the text of real failures. */
+static int mdb_rc(store *s, int rc, const char *what) {
+    if (rc == MDB_SUCCESS) return STORE_OK;
+    if (rc == MDB_NOTFOUND) return STORE_ERR_NOTFOUND;
+    if (rc == MDB_MAP_FULL) return STORE_ERR_MAP_FULL;
+    snprintf(s->last_err, sizeof s->last_err, "%s: %s", what, mdb_strerror(rc));
+    return STORE_ERR_IO;
+}
+
+const char *store_last_error(const store *s) { return s->last_err; }
+size_t store_map_bytes(const store *s) { return s->map_bytes; }
+int store_is_readonly(const store *s) { return s->readonly; }
+
+/* ======================================================================= keys */
+
+static void put_be(uint8_t *p, uint64_t x, int n) {
+    for (int i = n - 1; i >= 0; i--) { p[i] = (uint8_t)x; x >>= 8; }
+}
+static uint64_t get_be(const uint8_t *p, int n) {
+    uint64_t x = 0;
+    for (int i = 0; i < n; i++) x = (x << 8) | p[i];
+    return x;
+}
+
+/* ======================================================================= environment */
+
+static int open_dbis(store *s, char *err, size_t errlen) {
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, s->readonly ? MDB_RDONLY : 0, &txn);
+    if (rc) return util_err(err, errlen, "store: mdb_txn_begin: %s", mdb_strerror(rc)), STORE_ERR_IO;
+    for (int i = 0; i < DB_COUNT; i++) {
+        rc = mdb_dbi_open(txn, db_names[i], s->readonly ? 0 : MDB_CREATE, &s->dbi[i]);
+        if (rc) {
+            mdb_txn_abort(txn);
+            if (rc == MDB_NOTFOUND) {
+                util_err(err, errlen, "store: database \"%s\" missing (not a thinkfast store?)", db_names[i]);
+                return STORE_ERR_NOTFOUND;
+            }
+            util_err(err, errlen, "store: mdb_dbi_open(%s): %s", db_names[i], mdb_strerror(rc));
+            return STORE_ERR_IO;
+        }
+    }
+    MDB_val k = {6, "schema"}, v;
+    rc = mdb_get(txn, s->dbi[DB_META], &k, &v);
+    if (rc == MDB_SUCCESS) {
+        uint32_t ver = v.mv_size == 4 ? (uint32_t)get_be(v.mv_data, 4) : 0;
+        if (ver != STORE_SCHEMA_VERSION) {
+            mdb_txn_abort(txn);
+            util_err(err, errlen, "store: schema version %u, this program needs %u", ver, STORE_SCHEMA_VERSION);
+            return STORE_ERR_SCHEMA;
+        }
+    } else if (rc == MDB_NOTFOUND && !s->readonly) {
+        uint8_t b[4];
+        put_be(b, STORE_SCHEMA_VERSION, 4);
+        v.mv_size = 4; v.mv_data = b;
+        rc = mdb_put(txn, s->dbi[DB_META], &k, &v, 0);
+        if (rc) { mdb_txn_abort(txn); return util_err(err, errlen, "store: writing schema: %s", mdb_strerror(rc)), STORE_ERR_IO; }
+    } else {
+        mdb_txn_abort(txn);
+        util_err(err, errlen, "store: schema version missing (%s)", mdb_strerror(rc));
+        return rc == MDB_NOTFOUND ? STORE_ERR_SCHEMA : STORE_ERR_IO;
+    }
+    /* commit even a read-only txn: an aborted txn would close the dbi handles it opened */
+    rc = mdb_txn_commit(txn);
+    if (rc) return util_err(err, errlen, "store: commit: %s", mdb_strerror(rc)), STORE_ERR_IO;
+    return STORE_OK;
+}
+
+int store_open(const char *dir, int readonly, size_t map_bytes, store **out, char *err, size_t errlen) {
+    *out = NULL;
+    struct stat st;
+    if (readonly) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/data.mdb", dir);
+        if (stat(path, &st) != 0) {
+            util_err(err, errlen, "store: %s: no store here (%s)", dir, strerror(errno));
+            return STORE_ERR_NOTFOUND;
+        }
+    } else if (util_mkdirs(dir, 0755) != 0) {
+        util_err(err, errlen, "store: mkdir %s: %s", dir, strerror(errno));
+        return STORE_ERR_IO;
+    }
+    store *s = xcalloc(1, sizeof *s);
+    s->readonly = readonly;
+    s->lock_fd = -1;
+    if (!readonly) {
+        /* One writer: LMDB would happily serialise two writer processes, and two brokers on one
+         * store would lease the same tasks twice. An flock dies with its process (kill -9 too). */
+        char path[4096];
+        snprintf(path, sizeof path, "%s/writer.lock", dir);
+        s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (s->lock_fd < 0) {
+            util_err(err, errlen, "store: %s: %s", path, strerror(errno));
+            free(s);
+            return STORE_ERR_IO;
+        }
+        if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+            char pid[32] = "?";
+            ssize_t n = pread(s->lock_fd, pid, sizeof pid - 1, 0);
+            if (n > 0) { pid[n] = 0; pid[strcspn(pid, "\n")] = 0; } else snprintf(pid, sizeof pid, "?");
+            util_err(err, errlen, "store: %s is already open for writing by another process (pid %s)", dir, pid);
+            close(s->lock_fd);
+            free(s);
+            return STORE_ERR_IO;
+        }
+        char pid[32];
+        int pl = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+        if (ftruncate(s->lock_fd, 0) != 0 || pwrite(s->lock_fd, pid, (size_t)pl, 0) != pl) { /* informational only */ }
+    }
+    int rc = mdb_env_create(&s->env);
+    if (rc) {
+        if (s->lock_fd >= 0) close(s->lock_fd);
+        free(s);
+        return util_err(err, errlen, "store: mdb_env_create: %s", mdb_strerror(rc)), STORE_ERR_IO;
+    }
+    mdb_env_set_maxdbs(s->env, DB_COUNT + 2);
+    if (!map_bytes) map_bytes = STORE_DEFAULT_MAP_BYTES;
+    if (!readonly) mdb_env_set_mapsize(s->env, map_bytes);
+    /* MDB_NOTLS: read transactions are not tied to threads (tools may use them freely);
+     * MDB_NORDAHEAD: random access pattern, readahead only pollutes the page cache. */
+    unsigned flags = MDB_NOTLS | MDB_NORDAHEAD | (readonly ? MDB_RDONLY : 0);
+    rc = mdb_env_open(s->env, dir, flags, 0644);
+    if (rc) {
+        util_err(err, errlen, "store: open %s: %s", dir, mdb_strerror(rc));
+        mdb_env_close(s->env);
+        if (s->lock_fd >= 0) close(s->lock_fd);
+        free(s);
+        return rc == ENOENT ? STORE_ERR_NOTFOUND : STORE_ERR_IO;
+    }
+    int dead = 0;
+    mdb_reader_check(s->env, &dead);
+    if (dead) LOG_INFO("store: cleared %d stale reader slot(s) in %s", dead, dir);
+    MDB_envinfo info;
+    mdb_env_info(s->env, &info);
+    s->map_bytes = info.me_mapsize;
+    rc = open_dbis(s, err, errlen);
+    if (rc) {
+        mdb_env_close(s->env);
+        if (s->lock_fd >= 0) close(s->lock_fd);
+        free(s);
+        return rc;
+    }
+    *out = s;
+    return STORE_OK;
+}
+
+void store_close(store **sp) {
+    if (!sp || !*sp) return;
+    store *s = *sp;
+    if (!s->readonly && s->nosync) mdb_env_sync(s->env, 1);
+    mdb_env_close(s->env);
+    if (s->lock_fd >= 0) close(s->lock_fd);   /* releases the writer flock */
+    free(s);
+    *sp = NULL;
+}
+
+void store_set_nosync(store *s, int nosync) {
+    s->nosync = nosync;
+    if (!s->readonly) mdb_env_set_flags(s->env, MDB_NOSYNC, nosync ? 1 : 0);
+}
+
+int store_maintain(store *s) {
+    int dead = 0;
+    mdb_reader_check(s->env, &dead);
+    if (dead) LOG_INFO("store: cleared %d stale reader slot(s)", dead);
+    return dead;
+}
+
+int store_grow(store *s, char *err, size_t errlen) {
+    if (s->open_txns) return util_err(err, errlen, "store: cannot grow the map with a transaction open"), STORE_ERR_IO;
+    size_t nb = s->map_bytes * 2;
+    int rc = mdb_env_set_mapsize(s->env, nb);
+    if (rc) return util_err(err, errlen, "store: growing the map to %zu bytes: %s", nb, mdb_strerror(rc)), STORE_ERR_IO;
+    MDB_envinfo info;
+    mdb_env_info(s->env, &info);
+    s->map_bytes = info.me_mapsize;
+    LOG_INFO("store: map grown to %zu MiB", s->map_bytes >> 20);
+    return STORE_OK;
+}
+
+/* ======================================================================= transactions */
+
+int store_txn_begin(store *s, int write, store_txn **out, char *err, size_t errlen) {
+    *out = NULL;
+    if (write && s->readonly) return util_err(err, errlen, "store: write on a read-only store"), STORE_ERR_READONLY;
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, write ? 0 : MDB_RDONLY, &txn);
+    if (rc == MDB_MAP_RESIZED) {
+        /* the writer grew the map since we opened: adopt the new size and retry */
+        mdb_env_set_mapsize(s->env, 0);
+        MDB_envinfo info;
+        mdb_env_info(s->env, &info);
+        s->map_bytes = info.me_mapsize;
+        rc = mdb_txn_begin(s->env, NULL, write ? 0 : MDB_RDONLY, &txn);
+    }
+    if (rc) return util_err(err, errlen, "store: mdb_txn_begin: %s", mdb_strerror(rc)), mdb_rc(s, rc, "mdb_txn_begin");
+    store_txn *t = xcalloc(1, sizeof *t);
+    t->s = s; t->txn = txn; t->write = write;
+    s->open_txns++;
+    *out = t;
+    return STORE_OK;
+}
+
+static void txn_release(store_txn *t) {
+    for (size_t i = 0; i < t->nkeep; i++) proto_msg_destroy(&t->keep[i]);
+    free(t->keep);
+    t->s->open_txns--;
+    free(t);
+}
+
+int store_txn_commit(store_txn **tp, char *err, size_t errlen) {
+    store_txn *t = *tp;
+    *tp = NULL;
+    int rc = mdb_txn_commit(t->txn);
+    store *s = t->s;
+    txn_release(t);
+    if (rc) {
+        int src = mdb_rc(s, rc, "mdb_txn_commit");
+        util_err(err, errlen, "store: commit: %s", mdb_strerror(rc));
+        return src;
+    }
+    return STORE_OK;
+}
+
+void store_txn_abort(store_txn **tp) {
+    if (!tp || !*tp) return;
+    mdb_txn_abort((*tp)->txn);
+    txn_release(*tp);
+    *tp = NULL;
+}
+
+int store_write(store *s, store_write_fn fn, void *ctx, char *err, size_t errlen) {
+    for (int tries = 0; tries < 12; tries++) {
+        store_txn *t;
+        int rc = store_txn_begin(s, 1, &t, err, errlen);
+        if (rc) return rc;
+        rc = fn(t, ctx);
+        if (rc == STORE_OK) rc = store_txn_commit(&t, err, errlen);
+        else store_txn_abort(&t);
+        if (rc != STORE_ERR_MAP_FULL) {
+            if (rc <= STORE_ERR_NOTFOUND && rc >= STORE_ERR_READONLY && err && !*err)
+                util_err(err, errlen, "store: %s%s%s", store_strerror(rc),
+                                             s->last_err[0] ? ": " : "", s->last_err);
+            return rc;
+        }
+        LOG_WARN("store: map full at %zu MiB; growing and retrying the write", s->map_bytes >> 20);
+        if ((rc = store_grow(s, err, errlen))) return rc;
+    }
+    util_err(err, errlen, "store: map still full after growing to %zu bytes", s->map_bytes);
+    return STORE_ERR_MAP_FULL;
+}
+
+/* ======================================================================= raw helpers */
+
+static int raw_put(store_txn *t, int db, const void *k, size_t kl, const void *v, size_t vl, unsigned flags) {
+    if (!t->write) return STORE_ERR_READONLY;
+    MDB_val key = {kl, (void *)k}, val = {vl, (void *)v};
+    int rc = mdb_put(t->txn, t->s->dbi[db], &key, &val, flags);
+    if (rc == MDB_KEYEXIST) return 1;
+    return mdb_rc(t->s, rc, db_names[db]);
+}
+
+static int raw_get(store_txn *t, int db, const void *k, size_t kl, MDB_val *out) {
+    MDB_val key = {kl, (void *)k};
+    return mdb_rc(t->s, mdb_get(t->txn, t->s->dbi[db], &key, out), db_names[db]);
+}
+
+static int raw_del(store_txn *t, int db, const void *k, size_t kl) {
+    if (!t->write) return STORE_ERR_READONLY;
+    MDB_val key = {kl, (void *)k};
+    return mdb_rc(t->s, mdb_del(t->txn, t->s->dbi[db], &key, NULL), db_names[db]);
+}
+
+static int put_writer(store_txn *t, int db, const void *k, size_t kl, proto_writer *w, unsigned flags) {
+    size_t n;
+    const void *d = proto_writer_data(w, &n);
+    int rc = raw_put(t, db, k, kl, d, n, flags);
+    proto_writer_destroy(&w);
+    return rc;
+}
+
+/* Decodes a record; the tree is kept by the txn (keep=1) or returned for the caller to free. */
+static int decode(store_txn *t, const MDB_val *v, int keep, proto_msg **out) {
+    char e[160];
+    int rc = proto_parse_value(v->mv_data, v->mv_size, out, e, sizeof e);
+    if (rc || proto_root(*out)->type != PV_MAP) {
+        if (!rc) proto_msg_destroy(out);
+        snprintf(t->s->last_err, sizeof t->s->last_err, "corrupt record: %s", rc ? e : "not a map");
+        return STORE_ERR_CORRUPT;
+    }
+    if (keep) {
+        if (t->nkeep == t->capkeep) {
+            t->capkeep = t->capkeep ? t->capkeep * 2 : 16;
+            t->keep = xrealloc(t->keep, t->capkeep * sizeof *t->keep);
+        }
+        t->keep[t->nkeep++] = *out;
+    }
+    return STORE_OK;
+}
+
+static uint64_t gu(const proto_val *m, const char *k) {
+    uint64_t x = 0;
+    proto_get_u64(m, k, &x);
+    return x;
+}
+static int64_t gi(const proto_val *m, const char *k) {
+    int64_t x = 0;
+    proto_get_i64(m, k, &x);
+    return x;
+}
+static double gf(const proto_val *m, const char *k, double dflt) {
+    double x = dflt;
+    if (proto_get_f64(m, k, &x) != 0) {
+        const proto_val *v = proto_get(m, k);
+        if (v && v->type == PV_NIL) x = NAN;
+    }
+    return x;
+}
+static void gs(const proto_val *m, const char *k, char *dst, size_t cap) {
+    const char *s = "";
+    uint32_t n = 0;
+    proto_get_str(m, k, &s, &n);
+    snprintf(dst, cap, "%s", s);
+}
+static const char *gv(const proto_val *m, const char *k, uint32_t *len) {
+    const char *s = "";
+    uint32_t n = 0;
+    if (proto_get_str(m, k, &s, &n) != 0) { s = ""; n = 0; }
+    if (len) *len = n;
+    return s;
+}
+
+#define KU(w, k, x) (proto_w_key((w), (k)), proto_w_u64((w), (uint64_t)(x)))
+#define KI(w, k, x) (proto_w_key((w), (k)), proto_w_i64((w), (int64_t)(x)))
+#define KF(w, k, x) (proto_w_key((w), (k)), proto_w_f64((w), (double)(x)))
+#define KS(w, k, x) (proto_w_key((w), (k)), proto_w_str((w), (x)))
+
+/* Cursor walk over keys starting with prefix[0..pl); fn gets each value. */
+typedef int (*walk_fn)(store_txn *t, const MDB_val *k, const MDB_val *v, void *ctx);
+static int walk(store_txn *t, int db, const void *prefix, size_t pl, walk_fn fn, void *ctx) {
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(t->txn, t->s->dbi[db], &c);
+    if (rc) return mdb_rc(t->s, rc, "mdb_cursor_open");
+    MDB_val k = {pl, (void *)prefix}, v;
+    rc = mdb_cursor_get(c, &k, &v, pl ? MDB_SET_RANGE : MDB_FIRST);
+    int out = STORE_OK;
+    while (rc == MDB_SUCCESS) {
+        if (pl && (k.mv_size < pl || memcmp(k.mv_data, prefix, pl) != 0)) break;
+        int r = fn(t, &k, &v, ctx);
+        if (r) { out = r < 0 ? r : STORE_OK; break; }
+        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+    if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) out = mdb_rc(t->s, rc, "mdb_cursor_get");
+    mdb_cursor_close(c);
+    return out;
+}
+
+/* Runs fn inside its own read transaction. */
+typedef int (*read_fn)(store_txn *t, void *ctx);
+static int with_read(store *s, read_fn fn, void *ctx, char *err, size_t errlen) {
+    store_txn *t;
+    int rc = store_txn_begin(s, 0, &t, err, errlen);
+    if (rc) return rc;
+    rc = fn(t, ctx);
+    store_txn_abort(&t);
+    if (rc && rc != STORE_ERR_NOTFOUND)
+        util_err(err, errlen, "store: %s%s%s", store_strerror(rc), s->last_err[0] ? ": " : "", s->last_err);
+    return rc;
+}
+
+/* ======================================================================= counters */
+
+int store_next_id(store_txn *t, const char *counter, uint64_t *out) {
+    MDB_val v;
+    uint64_t x = 1;
+    int rc = raw_get(t, DB_META, counter, strlen(counter), &v);
+    if (rc == STORE_OK && v.mv_size == 8) x = get_be(v.mv_data, 8);
+    else if (rc != STORE_OK && rc != STORE_ERR_NOTFOUND) return rc;
+    uint8_t b[8];
+    put_be(b, x + 1, 8);
+    rc = raw_put(t, DB_META, counter, strlen(counter), b, 8, 0);
+    if (rc) return rc;
+    *out = x;
+    return STORE_OK;
+}
+
+/* ======================================================================= jobs */
+
+void store_job_free(store_job *j) {
+    if (!j) return;
+    free(j->spec_json);
+    j->spec_json = NULL;
+    free(j->params);
+    j->params = NULL;
+    j->params_len = 0;
+}
+
+void store_job_id_format(uint64_t id, char *buf, size_t cap) {
+    snprintf(buf, cap, "j-%06" PRIu64, id);
+}
+
+int store_job_id_parse(const char *text, uint64_t *out) {
+    if (!text) return -1;
+    const char *p = text;
+    if (p[0] == 'j' && p[1] == '-') p += 2;
+    if (!*p) return -1;
+    uint64_t x = 0;
+    for (; *p; p++) {
+        if (*p < '0' || *p > '9') return -1;
+        if (x > (UINT64_MAX - 9) / 10) return -1;
+        x = x * 10 + (uint64_t)(*p - '0');
+    }
+    if (x == 0) return -1;
+    *out = x;
+    return 0;
+}
+
+int store_job_put(store_txn *t, const store_job *j) {
+    uint8_t k[8];
+    put_be(k, j->id, 8);
+    proto_writer *w = proto_writer_new(NULL, 0);
+    proto_w_map(w, 31);
+    KU(w, "id", j->id); KS(w, "name", j->name); KS(w, "state", j->state);
+    KI(w, "priority", j->priority);
+    KI(w, "created_ms", j->created_ms); KI(w, "started_ms", j->started_ms); KI(w, "finished_ms", j->finished_ms);
+    KU(w, "n_problems", j->n_problems); KU(w, "n_samples", j->n_samples); KU(w, "chunk", j->chunk);
+    KU(w, "n_chunks", j->n_chunks); KU(w, "max_attempts", j->max_attempts);
+    KU(w, "chunks_sampled", j->chunks_sampled); KU(w, "chunks_scored", j->chunks_scored);
+    KU(w, "samples_done", j->samples_done); KU(w, "scores_done", j->scores_done);
+    KU(w, "tasks_ready", j->tasks_ready); KU(w, "tasks_leased", j->tasks_leased);
+    KU(w, "tasks_done", j->tasks_done); KU(w, "tasks_failed", j->tasks_failed);
+    KU(w, "tasks_cancelled", j->tasks_cancelled);
+    KU(w, "agg_task", j->agg_task); KU(w, "agg_dirty", j->agg_dirty);
+    KU(w, "agg_scores_at", j->agg_scores_at); KU(w, "final_created", j->final_created);
+    KU(w, "failed_task", j->failed_task); KS(w, "error", j->error);
+    KS(w, "spec", j->spec_json ? j->spec_json : "");
+    KU(w, "schema", STORE_SCHEMA_VERSION);
+    KU(w, "kind", 0);  /* reserved: 0 = sampling job */
+    proto_w_key(w, "params");
+    if (j->params && j->params_len) proto_w_raw(w, j->params, j->params_len);
+    else proto_w_map(w, 0);
+    return put_writer(t, DB_JOBS, k, 8, w, 0);
+}
+
+static void job_from(const proto_val *m, store_job *j) {
+    memset(j, 0, sizeof *j);
+    j->id = gu(m, "id");
+    gs(m, "name", j->name, sizeof j->name);
+    gs(m, "state", j->state, sizeof j->state);
+    j->priority = (int32_t)gi(m, "priority");
+    j->created_ms = gi(m, "created_ms"); j->started_ms = gi(m, "started_ms"); j->finished_ms = gi(m, "finished_ms");
+    j->n_problems = (uint32_t)gu(m, "n_problems"); j->n_samples = (uint32_t)gu(m, "n_samples");
+    j->chunk = (uint32_t)gu(m, "chunk"); j->n_chunks = (uint32_t)gu(m, "n_chunks");
+    j->max_attempts = (uint32_t)gu(m, "max_attempts");
+    j->chunks_sampled = (uint32_t)gu(m, "chunks_sampled"); j->chunks_scored = (uint32_t)gu(m, "chunks_scored");
+    j->samples_done = gu(m, "samples_done"); j->scores_done = gu(m, "scores_done");
+    j->tasks_ready = (uint32_t)gu(m, "tasks_ready"); j->tasks_leased = (uint32_t)gu(m, "tasks_leased");
+    j->tasks_done = (uint32_t)gu(m, "tasks_done"); j->tasks_failed = (uint32_t)gu(m, "tasks_failed");
+    j->tasks_cancelled = (uint32_t)gu(m, "tasks_cancelled");
+    j->agg_task = gu(m, "agg_task"); j->agg_dirty = (int)gu(m, "agg_dirty");
+    j->agg_scores_at = gu(m, "agg_scores_at");
+    j->final_created = (int)gu(m, "final_created");
+    j->failed_task = gu(m, "failed_task");
+    gs(m, "error", j->error, sizeof j->error);
+    j->spec_json = xstrdup(gv(m, "spec", NULL));
+    const proto_val *pv = proto_get(m, "params");
+    if (pv) {
+        proto_writer *w = proto_writer_new(NULL, 0);
+        proto_w_val(w, pv);
+        size_t n;
+        const void *d = proto_writer_data(w, &n);
+        j->params = xmalloc(n);
+        memcpy(j->params, d, n);
+        j->params_len = n;
+        proto_writer_destroy(&w);
+    }
+}
+
+int store_job_get(store_txn *t, uint64_t id, store_job *out) {
+    uint8_t k[8];
+    put_be(k, id, 8);
+    MDB_val v;
+    int rc = raw_get(t, DB_JOBS, k, 8, &v);
+    if (rc) return rc;
+    proto_msg *m;
+    if ((rc = decode(t, &v, 0, &m))) return rc;
+    job_from(proto_root(m), out);
+    proto_msg_destroy(&m);
+    return STORE_OK;
+}
+
+typedef struct { store_job_fn fn; void *ctx; } jobs_each_ctx;
+static int jobs_each_cb(store_txn *t, const MDB_val *k, const MDB_val *v, void *vctx) {
+    jobs_each_ctx *c = vctx;
+    proto_msg *m;
+    int rc = decode(t, v, 0, &m);
+    if (rc) return rc;
+    store_job j;
+    job_from(proto_root(m), &j);
+    proto_msg_destroy(&m);
+    rc = c->fn(&j, c->ctx);
+    store_job_free(&j);
+    return rc ? 1 : 0;
+}
+
+int store_jobs_each_txn(store_txn *t, store_job_fn fn, void *ctx) {
+    jobs_each_ctx c = {fn, ctx};
+    return walk(t, DB_JOBS, NULL, 0, jobs_each_cb, &c);
+}
+
+typedef struct { store_job_fn fn; void *ctx; } jobs_rd;
+static int jobs_each_rd(store_txn *t, void *ctx) {
+    jobs_rd *c = ctx;
+    return store_jobs_each_txn(t, c->fn, c->ctx);
+}
+int store_jobs_each(store *s, store_job_fn fn, void *ctx, char *err, size_t errlen) {
+    jobs_rd c = {fn, ctx};
+    return with_read(s, jobs_each_rd, &c, err, errlen);
+}
+
+typedef struct { const char *name; uint64_t best; } find_ctx;
+static int find_cb(const store_job *j, void *ctx) {
+    find_ctx *f = ctx;
+    if (strcmp(j->name, f->name) == 0) f->best = j->id;  /* id order: the last match is newest */
+    return 0;
+}
+
+int store_job_find_txn(store_txn *t, const char *id_or_name, store_job *out) {
+    uint64_t id;
+    if (store_job_id_parse(id_or_name, &id) == 0) {
+        int rc = store_job_get(t, id, out);
+        if (rc != STORE_ERR_NOTFOUND) return rc;
+    }
+    find_ctx f = {id_or_name, 0};
+    int rc = store_jobs_each_txn(t, find_cb, &f);
+    if (rc) return rc;
+    if (!f.best) return STORE_ERR_NOTFOUND;
+    return store_job_get(t, f.best, out);
+}
+
+typedef struct { const char *q; store_job *out; } find_rd;
+static int find_rd_fn(store_txn *t, void *ctx) {
+    find_rd *c = ctx;
+    return store_job_find_txn(t, c->q, c->out);
+}
+int store_job_find(store *s, const char *id_or_name, store_job *out, char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    find_rd c = {id_or_name, out};
+    int rc = with_read(s, find_rd_fn, &c, err, errlen);
+    if (rc == STORE_ERR_NOTFOUND) util_err(err, errlen, "no job \"%s\"", id_or_name);
+    return rc;
+}
+
+/* ======================================================================= problems */
+
+int store_problem_put(store_txn *t, uint64_t job, const store_problem *p) {
+    uint8_t k[12];
+    put_be(k, job, 8); put_be(k + 8, p->p, 4);
+    proto_writer *w = proto_writer_new(NULL, 0);
+    proto_w_map(w, 7);
+    KU(w, "p", p->p);
+    KS(w, "id", p->id ? p->id : ""); KS(w, "question", p->question ? p->question : "");
+    KS(w, "solution", p->solution ? p->solution : ""); KS(w, "answer", p->answer ? p->answer : "");
+    KS(w, "subject", p->subject ? p->subject : ""); KI(w, "level", p->level);
+    return put_writer(t, DB_PROBLEMS, k, 12, w, 0);
+}
+
+static void problem_from(const proto_val *m, store_problem *p) {
+    p->p = (uint32_t)gu(m, "p");
+    p->id = gv(m, "id", NULL); p->question = gv(m, "question", NULL);
+    p->solution = gv(m, "solution", NULL); p->answer = gv(m, "answer", NULL);
+    p->subject = gv(m, "subject", NULL); p->level = (int32_t)gi(m, "level");
+}
+
+int store_problem_get(store_txn *t, uint64_t job, uint32_t pi, store_problem *out) {
+    uint8_t k[12];
+    put_be(k, job, 8); put_be(k + 8, pi, 4);
+    MDB_val v;
+    int rc = raw_get(t, DB_PROBLEMS, k, 12, &v);
+    if (rc) return rc;
+    proto_msg *m;
+    if ((rc = decode(t, &v, 1, &m))) return rc;
+    problem_from(proto_root(m), out);
+    return STORE_OK;
+}
+
+typedef struct { uint64_t job; void *fn; void *ctx; } each_ctx;
+static int problems_cb(store_txn *t, const MDB_val *k, const MDB_val *v, void *vctx) {
+    each_ctx *c = vctx;
+    proto_msg *m;
+    int rc = decode(t, v, 0, &m);
+    if (rc) return rc;
+    store_problem p;
+    problem_from(proto_root(m), &p);
+    rc = ((store_problem_fn)c->fn)(&p, c->ctx);
+    proto_msg_destroy(&m);
+    return rc ? 1 : 0;
+}
+int store_problems_each_txn(store_txn *t, uint64_t job, store_problem_fn fn, void *ctx) {
+    uint8_t pre[8];
+    put_be(pre, job, 8);
+    each_ctx c = {job, (void *)fn, ctx};
+    return walk(t, DB_PROBLEMS, pre, 8, problems_cb, &c);
+}
+
+/* ======================================================================= tasks */
+
+int store_task_put(store_txn *t, const store_task *x) {
+    uint8_t k[8];
+    put_be(k, x->id, 8);
+    proto_writer *w = proto_writer_new(NULL, 0);
+    proto_w_map(w, 20);
+    KU(w, "id", x->id); KU(w, "job", x->job); KI(w, "kind", x->kind); KI(w, "state", x->state);
+    KU(w, "chunk", x->chunk); KU(w, "p_begin", x->p_begin); KU(w, "p_end", x->p_end);
+    KI(w, "final", x->final); KI(w, "priority", x->priority); KU(w, "seq", x->seq);
+    KU(w, "attempt", x->attempt); KU(w, "failures", x->failures);
+    KU(w, "outputs_done", x->outputs_done); KU(w, "outputs_total", x->outputs_total);
+    KS(w, "worker", x->worker);
+    KI(w, "created_ms", x->created_ms); KI(w, "leased_ms", x->leased_ms); KI(w, "finished_ms", x->finished_ms);
+    KS(w, "error", x->error);
+    KS(w, "kind_name", brk_kind_name(x->kind));
+    return put_writer(t, DB_TASKS, k, 8, w, 0);
+}
+
+static void task_from(const proto_val *m, store_task *x) {
+    memset(x, 0, sizeof *x);
+    x->id = gu(m, "id"); x->job = gu(m, "job");
+    x->kind = (int32_t)gi(m, "kind"); x->state = (int32_t)gi(m, "state");
+    x->chunk = (uint32_t)gu(m, "chunk"); x->p_begin = (uint32_t)gu(m, "p_begin"); x->p_end = (uint32_t)gu(m, "p_end");
+    x->final = (int32_t)gi(m, "final"); x->priority = (int32_t)gi(m, "priority"); x->seq = gu(m, "seq");
+    x->attempt = (uint32_t)gu(m, "attempt"); x->failures = (uint32_t)gu(m, "failures");
+    x->outputs_done = gu(m, "outputs_done"); x->outputs_total = gu(m, "outputs_total");
+    gs(m, "worker", x->worker, sizeof x->worker);
+    x->created_ms = gi(m, "created_ms"); x->leased_ms = gi(m, "leased_ms"); x->finished_ms = gi(m, "finished_ms");
+    gs(m, "error", x->error, sizeof x->error);
+}
+
+int store_task_get(store_txn *t, uint64_t id, store_task *out) {
+    uint8_t k[8];
+    put_be(k, id, 8);
+    MDB_val v;
+    int rc = raw_get(t, DB_TASKS, k, 8, &v);
+    if (rc) return rc;
+    proto_msg *m;
+    if ((rc = decode(t, &v, 0, &m))) return rc;
+    task_from(proto_root(m), out);
+    proto_msg_destroy(&m);
+    return STORE_OK;
+}
+
+static int tasks_cb(store_txn *t, const MDB_val *k, const MDB_val *v, void *vctx) {
+    each_ctx *c = vctx;
+    proto_msg *m;
+    int rc = decode(t, v, 0, &m);
+    if (rc) return rc;
+    store_task x;
+    task_from(proto_root(m), &x);
+    proto_msg_destroy(&m);
+    if (c->job && x.job != c->job) return 0;
+    return ((store_task_fn)c->fn)(&x, c->ctx) ? 1 : 0;
+}
+int store_tasks_each_txn(store_txn *t, uint64_t job, store_task_fn fn, void *ctx) {
+    each_ctx c = {job, (void *)fn, ctx};
+    return walk(t, DB_TASKS, NULL, 0, tasks_cb, &c);
+}
+
+/* ======================================================================= ready queue */
+
+static void ready_key(uint8_t k[13], uint8_t role, int32_t priority, uint64_t seq) {
+    k[0] = role;
+    /* higher priority sorts first: INT32_MAX - prio maps [INT32_MIN, INT32_MAX] onto [2^32-1, 0] */
+    put_be(k + 1, (uint32_t)((int64_t)INT32_MAX - (int64_t)priority), 4);
+    put_be(k + 5, seq, 8);
+}
+
+int store_ready_push(store_txn *t, uint8_t role, int32_t priority, uint64_t seq, uint64_t task) {
+    uint8_t k[13], v[8];
+    ready_key(k, role, priority, seq);
+    put_be(v, task, 8);
+    return raw_put(t, DB_READY, k, 13, v, 8, 0);
+}
+
+int store_ready_del(store_txn *t, uint8_t role, int32_t priority, uint64_t seq) {
+    uint8_t k[13];
+    ready_key(k, role, priority, seq);
+    return raw_del(t, DB_READY, k, 13);
+}
+
+static int first_cb(store_txn *t, const MDB_val *k, const MDB_val *v, void *ctx) {
+    if (v->mv_size != 8) return STORE_ERR_CORRUPT;
+    *(uint64_t *)ctx = get_be(v->mv_data, 8);
+    return 1;
+}
+int store_ready_first(store_txn *t, uint8_t role, uint64_t *task) {
+    uint64_t x = 0;
+    int rc = walk(t, DB_READY, &role, 1, first_cb, &x);
+    if (rc) return rc;
+    if (!x) return STORE_ERR_NOTFOUND;
+    *task = x;
+    return STORE_OK;
+}
+
+int store_ready_del_first(store_txn *t, uint8_t role) {
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(t->txn, t->s->dbi[DB_READY], &c);
+    if (rc) return mdb_rc(t->s, rc, "mdb_cursor_open");
+    MDB_val k = {1, &role}, v;
+    rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    if (rc == MDB_SUCCESS && (k.mv_size < 1 || ((uint8_t *)k.mv_data)[0] != role)) rc = MDB_NOTFOUND;
+    if (rc == MDB_SUCCESS) rc = mdb_cursor_del(c, 0);
+    mdb_cursor_close(c);
+    return mdb_rc(t->s, rc, "ready");
+}
+
+static int count_cb(store_txn *t, const MDB_val *k, const MDB_val *v, void *ctx) {
+    (*(uint64_t *)ctx)++;
+    return 0;
+}
+uint64_t store_ready_count(store_txn *t, uint8_t role) {
+    uint64_t n = 0;
+    if (role == 0) {
+        MDB_stat st;
+        if (mdb_stat(t->txn, t->s->dbi[DB_READY], &st) == 0) n = st.ms_entries;
+        return n;
+    }
+    walk(t, DB_READY, &role, 1, count_cb, &n);
+    return n;
+}
+
+/* ======================================================================= leases */
+
+int store_lease_put(store_txn *t, const store_lease *l) {
+    uint8_t k[8];
+    put_be(k, l->task, 8);
+    proto_writer *w = proto_writer_new(NULL, 0);
+    proto_w_map(w, 4);
+    KU(w, "task", l->task); KS(w, "worker", l->worker); KU(w, "attempt", l->attempt); KI(w, "since_ms", l->since_ms);
+    return put_writer(t, DB_LEASES, k, 8, w, 0);
+}
+
+static void lease_from(const proto_val *m, store_lease *l) {
+    memset(l, 0, sizeof *l);
+    l->task = gu(m, "task");
+    gs(m, "worker", l->worker, sizeof l->worker);
+    l->attempt = (uint32_t)gu(m, "attempt");
+    l->since_ms = gi(m, "since_ms");
+}
+
+int store_lease_get(store_txn *t, uint64_t task, store_lease *out) {
+    uint8_t k[8];
+    put_be(k, task, 8);
+    MDB_val v;
+    int rc = raw_get(t, DB_LEASES, k, 8, &v);
+    if (rc) return rc;
+    proto_msg *m;
+    if ((rc = decode(t, &v, 0, &m))) return rc;
+    lease_from(proto_root(m), out);
+    proto_msg_destroy(&m);
+    return STORE_OK;
+}
+
+int store_lease_del(store_txn *t, uint64_t task) {
+    uint8_t k[8];
+    put_be(k, task, 8);
+    return raw_del(t, DB_LEASES, k, 8);
+}
+
+static int leases_cb(store_txn *t, const MDB_val *k, const MDB_val *v, void *vctx) {
+    each_ctx *c = vctx;
+    proto_msg *m;
+    int rc = decode(t, v, 0, &m);
+    if (rc) return rc;
+    store_lease l;
+    lease_from(proto_root(m), &l);
+    proto_msg_destroy(&m);
+    return ((store_lease_fn)c->fn)(&l, c->ctx) ? 1 : 0;
+}
+int store_leases_each_txn(store_txn *t, store_lease_fn fn, void *ctx) {
+    each_ctx c = {0, (void *)fn, ctx};
+    return walk(t, DB_LEASES, NULL, 0, leases_cb, &c);
+}
+
+/* ======================================================================= generations */
+
+static void ps_key(uint8_t k[16], uint64_t job, uint32_t p, uint32_t s) {
+    put_be(k, job, 8); put_be(k + 8, p, 4); put_be(k + 12, s, 4);
+}
+
+int store_generation_put(store_txn *t, uint64_t job, const store_generation *g) {
+    uint8_t k[16];
+    ps_key(k, job, g->p, g->s);
+    int rc;
+    proto_writer *w = proto_writer_new(NULL, 0);
+    proto_w_map(w, 7);
+    KU(w, "p", g->p); KU(w, "s", g->s);
+    proto_w_key(w, "text"); proto_w_strn(w, g->text ? g->text : "", g->text ? g->text_len : 0);
+    KI(w, "tokens", g->tokens); KF(w, "time_s", g->time_s); KS(w, "finish", g->finish);
+    KU(w, "task", g->task);
+    rc = put_writer(t, DB_GENERATIONS, k, 16, w, MDB_NOOVERWRITE);
+    return rc == 1 ? 0 : rc == STORE_OK ? 1 : rc;
+}
+
+static void gen_from(const proto_val *m, store_generation *g) {
+    memset(g, 0, sizeof *g);
+    g->p = (uint32_t)gu(m, "p"); g->s = (uint32_t)gu(m, "s");
+    g->text = gv(m, "text", &g->text_len);
+    g->tokens = gi(m, "tokens"); g->time_s = gf(m, "time_s", 0);
+    gs(m, "finish", g->finish, sizeof g->finish);
+    g->task = gu(m, "task");
+}
+
+int store_generation_get(store_txn *t, uint64_t job, uint32_t p, uint32_t s, store_generation *out) {
+    uint8_t k[16];
+    ps_key(k, job, p, s);
+    MDB_val v;
+    int rc = raw_get(t, DB_GENERATIONS, k, 16, &v);
+    if (rc) return rc;
+    proto_msg *m;
+    if ((rc = decode(t, &v, 1, &m))) return rc;
+    gen_from(proto_root(m), out);
+    return STORE_OK;
+}
+
+static int gens_cb(store_txn *t, const MDB_val *k, const MDB_val *v, void *vctx) {
+    each_ctx *c = vctx;
+    proto_msg *m;
+    int rc = decode(t, v, 0, &m);
+    if (rc) return rc;
+    store_generation g;
+    gen_from(proto_root(m), &g);
+    rc = ((store_generation_fn)c->fn)(c->job, &g, c->ctx);
+    proto_msg_destroy(&m);
+    return rc ? 1 : 0;
+}
+int store_generations_each_txn(store_txn *t, uint64_t job, store_generation_fn fn, void *ctx) {
+    uint8_t pre[8];
+    put_be(pre, job, 8);
+    each_ctx c = {job, (void *)fn, ctx};
+    return walk(t, DB_GENERATIONS, pre, 8, gens_cb, &c);
+}
+
+/* ======================================================================= scores */
+
+int store_score_put(store_txn *t, uint64_t job, const store_score *sc) {
+    uint8_t k[16];
+    ps_key(k, job, sc->p, sc->s);
+    int rc;
+    proto_writer *w = proto_writer_new(NULL, 0);
+    proto_w_map(w, 6);
+    KU(w, "p", sc->p); KU(w, "s", sc->s);
+    KS(w, "extracted", sc->extracted ? sc->extracted : ""); KS(w, "canonical", sc->canonical ? sc->canonical : "");
+    KI(w, "correct", sc->correct ? 1 : 0);
+    proto_w_key(w, "reward");
+    if (isnan(sc->reward)) proto_w_nil(w); else proto_w_f64(w, sc->reward);
+    rc = put_writer(t, DB_SCORES, k, 16, w, MDB_NOOVERWRITE);
+    return rc == 1 ? 0 : rc == STORE_OK ? 1 : rc;
+}
+
+static void score_from(const proto_val *m, store_score *sc) {
+    memset(sc, 0, sizeof *sc);
+    sc->p = (uint32_t)gu(m, "p"); sc->s = (uint32_t)gu(m, "s");
+    sc->extracted = gv(m, "extracted", NULL); sc->canonical = gv(m, "canonical", NULL);
+    sc->correct = gi(m, "correct") ? 1 : 0;
+    sc->reward = gf(m, "reward", NAN);
+}
+
+int store_score_get(store_txn *t, uint64_t job, uint32_t p, uint32_t s, store_score *out) {
+    uint8_t k[16];
+    ps_key(k, job, p, s);
+    MDB_val v;
+    int rc = raw_get(t, DB_SCORES, k, 16, &v);
+    if (rc) return rc;
+    proto_msg *m;
+    if ((rc = decode(t, &v, 1, &m))) return rc;
+    score_from(proto_root(m), out);
+    return STORE_OK;
+}
+
+static int scores_cb(store_txn *t, const MDB_val *k, const MDB_val *v, void *vctx) {
+    each_ctx *c = vctx;
+    proto_msg *m;
+    int rc = decode(t, v, 0, &m);
+    if (rc) return rc;
+    store_score sc;
+    score_from(proto_root(m), &sc);
+    rc = ((store_score_fn)c->fn)(c->job, &sc, c->ctx);
+    proto_msg_destroy(&m);
+    return rc ? 1 : 0;
+}
+int store_scores_each_txn(store_txn *t, uint64_t job, store_score_fn fn, void *ctx) {
+    uint8_t pre[8];
+    put_be(pre, job, 8);
+    each_ctx c = {job, (void *)fn, ctx};
+    return walk(t, DB_SCORES, pre, 8, scores_cb, &c);
+}
+
+/* Offline wrappers with their own read transaction. */
+typedef struct { int which; uint64_t job; void *fn; void *ctx; } off_ctx;
+static int off_fn(store_txn *t, void *vctx) {
+    off_ctx *c = vctx;
+    switch (c->which) {
+    case 0: return store_problems_each_txn(t, c->job, (store_problem_fn)c->fn, c->ctx);
+    case 1: return store_generations_each_txn(t, c->job, (store_generation_fn)c->fn, c->ctx);
+    default: return store_scores_each_txn(t, c->job, (store_score_fn)c->fn, c->ctx);
+    }
+}
+int store_problems_each(store *s, uint64_t job, store_problem_fn fn, void *ctx, char *err, size_t errlen) {
+    off_ctx c = {0, job, (void *)fn, ctx};
+    return with_read(s, off_fn, &c, err, errlen);
+}
+int store_generations_each(store *s, uint64_t job, store_generation_fn fn, void *ctx, char *err, size_t errlen) {
+    off_ctx c = {1, job, (void *)fn, ctx};
+    return with_read(s, off_fn, &c, err, errlen);
+}
+int store_scores_each(store *s, uint64_t job, store_score_fn fn, void *ctx, char *err, size_t errlen) {
+    off_ctx c = {2, job, (void *)fn, ctx};
+    return with_read(s, off_fn, &c, err, errlen);
+}
+
+/* ======================================================================= stats */
+
+void store_stats_free(store_stats *st) {
+    if (!st) return;
+    free(st->msgpack);
+    st->msgpack = NULL;
+    st->msgpack_len = 0;
+}
+
+int store_stats_put(store_txn *t, uint64_t job, const store_stats *st) {
+    uint8_t k[8];
+    put_be(k, job, 8);
+    proto_writer *w = proto_writer_new(NULL, 0);
+    proto_w_map(w, 5);
+    KI(w, "final", st->final); KI(w, "updated_ms", st->updated_ms); KU(w, "samples", st->samples);
+    KU(w, "task", st->task);
+    proto_w_key(w, "stats");
+    if (st->msgpack && st->msgpack_len) proto_w_raw(w, st->msgpack, st->msgpack_len);
+    else proto_w_map(w, 0);
+    return put_writer(t, DB_STATS, k, 8, w, 0);
+}
+
+int store_stats_get_txn(store_txn *t, uint64_t job, store_stats *out) {
+    memset(out, 0, sizeof *out);
+    uint8_t k[8];
+    put_be(k, job, 8);
+    MDB_val v;
+    int rc = raw_get(t, DB_STATS, k, 8, &v);
+    if (rc) return rc;
+    proto_msg *m;
+    if ((rc = decode(t, &v, 0, &m))) return rc;
+    const proto_val *r = proto_root(m);
+    out->final = (int32_t)gi(r, "final");
+    out->updated_ms = gi(r, "updated_ms");
+    out->samples = gu(r, "samples");
+    out->task = gu(r, "task");
+    const proto_val *sv = proto_get(r, "stats");
+    proto_writer *w = proto_writer_new(NULL, 0);
+    if (sv) proto_w_val(w, sv); else proto_w_map(w, 0);
+    size_t n;
+    const void *d = proto_writer_data(w, &n);
+    out->msgpack = xmalloc(n);
+    memcpy(out->msgpack, d, n);
+    out->msgpack_len = n;
+    proto_writer_destroy(&w);
+    proto_msg_destroy(&m);
+    return STORE_OK;
+}
+
+typedef struct { uint64_t job; store_stats *out; } stats_rd;
+static int stats_rd_fn(store_txn *t, void *ctx) {
+    stats_rd *c = ctx;
+    return store_stats_get_txn(t, c->job, c->out);
+}
+int store_stats_get(store *s, uint64_t job, store_stats *out, char *err, size_t errlen) {
+    stats_rd c = {job, out};
+    memset(out, 0, sizeof *out);
+    int rc = with_read(s, stats_rd_fn, &c, err, errlen);
+    if (rc == STORE_ERR_NOTFOUND) {
+        char id[24];
+        store_job_id_format(job, id, sizeof id);
+        util_err(err, errlen, "no stats for job %s yet", id);
+    }
+    return rc;
+}
+
+/* ======================================================================= workers */
+
+int store_worker_put(store_txn *t, const store_worker *x) {
+    proto_writer *w = proto_writer_new(NULL, 0);
+    proto_w_map(w, 9);
+    KS(w, "id", x->id); KS(w, "role", x->role); KS(w, "host", x->host); KI(w, "pid", x->pid);
+    KU(w, "credit", x->credit); KU(w, "leased", x->leased);
+    KI(w, "registered_ms", x->registered_ms); KI(w, "last_seen_ms", x->last_seen_ms);
+    KS(w, "state", x->state);
+    return put_writer(t, DB_WORKERS, x->id, strlen(x->id), w, 0);
+}
+
+static void worker_from(const proto_val *m, store_worker *x) {
+    memset(x, 0, sizeof *x);
+    gs(m, "id", x->id, sizeof x->id); gs(m, "role", x->role, sizeof x->role); gs(m, "host", x->host, sizeof x->host);
+    x->pid = gi(m, "pid"); x->credit = (uint32_t)gu(m, "credit"); x->leased = (uint32_t)gu(m, "leased");
+    x->registered_ms = gi(m, "registered_ms"); x->last_seen_ms = gi(m, "last_seen_ms");
+    gs(m, "state", x->state, sizeof x->state);
+}
+
+int store_worker_get(store_txn *t, const char *id, store_worker *out) {
+    MDB_val v;
+    size_t n = strlen(id);
+    if (n == 0) return STORE_ERR_NOTFOUND;
+    int rc = raw_get(t, DB_WORKERS, id, n, &v);
+    if (rc) return rc;
+    proto_msg *m;
+    if ((rc = decode(t, &v, 0, &m))) return rc;
+    worker_from(proto_root(m), out);
+    proto_msg_destroy(&m);
+    return STORE_OK;
+}
+
+static int workers_cb(store_txn *t, const MDB_val *k, const MDB_val *v, void *vctx) {
+    each_ctx *c = vctx;
+    proto_msg *m;
+    int rc = decode(t, v, 0, &m);
+    if (rc) return rc;
+    store_worker x;
+    worker_from(proto_root(m), &x);
+    proto_msg_destroy(&m);
+    return ((store_worker_fn)c->fn)(&x, c->ctx) ? 1 : 0;
+}
+int store_workers_each_txn(store_txn *t, store_worker_fn fn, void *ctx) {
+    each_ctx c = {0, (void *)fn, ctx};
+    return walk(t, DB_WORKERS, NULL, 0, workers_cb, &c);
+}

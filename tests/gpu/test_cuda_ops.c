@@ -1,0 +1,635 @@
+/* tests/gpu/test_cuda_ops.c — every CUDA op against the CPU reference backend (op_backend_new
+ * "cpu"), on fresh random inputs (never zeros): the inputs are rounded to bf16 once and given to
+ * both backends, the CUDA outputs are poisoned (NaN) before each run so an unwritten element
+ * fails, and each op has its own tolerance atol + rtol * |ref| (bf16 outputs: ~2^-8 relative).
+ * Shapes are deliberately odd: lengths that are not multiples of tiles or chunks, batch 1, GQA
+ * ratios 1/2/4/8, partial rotary, head_dim 32/64/128, d_state on both scan paths.
+ * Without a CUDA device every device test reports "skip" (the memory-planning test still runs).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cuda/cuda_backend.h"
+#include "kernels/ops.h"
+#include "tests/unit/unit.h"
+
+static op_backend *G, *C; /* device backend, CPU reference */
+static uint64_t rng_state = 0x243F6A8885A308D3ull;
+
+#define MAX_TRACK 512
+static void *g_track[MAX_TRACK], *c_track[MAX_TRACK], *h_track[MAX_TRACK];
+static int n_g, n_c, n_h;
+
+static void release_all(void) {
+    for (int i = 0; i < n_g; i++) G->free(G, g_track[i]);
+    for (int i = 0; i < n_c; i++) C->free(C, c_track[i]);
+    for (int i = 0; i < n_h; i++) free(h_track[i]);
+    n_g = n_c = n_h = 0;
+}
+static void *h_alloc(size_t n) {
+    void *p = calloc(1, n ? n : 1);
+    if (!p || n_h >= MAX_TRACK) abort();
+    h_track[n_h++] = p;
+    return p;
+}
+
+static uint64_t rnd64(void) {
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static float urand(float lo, float hi) { return lo + (hi - lo) * (float)((rnd64() >> 40) * (1.0 / 16777216.0)); }
+static int irand(int n) { return (int)(rnd64() % (uint64_t)n); }
+
+static float bf16_round(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7f800000u) != 0x7f800000u) u += 0x7fffu + ((u >> 16) & 1u);
+    u &= 0xffff0000u;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static float bf16_to_f(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* Random host vector in [lo, hi), every value representable in bf16. */
+static float *rvec(size_t n, float lo, float hi) {
+    float *v = h_alloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) v[i] = bf16_round(urand(lo, hi));
+    return v;
+}
+static void *g_bf16(const float *h, size_t n) {
+    void *d = G->alloc(G, n * 2 + 16);
+    g_track[n_g++] = d;
+    G->load_weight(G, d, h, OP_F32, n);
+    return d;
+}
+static void *g_raw(const void *h, size_t bytes) {
+    void *d = G->alloc(G, bytes + 16);
+    g_track[n_g++] = d;
+    G->upload(G, d, h, bytes);
+    return d;
+}
+static void *c_raw(const void *h, size_t bytes) {
+    void *d = C->alloc(C, bytes + 16);
+    c_track[n_c++] = d;
+    C->upload(C, d, h, bytes);
+    return d;
+}
+static void *g_poison(size_t bytes) {
+    unsigned char *h = h_alloc(bytes);
+    memset(h, 0xff, bytes); /* 0xffff bf16 and 0xffffffff fp32 are NaN */
+    return g_raw(h, bytes);
+}
+static void *c_poison(size_t bytes) {
+    unsigned char *h = h_alloc(bytes);
+    memset(h, 0xff, bytes);
+    return c_raw(h, bytes);
+}
+static float *g_read_bf16(const void *d, size_t n) {
+    uint16_t *t = h_alloc(n * 2);
+    G->download(G, t, d, n * 2);
+    float *f = h_alloc(n * 4);
+    for (size_t i = 0; i < n; i++) f[i] = bf16_to_f(t[i]);
+    return f;
+}
+static float *g_read_f32(const void *d, size_t n) {
+    float *f = h_alloc(n * 4);
+    G->download(G, f, d, n * 4);
+    return f;
+}
+static float *c_read(const void *d, size_t n) {
+    float *f = h_alloc(n * 4);
+    C->download(C, f, d, n * 4);
+    return f;
+}
+
+/* Compares got vs ref; prints the first mismatches with their index. Returns the count. */
+static size_t close_to(const char *what, const float *got, const float *ref, size_t n, double atol, double rtol) {
+    size_t bad = 0;
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - (double)ref[i]);
+        double tol = atol + rtol * fabs((double)ref[i]);
+        if (!(d <= tol)) {
+            if (bad < 5) printf("  %s: [%zu] got %.6g want %.6g (|diff| %.3g > tol %.3g)\n", what, i, got[i], ref[i], d, tol);
+            bad++;
+        }
+        if (d > worst && d == d) worst = d;
+    }
+    if (bad) printf("  %s: %zu of %zu elements out of tolerance (max |diff| %.3g)\n", what, bad, n, worst);
+    EXPECT_MSG(bad == 0, "%s: %zu mismatches", what, bad);
+    return bad;
+}
+
+#define NEED_GPU()                                   \
+    do {                                             \
+        if (!G) { unit_skip("no CUDA device"); return; } \
+    } while (0)
+
+/* ---------------------------------------------------------------- tests */
+
+TEST(load_weight_dtypes) {
+    NEED_GPU();
+    size_t n = 1037;
+    float *f = h_alloc(n * 4);
+    for (size_t i = 0; i < n; i++) f[i] = urand(-3.f, 3.f); /* not pre-rounded: checks rounding */
+    void *d = G->alloc(G, n * 2);
+    g_track[n_g++] = d;
+    G->load_weight(G, d, f, OP_F32, n);
+    float *got = g_read_bf16(d, n), *want = h_alloc(n * 4);
+    for (size_t i = 0; i < n; i++) want[i] = bf16_round(f[i]);
+    close_to("load_weight F32", got, want, n, 0, 0);
+    /* BF16 bits pass through; F16 goes through the CPU decoder for the reference. */
+    uint16_t *hb = h_alloc(n * 2), *hh = h_alloc(n * 2);
+    for (size_t i = 0; i < n; i++) {
+        float v = bf16_round(urand(-100.f, 100.f));
+        uint32_t u;
+        memcpy(&u, &v, 4);
+        hb[i] = (uint16_t)(u >> 16);
+        hh[i] = (uint16_t)((irand(2) << 15) | ((1 + irand(29)) << 10) | irand(1024)); /* normal halves */
+    }
+    G->load_weight(G, d, hb, OP_BF16, n);
+    got = g_read_bf16(d, n);
+    for (size_t i = 0; i < n; i++) want[i] = bf16_to_f(hb[i]);
+    close_to("load_weight BF16", got, want, n, 0, 0);
+    G->load_weight(G, d, hh, OP_F16, n);
+    got = g_read_bf16(d, n);
+    float *cref = h_alloc(n * 4);
+    C->load_weight(C, cref, hh, OP_F16, n);
+    for (size_t i = 0; i < n; i++) want[i] = bf16_round(cref[i]);
+    close_to("load_weight F16", got, want, n, 0, 0);
+    EXPECT(G->mem_free(G) > (size_t)1 << 20);
+    release_all();
+}
+
+static void check_embed(int V, int D, int T) {
+    float *tab = rvec((size_t)V * D, -1, 1);
+    int32_t *ids = h_alloc(T * 4);
+    for (int t = 0; t < T; t++) ids[t] = irand(V);
+    void *gt = g_bf16(tab, (size_t)V * D), *gi = g_raw(ids, T * 4), *go = g_poison((size_t)T * D * 2);
+    void *ct = c_raw(tab, (size_t)V * D * 4), *ci = c_raw(ids, T * 4), *co = c_poison((size_t)T * D * 4);
+    G->embed(G, go, gt, gi, T, D);
+    C->embed(C, co, ct, ci, T, D);
+    close_to("embed", g_read_bf16(go, (size_t)T * D), c_read(co, (size_t)T * D), (size_t)T * D, 0, 0);
+}
+TEST(embed) {
+    NEED_GPU();
+    check_embed(1000, 264, 7);
+    check_embed(50, 100, 1);
+    release_all();
+}
+
+static void check_rmsnorm(int T, int D) {
+    float *x = rvec((size_t)T * D, -2, 2), *w = rvec(D, 0.5f, 1.5f), *r = rvec((size_t)T * D, -2, 2);
+    float eps = 1e-5f;
+    size_t n = (size_t)T * D;
+    void *gx = g_bf16(x, n), *gw = g_bf16(w, D), *go = g_poison(n * 2);
+    void *cx = c_raw(x, n * 4), *cw = c_raw(w, D * 4), *co = c_poison(n * 4);
+    G->rmsnorm(G, go, gx, gw, T, D, eps);
+    C->rmsnorm(C, co, cx, cw, T, D, eps);
+    close_to("rmsnorm", g_read_bf16(go, n), c_read(co, n), n, 1e-2, 1e-2);
+    /* in place (out aliases x) */
+    G->rmsnorm(G, gx, gx, gw, T, D, eps);
+    close_to("rmsnorm in place", g_read_bf16(gx, n), c_read(co, n), n, 1e-2, 1e-2);
+    /* fused residual add: checks the updated residual and the normalised output */
+    void *gr = g_bf16(r, n), *gx2 = g_bf16(x, n), *go2 = g_poison(n * 2);
+    void *cr = c_raw(r, n * 4), *co2 = c_poison(n * 4);
+    G->add_rmsnorm(G, gr, gx2, go2, gw, T, D, eps);
+    C->add_rmsnorm(C, cr, cx, co2, cw, T, D, eps);
+    close_to("add_rmsnorm resid", g_read_bf16(gr, n), c_read(cr, n), n, 1e-2, 1e-2);
+    close_to("add_rmsnorm out", g_read_bf16(go2, n), c_read(co2, n), n, 2e-2, 2e-2);
+}
+TEST(rmsnorm) {
+    NEED_GPU();
+    check_rmsnorm(5, 2048);
+    check_rmsnorm(1, 100);
+    check_rmsnorm(3, 8200); /* beyond the register-resident vector path */
+    check_rmsnorm(2, 24);
+    release_all();
+}
+
+static void check_matmul(int T, int K, int N, int acc) {
+    float s = 1.0f / sqrtf((float)K);
+    float *x = rvec((size_t)T * K, -1, 1), *w = rvec((size_t)N * K, -s * 1.7f, s * 1.7f), *y0 = rvec((size_t)T * N, -1, 1);
+    size_t ny = (size_t)T * N;
+    void *gx = g_bf16(x, (size_t)T * K), *gw = g_bf16(w, (size_t)N * K);
+    void *cx = c_raw(x, (size_t)T * K * 4), *cw = c_raw(w, (size_t)N * K * 4);
+    void *gy = acc ? g_bf16(y0, ny) : g_poison(ny * 2), *cy = acc ? c_raw(y0, ny * 4) : c_poison(ny * 4);
+    G->matmul(G, gy, gx, gw, T, K, N, acc);
+    C->matmul(C, cy, cx, cw, T, K, N, acc);
+    char what[96];
+    snprintf(what, sizeof what, "matmul T=%d K=%d N=%d acc=%d", T, K, N, acc);
+    float *ref = c_read(cy, ny);
+    close_to(what, g_read_bf16(gy, ny), ref, ny, 2e-2, 1e-2);
+    if (!acc) {
+        void *gf = g_poison(ny * 4);
+        G->matmul_f32out(G, gf, gx, gw, T, K, N);
+        snprintf(what, sizeof what, "matmul_f32out T=%d K=%d N=%d", T, K, N);
+        close_to(what, g_read_f32(gf, ny), ref, ny, 2e-3, 2e-3);
+    }
+}
+TEST(matmul) {
+    NEED_GPU();
+    check_matmul(1, 64, 128, 0);
+    check_matmul(7, 257, 300, 0);
+    check_matmul(7, 257, 300, 1);
+    check_matmul(64, 2048, 512, 0);
+    check_matmul(33, 512, 1000, 1);
+    check_matmul(130, 96, 8, 0);
+    release_all();
+}
+
+TEST(swiglu_add) {
+    NEED_GPU();
+    int shapes[3][2] = {{3, 100}, {4, 256}, {1, 8192}};
+    for (int k = 0; k < 3; k++) {
+        int T = shapes[k][0], F = shapes[k][1];
+        size_t n = (size_t)T * F;
+        float *gu = rvec(2 * n, -4, 4);
+        void *g_gu = g_bf16(gu, 2 * n), *go = g_poison(n * 2);
+        void *c_gu = c_raw(gu, 2 * n * 4), *co = c_poison(n * 4);
+        G->swiglu(G, go, g_gu, T, F);
+        C->swiglu(C, co, c_gu, T, F);
+        close_to("swiglu", g_read_bf16(go, n), c_read(co, n), n, 1e-2, 1e-2);
+    }
+    size_t ns[2] = {1001, 4096};
+    for (int k = 0; k < 2; k++) {
+        size_t n = ns[k];
+        float *y = rvec(n, -2, 2), *x = rvec(n, -2, 2);
+        void *gy = g_bf16(y, n), *gx = g_bf16(x, n), *cy = c_raw(y, n * 4), *cx = c_raw(x, n * 4);
+        G->add(G, gy, gx, n);
+        C->add(C, cy, cx, n);
+        close_to("add", g_read_bf16(gy, n), c_read(cy, n), n, 1e-2, 1e-2);
+    }
+    release_all();
+}
+
+static void check_rope(int T, int Hq, int Hkv, int hd, int rot) {
+    size_t nq = (size_t)T * Hq * hd, nk = (size_t)T * Hkv * hd;
+    float *q = rvec(nq, -1, 1), *k = rvec(nk, -1, 1);
+    int32_t *pos = h_alloc(T * 4);
+    for (int t = 0; t < T; t++) pos[t] = irand(9000);
+    float *inv = h_alloc(rot / 2 * 4);
+    for (int i = 0; i < rot / 2; i++) inv[i] = powf(500000.f, -2.f * i / rot);
+    void *gq = g_bf16(q, nq), *gk = g_bf16(k, nk), *gp = g_raw(pos, T * 4), *gi = g_raw(inv, rot / 2 * 4);
+    void *cq = c_raw(q, nq * 4), *ck = c_raw(k, nk * 4), *cp = c_raw(pos, T * 4), *ci = c_raw(inv, rot / 2 * 4);
+    G->rope(G, gq, gk, gp, gi, T, Hq, Hkv, hd, rot);
+    C->rope(C, cq, ck, cp, ci, T, Hq, Hkv, hd, rot);
+    close_to("rope q", g_read_bf16(gq, nq), c_read(cq, nq), nq, 1.5e-2, 1e-2);
+    close_to("rope k", g_read_bf16(gk, nk), c_read(ck, nk), nk, 1.5e-2, 1e-2);
+}
+TEST(rope) {
+    NEED_GPU();
+    check_rope(9, 8, 2, 64, 64);
+    check_rope(5, 4, 4, 64, 32); /* partial rotary */
+    check_rope(1, 32, 8, 128, 128);
+    release_all();
+}
+
+/* A paged KV layout for n_seq sequences of ctx[s] tokens: shuffled pages. */
+typedef struct kv_fixture {
+    int n_seq, page_size, max_pages, n_pages, Hkv, hd;
+    int32_t *bt;
+    size_t cache_elems;
+} kv_fixture;
+static void kv_layout(kv_fixture *f, const int *ctx) {
+    f->max_pages = 0;
+    for (int s = 0; s < f->n_seq; s++) {
+        int np = (ctx[s] + f->page_size - 1) / f->page_size;
+        if (np > f->max_pages) f->max_pages = np;
+    }
+    f->max_pages += 1;
+    f->n_pages = f->n_seq * f->max_pages + 3;
+    int *perm = h_alloc(f->n_pages * 4);
+    for (int i = 0; i < f->n_pages; i++) perm[i] = i;
+    for (int i = f->n_pages - 1; i > 0; i--) {
+        int j = irand(i + 1), t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+    f->bt = h_alloc((size_t)f->n_seq * f->max_pages * 4);
+    int next = 0;
+    for (int s = 0; s < f->n_seq; s++)
+        for (int p = 0; p < f->max_pages; p++) f->bt[s * f->max_pages + p] = perm[next++];
+    f->cache_elems = (size_t)f->n_pages * f->page_size * f->Hkv * f->hd;
+}
+
+TEST(kv_write) {
+    NEED_GPU();
+    int ctx[3] = {5, 40, 17};
+    kv_fixture f = {.n_seq = 3, .page_size = 16, .Hkv = 2, .hd = 64};
+    kv_layout(&f, ctx);
+    int T = ctx[0] + ctx[1] + ctx[2];
+    int32_t *slot = h_alloc(T * 4);
+    int t = 0;
+    for (int s = 0; s < 3; s++)
+        for (int j = 0; j < ctx[s]; j++, t++) slot[t] = f.bt[s * f.max_pages + j / f.page_size] * f.page_size + j % f.page_size;
+    size_t row = (size_t)f.Hkv * f.hd;
+    float *k = rvec(T * row, -1, 1), *v = rvec(T * row, -1, 1);
+    float *base = rvec(f.cache_elems, -1, 1); /* untouched slots must keep their values */
+    void *gkc = g_bf16(base, f.cache_elems), *gvc = g_bf16(base, f.cache_elems);
+    void *ckc = c_raw(base, f.cache_elems * 4), *cvc = c_raw(base, f.cache_elems * 4);
+    void *gk = g_bf16(k, T * row), *gv = g_bf16(v, T * row), *gs = g_raw(slot, T * 4);
+    void *ck = c_raw(k, T * row * 4), *cv = c_raw(v, T * row * 4), *cs = c_raw(slot, T * 4);
+    G->kv_write(G, gkc, gvc, gk, gv, gs, T, f.Hkv, f.hd);
+    C->kv_write(C, ckc, cvc, ck, cv, cs, T, f.Hkv, f.hd);
+    close_to("kv_write K", g_read_bf16(gkc, f.cache_elems), c_read(ckc, f.cache_elems), f.cache_elems, 0, 0);
+    close_to("kv_write V", g_read_bf16(gvc, f.cache_elems), c_read(cvc, f.cache_elems), f.cache_elems, 0, 0);
+    release_all();
+}
+
+/* Attention: sequences with `ctx[s]` cached tokens of which the last `q_len[s]` are queries. */
+static void check_attention(int n_seq, const int *ctx, const int *q_len, int Hq, int Hkv, int hd, int page_size) {
+    kv_fixture f = {.n_seq = n_seq, .page_size = page_size, .Hkv = Hkv, .hd = hd};
+    kv_layout(&f, ctx);
+    int T = 0;
+    int32_t *cu = h_alloc((n_seq + 1) * 4);
+    for (int s = 0; s < n_seq; s++) { cu[s] = T; T += q_len[s]; }
+    cu[n_seq] = T;
+    int32_t *pos = h_alloc(T * 4);
+    for (int s = 0; s < n_seq; s++)
+        for (int i = 0; i < q_len[s]; i++) pos[cu[s] + i] = ctx[s] - q_len[s] + i;
+    size_t nq = (size_t)T * Hq * hd;
+    float *q = rvec(nq, -1, 1), *kc = rvec(f.cache_elems, -1, 1), *vc = rvec(f.cache_elems, -1, 1);
+    float scale = 1.0f / sqrtf((float)hd) * 2.0f; /* sharper than usual: exercises the softmax */
+    size_t nbt = (size_t)n_seq * f.max_pages;
+    void *gq = g_bf16(q, nq), *gk = g_bf16(kc, f.cache_elems), *gv = g_bf16(vc, f.cache_elems);
+    void *gbt = g_raw(f.bt, nbt * 4), *gcu = g_raw(cu, (n_seq + 1) * 4), *gp = g_raw(pos, T * 4), *go = g_poison(nq * 2);
+    void *cq = c_raw(q, nq * 4), *ck = c_raw(kc, f.cache_elems * 4), *cv = c_raw(vc, f.cache_elems * 4);
+    void *cbt = c_raw(f.bt, nbt * 4), *ccu = c_raw(cu, (n_seq + 1) * 4), *cp = c_raw(pos, T * 4), *co = c_poison(nq * 4);
+    G->attention(G, go, gq, gk, gv, gbt, f.max_pages, gcu, gp, n_seq, T, Hq, Hkv, hd, page_size, scale);
+    C->attention(C, co, cq, ck, cv, cbt, f.max_pages, ccu, cp, n_seq, T, Hq, Hkv, hd, page_size, scale);
+    char what[128];
+    snprintf(what, sizeof what, "attention n_seq=%d T=%d Hq=%d Hkv=%d hd=%d ctx0=%d", n_seq, T, Hq, Hkv, hd, ctx[0]);
+    close_to(what, g_read_bf16(go, nq), c_read(co, nq), nq, 1e-2, 2e-2);
+}
+TEST(attention_decode) {
+    NEED_GPU();
+    int ones[4] = {1, 1, 1, 1};
+    int c1[1] = {1};
+    check_attention(1, c1, ones, 8, 8, 64, 16);              /* first token, MHA */
+    int c3[3] = {37, 1000, 129};
+    check_attention(3, c3, ones, 8, 4, 64, 16);               /* GQA 2 */
+    int c2[2] = {3000, 65};
+    check_attention(2, c2, ones, 32, 8, 64, 16);              /* GQA 4, long: split-K */
+    int c4[4] = {200, 7, 513, 64};
+    check_attention(4, c4, ones, 16, 2, 128, 32);             /* GQA 8, hd 128 */
+    check_attention(2, c2, ones, 4, 4, 32, 64);               /* hd 32, GQA 1 */
+    int c5[1] = {4100};
+    check_attention(1, c5, ones, 32, 2, 64, 16);              /* GQA 16, batch 1 */
+    release_all();
+}
+TEST(attention_prefill) {
+    NEED_GPU();
+    int c1[1] = {77}, q1[1] = {77};
+    check_attention(1, c1, q1, 8, 2, 64, 16);                 /* plain prompt */
+    int c3[3] = {40, 300, 5}, q3[3] = {40, 100, 5};           /* continued prefill + short */
+    check_attention(3, c3, q3, 32, 8, 64, 16);
+    int c2[2] = {129, 33}, q2[2] = {129, 1};                  /* mixed: one decode token */
+    check_attention(2, c2, q2, 16, 2, 128, 32);
+    check_attention(2, c2, q2, 4, 4, 32, 16);
+    release_all();
+}
+
+static void check_conv1d(int n_seq, const int *len, int C_, int K, int with_bias) {
+    int T = 0;
+    int32_t *cu = h_alloc((n_seq + 1) * 4), *slots = h_alloc(n_seq * 4);
+    for (int s = 0; s < n_seq; s++) { cu[s] = T; T += len[s]; slots[s] = n_seq - 1 - s + 1; }
+    cu[n_seq] = T;
+    int n_slots = n_seq + 2;
+    size_t nx = (size_t)T * C_, ns = (size_t)n_slots * C_ * (K - 1);
+    float *x = rvec(nx, -2, 2), *w = rvec((size_t)C_ * K, -1, 1), *b = rvec(C_, -0.5f, 0.5f), *st = rvec(ns, -2, 2);
+    void *gx = g_bf16(x, nx), *gw = g_bf16(w, (size_t)C_ * K), *gb = with_bias ? g_bf16(b, C_) : NULL;
+    void *gst = g_raw(st, ns * 4), *gcu = g_raw(cu, (n_seq + 1) * 4), *gsl = g_raw(slots, n_seq * 4), *go = g_poison(nx * 2);
+    void *cx = c_raw(x, nx * 4), *cw = c_raw(w, (size_t)C_ * K * 4), *cb = with_bias ? c_raw(b, C_ * 4) : NULL;
+    void *cst = c_raw(st, ns * 4), *ccu = c_raw(cu, (n_seq + 1) * 4), *csl = c_raw(slots, n_seq * 4), *co = c_poison(nx * 4);
+    G->conv1d(G, go, gx, gw, gb, gst, gcu, gsl, n_seq, T, C_, K);
+    C->conv1d(C, co, cx, cw, cb, cst, ccu, csl, n_seq, T, C_, K);
+    close_to("conv1d out", g_read_bf16(go, nx), c_read(co, nx), nx, 1e-2, 1e-2);
+    close_to("conv1d state", g_read_f32(gst, ns), c_read(cst, ns), ns, 1e-6, 1e-6);
+}
+TEST(conv1d) {
+    NEED_GPU();
+    int l3[3] = {1, 5, 17};
+    check_conv1d(3, l3, 100, 4, 1);
+    int l1[1] = {2};
+    check_conv1d(1, l1, 300, 4, 0); /* shorter than the window: state shifts */
+    int ld[5] = {1, 1, 1, 1, 1};
+    check_conv1d(5, ld, 2304, 4, 1); /* decode */
+    check_conv1d(3, l3, 64, 2, 1);
+    release_all();
+}
+
+static void check_ssd(int n_seq, const int *len, int H, int P, int G_, int N, int chunk) {
+    int T = 0;
+    int32_t *cu = h_alloc((n_seq + 1) * 4), *slots = h_alloc(n_seq * 4);
+    for (int s = 0; s < n_seq; s++) { cu[s] = T; T += len[s]; slots[s] = n_seq - s; } /* distinct, not in order */
+    cu[n_seq] = T;
+    int n_slots = n_seq + 1;
+    size_t nx = (size_t)T * H * P, nbc = (size_t)T * G_ * N, ns = (size_t)n_slots * H * P * N;
+    float *x = rvec(nx, -1, 1), *dt = rvec((size_t)T * H, -4, 1), *B = rvec(nbc, -1, 1), *Cm = rvec(nbc, -1, 1);
+    float *Alog = rvec(H, -1, 1.5f), *D = rvec(H, -1, 1), *dtb = rvec(H, -1, 1), *st = rvec(ns, -0.5f, 0.5f);
+    float dt_min = 0.0f, dt_max = INFINITY;
+    void *gx = g_bf16(x, nx), *gdt = g_bf16(dt, (size_t)T * H), *gB = g_bf16(B, nbc), *gC = g_bf16(Cm, nbc);
+    void *gA = g_raw(Alog, H * 4), *gD = g_raw(D, H * 4), *gdb = g_raw(dtb, H * 4), *gst = g_raw(st, ns * 4);
+    void *gcu = g_raw(cu, (n_seq + 1) * 4), *gsl = g_raw(slots, n_seq * 4), *gy = g_poison(nx * 2);
+    void *cx = c_raw(x, nx * 4), *cdt = c_raw(dt, (size_t)T * H * 4), *cB = c_raw(B, nbc * 4), *cC = c_raw(Cm, nbc * 4);
+    void *cA = c_raw(Alog, H * 4), *cD = c_raw(D, H * 4), *cdb = c_raw(dtb, H * 4), *cst = c_raw(st, ns * 4);
+    void *ccu = c_raw(cu, (n_seq + 1) * 4), *csl = c_raw(slots, n_seq * 4), *cy = c_poison(nx * 4);
+    G->ssd_scan(G, gy, gx, gdt, gA, gB, gC, gD, gdb, gst, gcu, gsl, n_seq, T, H, P, G_, N, chunk, dt_min, dt_max);
+    C->ssd_scan(C, cy, cx, cdt, cA, cB, cC, cD, cdb, cst, ccu, csl, n_seq, T, H, P, G_, N, chunk, dt_min, dt_max);
+    char what[128];
+    snprintf(what, sizeof what, "ssd_scan y n_seq=%d T=%d H=%d P=%d G=%d N=%d", n_seq, T, H, P, G_, N);
+    close_to(what, g_read_bf16(gy, nx), c_read(cy, nx), nx, 2e-2, 2e-2);
+    snprintf(what, sizeof what, "ssd_scan state n_seq=%d T=%d N=%d", n_seq, T, N);
+    close_to(what, g_read_f32(gst, ns), c_read(cst, ns), ns, 1e-3, 1e-3);
+}
+TEST(ssd_scan) {
+    NEED_GPU();
+    int l3[3] = {1, 37, 130};
+    check_ssd(3, l3, 4, 16, 2, 16, 32);   /* prefill, chunk does not divide */
+    check_ssd(3, l3, 8, 64, 1, 64, 128);  /* Llamba-like head, N 64 */
+    check_ssd(3, l3, 4, 16, 4, 24, 16);   /* generic path (N 24) */
+    int ld[6] = {1, 1, 1, 1, 1, 1};
+    check_ssd(6, ld, 32, 64, 1, 64, 128); /* decode */
+    check_ssd(6, ld, 4, 8, 2, 128, 64);   /* decode, N 128 */
+    int l1[1] = {300};
+    check_ssd(1, l1, 2, 30, 1, 8, 64);    /* batch 1, P not a multiple of the row block */
+    release_all();
+}
+
+TEST(gated_rmsnorm) {
+    NEED_GPU();
+    int shapes[3][3] = {{4, 256, 64}, {3, 100, 100}, {2, 2048, 2048}};
+    for (int k = 0; k < 3; k++) {
+        int T = shapes[k][0], D = shapes[k][1], gs = shapes[k][2];
+        size_t n = (size_t)T * D;
+        float *y = rvec(n, -2, 2), *z = rvec(n, -3, 3), *w = rvec(D, 0.5f, 1.5f);
+        void *gy = g_bf16(y, n), *gz = g_bf16(z, n), *gw = g_bf16(w, D), *go = g_poison(n * 2);
+        void *cy = c_raw(y, n * 4), *cz = c_raw(z, n * 4), *cw = c_raw(w, D * 4), *co = c_poison(n * 4);
+        G->gated_rmsnorm(G, go, gy, gz, gw, T, D, gs, 1e-6f);
+        C->gated_rmsnorm(C, co, cy, cz, cw, T, D, gs, 1e-6f);
+        close_to("gated_rmsnorm", g_read_bf16(go, n), c_read(co, n), n, 1.5e-2, 1.5e-2);
+    }
+    release_all();
+}
+
+static void check_sample(int B, int V, float spread) {
+    size_t n = (size_t)B * V;
+    float *lg = h_alloc(n * 4);
+    for (size_t i = 0; i < n; i++) {
+        /* a peaked, realistic-ish distribution: a few strong tokens over a noisy floor */
+        float u = urand(0, 1);
+        lg[i] = spread * (urand(-1, 1) + (u > 0.995f ? urand(2, 6) : 0.f));
+    }
+    for (int r = 0; r < B; r++) /* exact ties at the top in some rows */
+        if (r % 5 == 4) lg[(size_t)r * V + 17] = lg[(size_t)r * V + 3] = 40.f;
+    op_sample_params *p = h_alloc(B * sizeof *p);
+    for (int r = 0; r < B; r++) {
+        op_sample_params q = {.temperature = 0.6f + 0.1f * (r % 7), .top_p = 1.f, .top_k = 0, .min_p = 0.f,
+                              .seed = 1234 + (uint64_t)r * 7919, .problem = (uint32_t)r, .sample = (uint32_t)(r * 3),
+                              .step = (uint32_t)(r * 11)};
+        switch (r % 8) {
+        case 0: q.temperature = 0.f; break;                /* greedy */
+        case 1: break;                                      /* temperature only */
+        case 2: q.top_k = 1 + r % 40; break;
+        case 3: q.top_p = 0.9f; break;
+        case 4: q.min_p = 0.05f; break;
+        case 5: q.top_k = 50; q.top_p = 0.95f; break;
+        case 6: q.top_p = 0.5f; q.min_p = 0.01f; q.top_k = 200; break;
+        case 7: q.top_k = 1; break;                         /* greedy through top_k */
+        }
+        p[r] = q;
+    }
+    void *gl = g_raw(lg, n * 4), *cl = c_raw(lg, n * 4);
+    int32_t *gi = h_alloc(B * 4), *ci = h_alloc(B * 4);
+    for (int r = 0; r < B; r++) gi[r] = -7;
+    G->sample(G, gi, gl, B, V, p);
+    C->sample(C, ci, cl, B, V, p);
+    int bad = 0;
+    for (int r = 0; r < B; r++)
+        if (gi[r] != ci[r]) {
+            if (bad < 5)
+                printf("  sample V=%d row %d (T %.2f k %d p %.2f min_p %.2f): cuda %d cpu %d\n", V, r, p[r].temperature,
+                       p[r].top_k, p[r].top_p, p[r].min_p, gi[r], ci[r]);
+            bad++;
+        }
+    EXPECT_MSG(bad == 0, "sample V=%d: %d of %d rows differ", V, bad, B);
+}
+TEST(sample) {
+    NEED_GPU();
+    check_sample(64, 5003, 2.f);
+    check_sample(16, 128256, 3.f);
+    check_sample(8, 37, 1.f);
+    release_all();
+}
+
+/* A captured rmsnorm -> matmul -> swiglu chain, replayed on new input contents, must equal the
+ * eager run on those contents. */
+TEST(graph_replay) {
+    NEED_GPU();
+    int T = 4, D = 256, F = 128;
+    float *x1 = rvec((size_t)T * D, -1, 1), *x2 = rvec((size_t)T * D, -1, 1);
+    float *w = rvec(D, 0.5f, 1.5f), *wm = rvec((size_t)2 * F * D, -0.1f, 0.1f);
+    void *gx = g_bf16(x1, (size_t)T * D), *gw = g_bf16(w, D), *gm = g_bf16(wm, (size_t)2 * F * D);
+    void *gn = g_poison((size_t)T * D * 2), *ggu = g_poison((size_t)T * 2 * F * 2), *go = g_poison((size_t)T * F * 2);
+    /* eager on x2 */
+    void *gx2 = g_bf16(x2, (size_t)T * D);
+    G->rmsnorm(G, gn, gx2, gw, T, D, 1e-5f);
+    G->matmul(G, ggu, gn, gm, T, D, 2 * F, 0);
+    G->swiglu(G, go, ggu, T, F);
+    float *want = g_read_bf16(go, (size_t)T * F);
+    char err[256];
+    int rc = op_cuda_graph_begin(G, err, sizeof err);
+    EXPECT_MSG(rc == 0, "%s", err);
+    if (rc) return;
+    G->rmsnorm(G, gn, gx, gw, T, D, 1e-5f);
+    G->matmul(G, ggu, gn, gm, T, D, 2 * F, 0);
+    G->swiglu(G, go, ggu, T, F);
+    op_cuda_graph *g = op_cuda_graph_end(G, err, sizeof err);
+    EXPECT_MSG(g != NULL, "%s", err);
+    if (!g) return;
+    G->copy(G, gx, gx2, (size_t)T * D * 2);
+    op_cuda_graph_launch(G, g);
+    G->sync(G);
+    close_to("graph replay", g_read_bf16(go, (size_t)T * F), want, (size_t)T * F, 0, 0);
+    double ms = op_cuda_graph_time_ms(G, g, 10);
+    EXPECT(ms > 0.0);
+    op_cuda_graph_destroy(&g);
+    EXPECT(g == NULL);
+    release_all();
+}
+
+/* Pure arithmetic: runs with or without a device. */
+TEST(plan_memory) {
+    op_cuda_plan_req r = {.free_bytes = (size_t)10 << 30, .reserve_bytes = (size_t)1 << 30, .page_bytes = 1 << 20,
+                          .page_size = 16, .state_bytes = 0, .act_bytes = 0, .max_len = 160, .prompt_len = 32,
+                          .samples_per_prompt = 1, .batch_cap = 0};
+    op_cuda_plan p;
+    char err[256];
+    EXPECT_EQ_INT(op_cuda_plan_memory(&r, &p, err, sizeof err), 0);
+    EXPECT_EQ_INT(p.pages_per_seq, 10);               /* 160 tokens / 16 */
+    EXPECT_EQ_INT(p.max_batch, 9 * 1024 / 10);        /* 9 GiB / 10 MiB */
+    EXPECT(p.total_bytes <= (size_t)9 << 30);
+    r.samples_per_prompt = 4;                         /* 2 shared prompt pages: 8 + 2/4 per sequence */
+    EXPECT_EQ_INT(op_cuda_plan_memory(&r, &p, err, sizeof err), 0);
+    EXPECT_EQ_INT(p.max_batch, (int)((9.0 * 1024) / 8.5));
+    EXPECT(p.n_pages <= p.max_batch * 8 + (p.max_batch + 3) / 4 * 2);
+    r.batch_cap = 100;
+    EXPECT_EQ_INT(op_cuda_plan_memory(&r, &p, err, sizeof err), 0);
+    EXPECT_EQ_INT(p.max_batch, 100);
+    r.state_bytes = (size_t)20 << 30; /* one sequence does not fit */
+    EXPECT_EQ_INT(op_cuda_plan_memory(&r, &p, err, sizeof err), -1);
+    EXPECT(strstr(err, "out of device memory") != NULL);
+    r.state_bytes = 0;
+    r.prompt_len = 500; /* inconsistent */
+    EXPECT_EQ_INT(op_cuda_plan_memory(&r, &p, err, sizeof err), -1);
+}
+
+int main(void) {
+    char err[256];
+    if (op_cuda_device_count() > 0) {
+        G = op_cuda_new(0, err, sizeof err);
+        if (!G) printf("cuda backend unavailable: %s\n", err);
+        C = op_backend_new("cpu", err, sizeof err);
+        if (!C) { printf("cpu backend: %s\n", err); return 1; }
+        if (G) {
+            char desc[256];
+            op_cuda_describe(G, desc, sizeof desc);
+            printf("device: %s\n", desc);
+        }
+    } else {
+        printf("no CUDA device: the device tests are skipped\n");
+    }
+    /* CUDA_TEST_ONLY=name runs one test (e.g. under compute-sanitizer). */
+    const char *only = getenv("CUDA_TEST_ONLY");
+#define RUN_SEL(name) do { if (!only || strcmp(only, #name) == 0) RUN(name); } while (0)
+    RUN_SEL(load_weight_dtypes);
+    RUN_SEL(embed);
+    RUN_SEL(rmsnorm);
+    RUN_SEL(matmul);
+    RUN_SEL(swiglu_add);
+    RUN_SEL(rope);
+    RUN_SEL(kv_write);
+    RUN_SEL(attention_decode);
+    RUN_SEL(attention_prefill);
+    RUN_SEL(conv1d);
+    RUN_SEL(ssd_scan);
+    RUN_SEL(gated_rmsnorm);
+    RUN_SEL(sample);
+    RUN_SEL(graph_replay);
+    RUN_SEL(plan_memory);
+    if (G) G->destroy(&G);
+    if (C) C->destroy(&C);
+    return unit_summary();
+}

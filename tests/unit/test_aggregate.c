@@ -1,0 +1,190 @@
+/* tests/unit/test_aggregate.c — aggregate_compute and its JSON: values against independent
+ * per-problem computations, incremental (partial) inputs, breakdowns, time budgets, rewards,
+ * determinism under problem reordering, invalid input, and a replay-style simulation whose
+ * coverage must match 1 - corrupt^k within the bootstrap interval.
+ */
+#include "tests/unit/unit.h"
+
+#include "workers/aggregate/aggregate.h"
+#include "workers/aggregate/metrics.h"
+
+#include <jansson.h>
+
+static json_t *to_json(const agg_stats *s, int per_problem) {
+    util_buf b;
+    util_buf_init(&b);
+    agg_stats_to_json_ex(s, per_problem, &b);
+    json_error_t je;
+    json_t *o = json_loads(b.data, 0, &je);
+    if (!o) printf("  bad JSON: %s\n  %s\n", je.text, b.data);
+    util_buf_free(&b);
+    return o;
+}
+
+static double jat(json_t *o, const char *key, int i) { return json_number_value(json_array_get(json_object_get(o, key), (size_t)i)); }
+
+TEST(small_job) {
+    /* p0: answers A A B C, correct A; p1: all wrong, distinct; p2: B B A A (A correct), one abstain */
+    static const unsigned char c0[] = {1, 1, 0, 0}, c1[] = {0, 0, 0, 0}, c2[] = {0, 0, 1, 0};
+    static const char *const k0[] = {"A", "A", "B", "C"}, *const k1[] = {"x", "y", "z", "w"}, *const k2[] = {"B", "B", "A", ""};
+    agg_problem P[3] = {
+        {.p = 0, .n = 4, .correct = c0, .canonical = k0, .subject = "Algebra", .level = 2},
+        {.p = 1, .n = 4, .correct = c1, .canonical = k1, .subject = "Geometry", .level = 5},
+        {.p = 2, .n = 4, .correct = c2, .canonical = k2, .subject = "Algebra", .level = 5},
+    };
+    int k[] = {1, 2, 4};
+    agg_stats s;
+    char err[256];
+    EXPECT_EQ_INT(aggregate_compute(P, 3, k, 3, 7, &s, err, sizeof err), 0);
+    EXPECT_EQ_INT(s.problems, 3);
+    EXPECT_EQ_INT(s.samples, 12);
+    EXPECT_EQ_INT(s.correct, 3);
+    for (int j = 0; j < 3; j++) {
+        double cov = (metrics_pass_at_k(4, 2, k[j]) + metrics_pass_at_k(4, 0, k[j]) + metrics_pass_at_k(4, 1, k[j])) / 3;
+        EXPECT_NEAR(s.coverage[j], cov, 1e-12);
+        EXPECT_EQ_INT(s.counted[j], 3);
+    }
+    /* majority by hand: p0 k=1: 1/2; k=2: pairs of {A,A,B,C}: AA->1, AB,AB,AC,AC -> 1/2 each, BC -> 0 => (1+2)/6 = 1/2;
+     * k=4: A wins 2 vs 1 vs 1 -> 1. p1: 0. p2 (A correct, 1 A, 2 B, 1 abstain): k=1 1/4; k=4: B wins -> 0;
+     * k=2: pairs: BB->0, BA x2 -> 1/2, B+abst x2 -> 0, A+abst -> 1 => (1+1)/6 = 1/3 */
+    EXPECT_NEAR(s.majority[0], (0.5 + 0 + 0.25) / 3, 1e-12);
+    EXPECT_NEAR(s.majority[1], (0.5 + 0 + 1.0 / 3) / 3, 1e-12);
+    EXPECT_NEAR(s.majority[2], (1 + 0 + 0) / 3.0, 1e-12);
+    EXPECT(s.majority_exact);
+    EXPECT(!s.has_reward);
+    EXPECT(!s.has_time);
+    EXPECT(s.coverage_lo[0] <= s.coverage[0] && s.coverage[0] <= s.coverage_hi[0]);
+    EXPECT_EQ_INT(s.n_subject, 2);
+    EXPECT_EQ_STR(s.by_subject[0].name, "Algebra");
+    EXPECT_EQ_INT(s.by_subject[0].problems, 2);
+    EXPECT_NEAR(s.by_subject[0].coverage[0], (0.5 + 0.25) / 2, 1e-12);
+    EXPECT_EQ_INT(s.n_level, 2);
+    EXPECT_EQ_STR(s.by_level[1].name, "5");
+    json_t *o = to_json(&s, 1);
+    EXPECT(o != NULL);
+    if (o) {
+        EXPECT_EQ_INT(json_integer_value(json_object_get(o, "problems")), 3);
+        EXPECT_EQ_INT(json_integer_value(json_object_get(o, "samples")), 12);
+        EXPECT_NEAR(jat(o, "coverage", 1), s.coverage[1], 1e-9);
+        EXPECT_NEAR(jat(o, "majority", 2), s.majority[2], 1e-9);
+        EXPECT(json_is_true(json_object_get(o, "majority_exact")));
+        EXPECT(json_object_get(o, "bon") == NULL);
+        EXPECT(json_object_get(json_object_get(o, "by_subject"), "Geometry") != NULL);
+        EXPECT_EQ_INT(json_array_size(json_object_get(o, "per_problem")), 3);
+        EXPECT_EQ_INT(json_array_size(json_object_get(o, "coverage_ci")), 3);
+        json_decref(o);
+    }
+    agg_stats_free(&s);
+    agg_stats_free(&s); /* idempotent */
+}
+
+TEST(partial_and_invalid) {
+    static const unsigned char c[] = {1, 0, 1, 1};
+    static const char *const kk[] = {"1", "2", "1", "1"};
+    agg_problem P[2] = {{.p = 0, .n = 4, .correct = c, .canonical = kk}, {.p = 1, .n = 2, .correct = c, .canonical = kk}};
+    int k[] = {1, 4, 8};
+    agg_stats s;
+    char err[256] = "";
+    EXPECT_EQ_INT(aggregate_compute(P, 2, k, 3, 1, &s, err, sizeof err), 0);
+    EXPECT_EQ_INT(s.counted[0], 2);
+    EXPECT_EQ_INT(s.counted[1], 1);
+    EXPECT_EQ_INT(s.counted[2], 0);
+    EXPECT_NEAR(s.coverage[1], 1.0, 1e-12);
+    EXPECT(isnan(s.coverage[2]));
+    json_t *o = to_json(&s, 0);
+    EXPECT(o && json_is_null(json_array_get(json_object_get(o, "coverage"), 2)));
+    json_decref(o);
+    agg_stats_free(&s);
+    int bad_k[] = {1, 1};
+    EXPECT_EQ_INT(aggregate_compute(P, 2, bad_k, 2, 1, &s, err, sizeof err), -1);
+    EXPECT(strstr(err, "duplicate") != NULL);
+    int zero_k[] = {0};
+    EXPECT_EQ_INT(aggregate_compute(P, 2, zero_k, 1, 1, &s, err, sizeof err), -1);
+    EXPECT(strstr(err, "k[0]") != NULL);
+    agg_problem badp = {.p = 9, .n = -1};
+    EXPECT_EQ_INT(aggregate_compute(&badp, 1, k, 1, 1, &s, err, sizeof err), -1);
+    EXPECT(strstr(err, "problem 9") != NULL);
+    agg_problem nocorr = {.p = 4, .n = 3};
+    EXPECT_EQ_INT(aggregate_compute(&nocorr, 1, k, 1, 1, &s, err, sizeof err), -1);
+    EXPECT(strstr(err, "problem 4: correct") != NULL);
+    /* zero problems: valid, all null */
+    EXPECT_EQ_INT(aggregate_compute(NULL, 0, k, 3, 1, &s, err, sizeof err), 0);
+    EXPECT(isnan(s.coverage[0]));
+    agg_stats_free(&s);
+}
+
+TEST(rewards_and_time) {
+    static const unsigned char c0[] = {1, 0, 0, 1}, c1[] = {0, 1, 0, 0};
+    static const char *const k0[] = {"5", "6", "7", "5"}, *const k1[] = {"1", "2", "3", "3"};
+    static const double r0[] = {0.9, 0.2, 0.95, 0.1}, r1[] = {0.1, 0.8, 0.3, NAN};
+    static const double t0[] = {1, 1, 1, 1}, t1[] = {2, 2, 2, 2};
+    agg_problem P[2] = {
+        {.p = 0, .n = 4, .correct = c0, .canonical = k0, .reward = r0, .time_s = t0},
+        {.p = 1, .n = 4, .correct = c1, .canonical = k1, .reward = r1, .time_s = t1},
+    };
+    int k[] = {1, 2, 4};
+    agg_stats s;
+    char err[128];
+    EXPECT_EQ_INT(aggregate_compute(P, 2, k, 3, 3, &s, err, sizeof err), 0);
+    EXPECT(s.has_reward);
+    for (int j = 0; j < 3; j++)
+        EXPECT_NEAR(s.bon[j], (metrics_bon_at_k(r0, c0, 4, k[j]) + metrics_bon_at_k(r1, c1, 4, k[j])) / 2, 1e-12);
+    /* k=4, p0: answer 5 sums 1.0, 7: 0.95 -> correct; p1: "2" 0.8 vs "3" 0.3 -> correct */
+    EXPECT_NEAR(s.wbon[2], 1.0, 1e-12);
+    EXPECT(s.wbon_exact);
+    /* time: mean sample time (4*1 + 4*2)/8 = 1.5; budget for k=2 is 3 s: p0 fits 3 samples, p1 fits 1 */
+    EXPECT(s.has_time);
+    EXPECT_NEAR(s.mean_sample_s, 1.5, 1e-12);
+    EXPECT_NEAR(s.budget_s[1], 3.0, 1e-12);
+    EXPECT_NEAR(s.time_coverage[1], (metrics_pass_at_k(4, 2, 3) + metrics_pass_at_k(4, 1, 1)) / 2, 1e-12);
+    json_t *o = to_json(&s, 0);
+    EXPECT(o && json_object_get(o, "wbon") && json_object_get(o, "time"));
+    if (o) EXPECT_NEAR(jat(json_object_get(o, "time"), "budget_s", 2), 6.0, 1e-9);
+    json_decref(o);
+    agg_stats_free(&s);
+}
+
+TEST(order_independent_and_replay) {
+    /* replay-style: P problems, n = 16 samples, each wrong with probability 0.3 (wrong answers
+     * spread over 3 spellings); coverage@k must match 1 - 0.3^k within the bootstrap interval */
+    enum { P = 400, N = 16 };
+    static unsigned char corr[P][N];
+    static const char *keys[P][N];
+    static agg_problem probs[P], rev[P];
+    static const char *const wrong[] = {"w1", "w2", "w3"};
+    metrics_rng r;
+    metrics_rng_seed(&r, 99);
+    for (int p = 0; p < P; p++) {
+        for (int s = 0; s < N; s++) {
+            int ok = metrics_rng_uniform(&r) >= 0.3;
+            corr[p][s] = (unsigned char)ok;
+            keys[p][s] = ok ? "right" : wrong[metrics_rng_below(&r, 3)];
+        }
+        probs[p] = (agg_problem){.p = p, .n = N, .correct = corr[p], .canonical = keys[p]};
+        rev[P - 1 - p] = probs[p];
+    }
+    int k[] = {1, 2, 4, 8, 16};
+    agg_stats a, b;
+    char err[128];
+    EXPECT_EQ_INT(aggregate_compute(probs, P, k, 5, 5, &a, err, sizeof err), 0);
+    EXPECT_EQ_INT(aggregate_compute(rev, P, k, 5, 5, &b, err, sizeof err), 0);
+    for (int j = 0; j < 5; j++) {
+        double want = 1 - pow(0.3, k[j]);
+        EXPECT_MSG(a.coverage_lo[j] - 1e-4 <= want && want <= a.coverage_hi[j] + 1e-4, "k=%d cov %.4f [%.4f, %.4f] want %.4f",
+                   k[j], a.coverage[j], a.coverage_lo[j], a.coverage_hi[j], want);
+        EXPECT_NEAR(a.coverage[j], b.coverage[j], 1e-12);
+        EXPECT_NEAR(a.majority[j], b.majority[j], 1e-12);
+        if (j > 0) EXPECT(a.majority[j] >= a.majority[j - 1] - 1e-9); /* the right answer dominates */
+    }
+    EXPECT(a.majority[4] > 0.99);
+    agg_stats_free(&a);
+    agg_stats_free(&b);
+}
+
+int main(void) {
+    RUN(small_job);
+    RUN(partial_and_invalid);
+    RUN(rewards_and_time);
+    RUN(order_independent_and_replay);
+    return unit_summary();
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# tools/bench/run-gpu.sh — the GPU benchmarks (make bench-gpu): bin/bench_gpu over the four
+# architectures (teacher, student, hybrid50, hybrid25) x generation lengths 1024/4096/8192 x
+# batch 1..512 + the largest batch that fits, a short teacher run at the HF baseline's context,
+# and the PyTorch/HF generate() baseline (tools/bench/hf_baseline.py, needs torch+transformers).
+# Env: BENCH_BIN (default bin/bench_gpu), RESULTS (default bench/results), PYTHON (default python3),
+#      QUICK=1 (teacher+student, gen 1024/8192, batch 1,64,256 + max), SKIP_HF=1.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+BIN=${BENCH_BIN:-bin/bench_gpu}
+RES=${RESULTS:-bench/results}
+PY=${PYTHON:-python3}
+mkdir -p "$RES"
+if [ ! -x "$BIN" ]; then echo "run-gpu: $BIN not built (make GPU=1)"; exit 1; fi
+if ! "$BIN" --help >/dev/null 2>&1; then echo "run-gpu: $BIN does not run"; exit 1; fi
+rc=0
+if [ "${QUICK:-0}" = 1 ]; then
+  "$BIN" --arch teacher,student --gen 1024,8192 --batch 1,64,256 --out "$RES/gpu_decode_quick.json" || rc=1
+else
+  "$BIN" --out "$RES/gpu_decode.json" || rc=1
+fi
+"$BIN" --arch teacher --gen 80 --batch 1,64 --no-max --out "$RES/gpu_decode_peer.json" || rc=1
+if [ "${SKIP_HF:-0}" != 1 ]; then
+  PYTHONUNBUFFERED=1 "$PY" tools/bench/hf_baseline.py --batch 1,64 --out "$RES/gpu_hf_baseline.json" || rc=1
+fi
+exit $rc

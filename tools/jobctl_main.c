@@ -1,0 +1,75 @@
+/* tools/jobctl_main.c — bin/jobctl: the command-line interface users script against.
+ * Global options, then a subcommand; each subcommand has --help. Implementation modules are
+ * listed in tools/jobctl.h. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "tools/gendata.h"
+#include "tools/jobctl.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: jobctl [--broker ENDPOINT] [--timeout-ms MS] COMMAND [ARGS]\n"
+            "Global options:\n"
+            "  --broker ENDPOINT  the broker's client endpoint (default $THINKFAST_BROKER or %s)\n"
+            "  --timeout-ms MS    wait this long for each reply (default %d)\n"
+            "Commands (each has --help):\n"
+            "  submit FILE                         validate and submit a job; prints its id\n"
+            "  status JOB [--json]                 state and task counts\n"
+            "  list [--json]                       every job\n"
+            "  cancel JOB                          cancel a job\n"
+            "  watch JOB                           follow a job until it ends (exit 0 = done)\n"
+            "  report JOB [--json]                 coverage@k, majority@k, ...\n"
+            "  workers [--json]                    registered workers\n"
+            "  export JOB --db DIR --format jsonl  one line per generation (offline)\n"
+            "  reaggregate JOB --db DIR [--k LIST] [--json]  recompute stats offline\n"
+            "  gen-data synth ...                  write the built-in synth dataset as JSONL\n"
+            "  local FILE [--db DIR] [--workers N] run a job on this machine, end to end\n",
+            JOBCTL_DEFAULT_BROKER, JOBCTL_DEFAULT_TIMEOUT_MS);
+}
+
+int main(int argc, char **argv) {
+    log_set_name("jobctl");
+    jobctl_opts o;
+    const char *env = getenv("THINKFAST_BROKER");
+    o.broker = env && *env ? env : JOBCTL_DEFAULT_BROKER;
+    o.timeout_ms = JOBCTL_DEFAULT_TIMEOUT_MS;
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
+        if (!strcmp(a, "--broker") || !strcmp(a, "--timeout-ms")) {
+            if (i + 1 >= argc) { fprintf(stderr, "jobctl: %s needs a value\n", a); return 2; }
+            const char *v = argv[++i];
+            if (!strcmp(a, "--broker")) o.broker = v;
+            else {
+                char *end;
+                long x = strtol(v, &end, 10);
+                if (!*v || *end || x < 1 || x > 86400000) { fprintf(stderr, "jobctl: --timeout-ms: expected 1..86400000, got \"%s\"\n", v); return 2; }
+                o.timeout_ms = (int)x;
+            }
+            continue;
+        }
+        fprintf(stderr, "jobctl: unknown option %s\n", a);
+        usage(stderr);
+        return 2;
+    }
+    if (i >= argc) { usage(stderr); return 2; }
+    const char *cmd = argv[i];
+    int sargc = argc - i;
+    char **sargv = argv + i;
+    static const struct { const char *name; int (*fn)(const jobctl_opts *, int, char **); } cmds[] = {
+        {"submit", jobctl_cmd_submit}, {"status", jobctl_cmd_status}, {"list", jobctl_cmd_list},
+        {"cancel", jobctl_cmd_cancel}, {"watch", jobctl_cmd_watch}, {"report", jobctl_cmd_report},
+        {"workers", jobctl_cmd_workers}, {"export", jobctl_cmd_export}, {"reaggregate", jobctl_cmd_reaggregate},
+        {"local", jobctl_cmd_local},
+    };
+    for (size_t k = 0; k < sizeof cmds / sizeof *cmds; k++)
+        if (!strcmp(cmd, cmds[k].name)) return cmds[k].fn(&o, sargc, sargv);
+    if (!strcmp(cmd, "gen-data")) return gendata_main(sargc, sargv);
+    fprintf(stderr, "jobctl: unknown command \"%s\"\n", cmd);
+    usage(stderr);
+    return 2;
+}

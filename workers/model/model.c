@@ -1,0 +1,513 @@
+/* workers/model/model.c — weight loading and the forward pass for Llama / Bamba / Mamba2
+ * (see model.h). One code path per layer kind, all through the op table.
+ */
+#include "workers/model/model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/check.h"
+#include "common/util.h"
+#include "workers/model/safetensors.h"
+
+typedef struct model_layer {
+    int is_attn, idx;            /* idx among attention / among Mamba layers */
+    void *in_norm, *ff_norm;     /* ff_norm NULL without an MLP */
+    void *wq, *wk, *wv, *wo;     /* attention */
+    void *w_gu, *w_down;         /* MLP: [2F, D] gate|up, [D, F] */
+    void *w_z, *w_x, *w_B, *w_C, *w_dt;          /* in_proj split by rows */
+    void *conv_w[3], *conv_b[3];                  /* x, B, C blocks of conv1d */
+    float *A_log, *Dskip, *dt_bias;               /* fp32 */
+    void *gnorm, *out_proj;
+    /* optional biases (attention_bias, mlp_bias, mamba proj bias); NULL when absent */
+    void *bq, *bk, *bv, *bo, *b_gu, *b_down, *b_z, *b_x, *b_B, *b_C, *b_dt, *b_out;
+} model_layer;
+
+/* Per-step workspace, grown when a step has more tokens / sequences than before. */
+typedef struct model_ws {
+    int cap_T, cap_seq, cap_bt, cap_rows;
+    void *x, *xn, *q, *k, *v, *att, *gu, *h;
+    void *z, *xs, *Bs, *Cs, *dt, *xc, *Bc, *Cc, *y, *yn, *last;
+    float *logits;
+    void *ones;          /* [cap_T] of 1.0: bias rows are added as a K = 1 matmul (ones x bias^T) */
+    int32_t *d_tokens, *d_pos, *d_cu, *d_slots, *d_bt, *d_slotmap, *d_last;
+} model_ws;
+
+struct model {
+    model_config c;
+    op_backend *be;
+    void *embed, *lm_head, *final_norm;
+    model_layer *layers;
+    float *inv_freq;     /* backend memory, [rot_dim/2] */
+    size_t weight_bytes;
+    model_ws ws;
+    int32_t *h_last;     /* host scratch for last-token indices */
+    int cap_h_last;
+};
+
+const model_config *model_cfg(const model *m) { return &m->c; }
+op_backend *model_backend(const model *m) { return m->be; }
+size_t model_weight_bytes(const model *m) { return m->weight_bytes; }
+
+/* ------------------------------------------------------------------ loading */
+
+typedef struct loader {
+    model *m;
+    st_file *f;
+    char *err;
+    size_t errlen;
+    int failed;
+} loader;
+
+static const st_tensor *want(loader *L, const char *name, int ndim, const int64_t *shape) {
+    if (L->failed) return NULL;
+    const st_tensor *t = st_find(L->f, name);
+    if (!t) {
+        util_err(L->err, L->errlen, "checkpoint: tensor %s is missing", name);
+        L->failed = 1;
+        return NULL;
+    }
+    int ok = 1;
+    /* conv1d weights are [C, 1, K] in HF; accept [C, K] as well */
+    if (ndim == 2 && t->ndim == 3 && shape[1] > 0 && t->shape[1] == 1 && strstr(name, "conv1d")) {
+        ok = t->shape[0] == shape[0] && t->shape[2] == shape[1];
+    } else if (ndim == 1 && t->ndim == 0) {
+        ok = shape[0] == 1;
+    } else {
+        ok = t->ndim == ndim;
+        for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
+    }
+    if (!ok) {
+        char got[128] = "", exp[128] = "";
+        size_t g = 0, e = 0;
+        for (int i = 0; i < t->ndim; i++) g += snprintf(got + g, sizeof got - g, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
+        for (int i = 0; i < ndim; i++) e += snprintf(exp + e, sizeof exp - e, "%s%lld", i ? ", " : "", (long long)shape[i]);
+        util_err(L->err, L->errlen, "%s: tensor %s: shape [%s], expected [%s]", t->file ? t->file : "checkpoint",
+                 name, got, exp);
+        L->failed = 1;
+        return NULL;
+    }
+    return t;
+}
+
+static void *walloc(loader *L, size_t n_elems) {
+    op_backend *be = L->m->be;
+    size_t nb = n_elems * be->act_bytes;
+    void *p = be->alloc(be, nb ? nb : 4);
+    if (!p) {
+        util_err(L->err, L->errlen, "out of %s memory loading the weights (%zu bytes more)", be->name, nb);
+        L->failed = 1;
+        return NULL;
+    }
+    L->m->weight_bytes += nb;
+    return p;
+}
+
+/* rows [r0, r0 + nrows) of a 2-D (or conv [C,1,K]) tensor into dst at element offset dst_off */
+static void load_rows(loader *L, void *dst, size_t dst_off, const st_tensor *t, int64_t r0, int64_t nrows, int64_t cols) {
+    op_backend *be = L->m->be;
+    size_t es = op_dtype_size(t->dtype);
+    be->load_weight(be, (char *)dst + dst_off * be->act_bytes, (const char *)t->data + (size_t)r0 * cols * es,
+                    t->dtype, (size_t)(nrows * cols));
+}
+
+static void *load_mat(loader *L, const char *name, int64_t rows, int64_t cols) {
+    int64_t shape[2] = {rows, cols};
+    const st_tensor *t = want(L, name, cols > 0 ? 2 : 1, shape);
+    if (!t) return NULL;
+    if (cols <= 0) cols = 1;
+    void *p = walloc(L, (size_t)(rows * cols));
+    if (p) load_rows(L, p, 0, t, 0, rows, cols);
+    return p;
+}
+static void *load_vec(loader *L, const char *name, int64_t n) { return load_mat(L, name, n, 0); }
+
+static float *load_f32(loader *L, const char *name, int64_t n) {
+    int64_t shape[1] = {n};
+    const st_tensor *t = want(L, name, 1, shape);
+    if (!t) return NULL;
+    float *h = st_tensor_to_f32(t);
+    op_backend *be = L->m->be;
+    float *d = be->alloc(be, sizeof(float) * n);
+    if (!d) { free(h); util_err(L->err, L->errlen, "out of %s memory", be->name); L->failed = 1; return NULL; }
+    be->upload(be, d, h, sizeof(float) * n);
+    L->m->weight_bytes += sizeof(float) * n;
+    free(h);
+    return d;
+}
+
+static void load_attention(loader *L, model_layer *ly, const char *pre) {
+    const model_config *c = &L->m->c;
+    char nm[256];
+    int64_t D = c->hidden, qd = (int64_t)c->n_heads * c->head_dim, kd = (int64_t)c->n_kv_heads * c->head_dim;
+    snprintf(nm, sizeof nm, "%s.q_proj.weight", pre); ly->wq = load_mat(L, nm, qd, D);
+    snprintf(nm, sizeof nm, "%s.k_proj.weight", pre); ly->wk = load_mat(L, nm, kd, D);
+    snprintf(nm, sizeof nm, "%s.v_proj.weight", pre); ly->wv = load_mat(L, nm, kd, D);
+    snprintf(nm, sizeof nm, "%s.o_proj.weight", pre); ly->wo = load_mat(L, nm, D, qd);
+    if (c->attn_bias) {
+        snprintf(nm, sizeof nm, "%s.q_proj.bias", pre); ly->bq = load_vec(L, nm, qd);
+        snprintf(nm, sizeof nm, "%s.k_proj.bias", pre); ly->bk = load_vec(L, nm, kd);
+        snprintf(nm, sizeof nm, "%s.v_proj.bias", pre); ly->bv = load_vec(L, nm, kd);
+        snprintf(nm, sizeof nm, "%s.o_proj.bias", pre); ly->bo = load_vec(L, nm, D);
+    }
+}
+
+static void load_mlp(loader *L, model_layer *ly, const char *pre) {
+    const model_config *c = &L->m->c;
+    char nm[256];
+    int64_t D = c->hidden, F = c->intermediate;
+    int64_t s1[2] = {F, D}, s2[2] = {D, F};
+    snprintf(nm, sizeof nm, "%s.gate_proj.weight", pre);
+    const st_tensor *g = want(L, nm, 2, s1);
+    snprintf(nm, sizeof nm, "%s.up_proj.weight", pre);
+    const st_tensor *u = want(L, nm, 2, s1);
+    snprintf(nm, sizeof nm, "%s.down_proj.weight", pre);
+    const st_tensor *d = want(L, nm, 2, s2);
+    if (!g || !u || !d) return;
+    ly->w_gu = walloc(L, (size_t)(2 * F * D));
+    ly->w_down = walloc(L, (size_t)(D * F));
+    if (L->failed) return;
+    load_rows(L, ly->w_gu, 0, g, 0, F, D);
+    load_rows(L, ly->w_gu, (size_t)(F * D), u, 0, F, D);
+    load_rows(L, ly->w_down, 0, d, 0, D, F);
+    if (c->mlp_bias) {
+        int64_t s3[1] = {F}, s4[1] = {D};
+        snprintf(nm, sizeof nm, "%s.gate_proj.bias", pre);
+        const st_tensor *gb = want(L, nm, 1, s3);
+        snprintf(nm, sizeof nm, "%s.up_proj.bias", pre);
+        const st_tensor *ub = want(L, nm, 1, s3);
+        snprintf(nm, sizeof nm, "%s.down_proj.bias", pre);
+        const st_tensor *db = want(L, nm, 1, s4);
+        if (L->failed) return;
+        ly->b_gu = walloc(L, (size_t)(2 * F));
+        ly->b_down = walloc(L, (size_t)D);
+        if (L->failed) return;
+        load_rows(L, ly->b_gu, 0, gb, 0, F, 1);
+        load_rows(L, ly->b_gu, (size_t)F, ub, 0, F, 1);
+        load_rows(L, ly->b_down, 0, db, 0, D, 1);
+    }
+}
+
+static void load_mamba(loader *L, model_layer *ly, const char *pre) {
+    const model_config *c = &L->m->c;
+    char nm[256];
+    int64_t D = c->hidden, di = c->m_d_inner, gn = (int64_t)c->m_groups * c->m_d_state, H = c->m_heads;
+    int64_t cd = c->m_conv_dim, K = c->m_d_conv, rows = di + cd + H;
+    int64_t s_in[2] = {rows, D};
+    snprintf(nm, sizeof nm, "%s.in_proj.weight", pre);
+    const st_tensor *in = want(L, nm, 2, s_in);
+    if (!in) return;
+    int64_t r0[5] = {0, di, 2 * di, 2 * di + gn, 2 * di + 2 * gn}, nr[5] = {di, di, gn, gn, H};
+    void **dst[5] = {&ly->w_z, &ly->w_x, &ly->w_B, &ly->w_C, &ly->w_dt};
+    for (int i = 0; i < 5; i++) {
+        *dst[i] = walloc(L, (size_t)(nr[i] * D));
+        if (L->failed) return;
+        load_rows(L, *dst[i], 0, in, r0[i], nr[i], D);
+    }
+    if (c->m_proj_bias) {
+        int64_t s_ib[1] = {rows};
+        snprintf(nm, sizeof nm, "%s.in_proj.bias", pre);
+        const st_tensor *ib = want(L, nm, 1, s_ib);
+        if (!ib) return;
+        void **bdst[5] = {&ly->b_z, &ly->b_x, &ly->b_B, &ly->b_C, &ly->b_dt};
+        for (int i = 0; i < 5; i++) {
+            *bdst[i] = walloc(L, (size_t)nr[i]);
+            if (L->failed) return;
+            load_rows(L, *bdst[i], 0, ib, r0[i], nr[i], 1);
+        }
+        snprintf(nm, sizeof nm, "%s.out_proj.bias", pre);
+        ly->b_out = load_vec(L, nm, D);
+    }
+    int64_t s_cw[2] = {cd, K};
+    snprintf(nm, sizeof nm, "%s.conv1d.weight", pre);
+    const st_tensor *cw = want(L, nm, 2, s_cw);
+    const st_tensor *cb = NULL;
+    if (c->m_conv_bias) {
+        int64_t s_cb[1] = {cd};
+        snprintf(nm, sizeof nm, "%s.conv1d.bias", pre);
+        cb = want(L, nm, 1, s_cb);
+    }
+    if (L->failed) return;
+    int64_t c0[3] = {0, di, di + gn}, cn[3] = {di, gn, gn};
+    for (int i = 0; i < 3; i++) {
+        ly->conv_w[i] = walloc(L, (size_t)(cn[i] * K));
+        if (L->failed) return;
+        load_rows(L, ly->conv_w[i], 0, cw, c0[i], cn[i], K);
+        if (cb) {
+            ly->conv_b[i] = walloc(L, (size_t)cn[i]);
+            if (L->failed) return;
+            load_rows(L, ly->conv_b[i], 0, cb, c0[i], cn[i], 1);
+        }
+    }
+    snprintf(nm, sizeof nm, "%s.A_log", pre); ly->A_log = load_f32(L, nm, H);
+    snprintf(nm, sizeof nm, "%s.D", pre); ly->Dskip = load_f32(L, nm, H);
+    snprintf(nm, sizeof nm, "%s.dt_bias", pre); ly->dt_bias = load_f32(L, nm, H);
+    snprintf(nm, sizeof nm, "%s.norm.weight", pre); ly->gnorm = load_vec(L, nm, di);
+    snprintf(nm, sizeof nm, "%s.out_proj.weight", pre); ly->out_proj = load_mat(L, nm, D, di);
+}
+
+static void ws_free(model *m);
+
+void model_destroy(model **pm) {
+    if (!pm || !*pm) return;
+    model *m = *pm;
+    op_backend *be = m->be;
+#define FREE_P(p) do { if (p) be->free(be, (void *)(p)); } while (0)
+    if (m->layers) {
+        for (int i = 0; i < m->c.n_layers; i++) {
+            model_layer *l = &m->layers[i];
+            FREE_P(l->in_norm); FREE_P(l->ff_norm); FREE_P(l->wq); FREE_P(l->wk); FREE_P(l->wv); FREE_P(l->wo);
+            FREE_P(l->w_gu); FREE_P(l->w_down); FREE_P(l->w_z); FREE_P(l->w_x); FREE_P(l->w_B); FREE_P(l->w_C);
+            FREE_P(l->w_dt); FREE_P(l->A_log); FREE_P(l->Dskip); FREE_P(l->dt_bias); FREE_P(l->gnorm); FREE_P(l->out_proj);
+            for (int p = 0; p < 3; p++) { FREE_P(l->conv_w[p]); FREE_P(l->conv_b[p]); }
+            FREE_P(l->bq); FREE_P(l->bk); FREE_P(l->bv); FREE_P(l->bo); FREE_P(l->b_gu); FREE_P(l->b_down);
+            FREE_P(l->b_z); FREE_P(l->b_x); FREE_P(l->b_B); FREE_P(l->b_C); FREE_P(l->b_dt); FREE_P(l->b_out);
+        }
+        free(m->layers);
+    }
+    if (m->lm_head != m->embed) FREE_P(m->lm_head);
+    FREE_P(m->embed); FREE_P(m->final_norm); FREE_P(m->inv_freq);
+#undef FREE_P
+    ws_free(m);
+    free(m->h_last);
+    free(m);
+    *pm = NULL;
+}
+
+int model_load(const char *dir, op_backend *be, model **out, char *err, size_t errlen) {
+    *out = NULL;
+    model *m = xcalloc(1, sizeof *m);
+    m->be = be;
+    if (model_config_load(dir, &m->c, err, errlen) != 0) { free(m); return -1; }
+    const model_config *c = &m->c;
+    loader L = {m, NULL, err, errlen, 0};
+    if (st_open(dir, &L.f, err, errlen) != 0) { free(m); return -1; }
+    int D = c->hidden;
+    const char *root = c->arch == MODEL_MAMBA2 ? "backbone" : "model";
+    char nm[256], pre[200];
+    if (c->arch == MODEL_MAMBA2) {
+        const char *en = st_find(L.f, "backbone.embeddings.weight") ? "backbone.embeddings.weight" : "backbone.embedding.weight";
+        m->embed = load_mat(&L, en, c->vocab_size, D);
+        m->final_norm = load_vec(&L, "backbone.norm_f.weight", D);
+    } else {
+        m->embed = load_mat(&L, "model.embed_tokens.weight", c->vocab_size, D);
+        m->final_norm = load_vec(&L, c->arch == MODEL_BAMBA ? "model.final_layernorm.weight" : "model.norm.weight", D);
+    }
+    if (c->tie_embeddings && !st_find(L.f, "lm_head.weight")) m->lm_head = m->embed;
+    else if (c->tie_embeddings) m->lm_head = m->embed; /* tied: HF ignores a stored copy */
+    else m->lm_head = load_mat(&L, "lm_head.weight", c->vocab_size, D);
+    m->layers = xcalloc(c->n_layers, sizeof(model_layer));
+    int ia = 0, im = 0;
+    for (int i = 0; i < c->n_layers && !L.failed; i++) {
+        model_layer *ly = &m->layers[i];
+        ly->is_attn = c->layer_is_attn[i];
+        ly->idx = ly->is_attn ? ia++ : im++;
+        snprintf(pre, sizeof pre, "%s.layers.%d", root, i);
+        if (c->arch == MODEL_MAMBA2) {
+            snprintf(nm, sizeof nm, "%s.norm.weight", pre); ly->in_norm = load_vec(&L, nm, D);
+            snprintf(nm, sizeof nm, "%s.mixer", pre); load_mamba(&L, ly, nm);
+        } else if (c->arch == MODEL_LLAMA) {
+            snprintf(nm, sizeof nm, "%s.input_layernorm.weight", pre); ly->in_norm = load_vec(&L, nm, D);
+            snprintf(nm, sizeof nm, "%s.post_attention_layernorm.weight", pre); ly->ff_norm = load_vec(&L, nm, D);
+            snprintf(nm, sizeof nm, "%s.self_attn", pre); load_attention(&L, ly, nm);
+            snprintf(nm, sizeof nm, "%s.mlp", pre); load_mlp(&L, ly, nm);
+        } else { /* bamba */
+            snprintf(nm, sizeof nm, "%s.input_layernorm.weight", pre); ly->in_norm = load_vec(&L, nm, D);
+            snprintf(nm, sizeof nm, "%s.pre_ff_layernorm.weight", pre); ly->ff_norm = load_vec(&L, nm, D);
+            if (ly->is_attn) { snprintf(nm, sizeof nm, "%s.self_attn", pre); load_attention(&L, ly, nm); }
+            else { snprintf(nm, sizeof nm, "%s.mamba", pre); load_mamba(&L, ly, nm); }
+            snprintf(nm, sizeof nm, "%s.feed_forward", pre); load_mlp(&L, ly, nm);
+        }
+    }
+    if (!L.failed && c->n_attn_layers > 0) {
+        int half = c->rot_dim / 2;
+        float *h = xmalloc(sizeof(float) * (half ? half : 1));
+        model_config_rope_inv_freq(c, h);
+        m->inv_freq = be->alloc(be, sizeof(float) * (half ? half : 1));
+        if (m->inv_freq) be->upload(be, m->inv_freq, h, sizeof(float) * half);
+        free(h);
+    }
+    st_close(&L.f);
+    if (L.failed) { model_destroy(&m); return -1; }
+    *out = m;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ workspace */
+
+static void ws_free(model *m) {
+    model_ws *w = &m->ws;
+    op_backend *be = m->be;
+    void **bufs[] = {&w->x, &w->xn, &w->q, &w->k, &w->v, &w->att, &w->gu, &w->h, &w->z, &w->xs, &w->Bs,
+                     &w->Cs, &w->dt, &w->xc, &w->Bc, &w->Cc, &w->y, &w->yn, &w->last, (void **)&w->logits, &w->ones,
+                     (void **)&w->d_tokens, (void **)&w->d_pos, (void **)&w->d_cu, (void **)&w->d_slots,
+                     (void **)&w->d_bt, (void **)&w->d_slotmap, (void **)&w->d_last};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+        if (*bufs[i]) be->free(be, *bufs[i]);
+        *bufs[i] = NULL;
+    }
+    w->cap_T = w->cap_seq = w->cap_bt = w->cap_rows = 0;
+}
+
+static void *ws_alloc(model *m, size_t bytes) {
+    void *p = m->be->alloc(m->be, bytes ? bytes : 4);
+    CHECK(p, "model workspace: out of %s memory (%zu bytes)", m->be->name, bytes);
+    return p;
+}
+
+static void ws_reserve(model *m, int T, int n_seq, int bt, int rows) {
+    model_ws *w = &m->ws;
+    const model_config *c = &m->c;
+    op_backend *be = m->be;
+    size_t ab = be->act_bytes;
+    if (T > w->cap_T) {
+        int nT = T < 16 ? 16 : T;
+        void **bufs[] = {&w->x, &w->xn, &w->q, &w->k, &w->v, &w->att, &w->gu, &w->h, &w->z, &w->xs, &w->Bs,
+                         &w->Cs, &w->dt, &w->xc, &w->Bc, &w->Cc, &w->y, &w->yn};
+        size_t gn = (size_t)c->m_groups * c->m_d_state;
+        size_t widths[] = {c->hidden, c->hidden, (size_t)c->n_heads * c->head_dim, (size_t)c->n_kv_heads * c->head_dim,
+                           (size_t)c->n_kv_heads * c->head_dim, (size_t)c->n_heads * c->head_dim,
+                           2 * (size_t)c->intermediate, (size_t)c->intermediate, c->m_d_inner, c->m_d_inner, gn, gn,
+                           c->m_heads, c->m_d_inner, gn, gn, c->m_d_inner, c->m_d_inner};
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+            if (*bufs[i]) be->free(be, *bufs[i]);
+            *bufs[i] = ws_alloc(m, widths[i] * nT * ab);
+        }
+        int32_t **ib[] = {&w->d_tokens, &w->d_pos, &w->d_slotmap};
+        for (int i = 0; i < 3; i++) {
+            if (*ib[i]) be->free(be, *ib[i]);
+            *ib[i] = ws_alloc(m, sizeof(int32_t) * nT);
+        }
+        if (w->ones) be->free(be, w->ones);
+        w->ones = ws_alloc(m, ab * nT);
+        float *h1 = xmalloc(sizeof(float) * nT);
+        for (int i = 0; i < nT; i++) h1[i] = 1.0f;
+        be->load_weight(be, w->ones, h1, OP_F32, (size_t)nT);
+        free(h1);
+        w->cap_T = nT;
+    }
+    if (n_seq > w->cap_seq) {
+        int ns = n_seq < 16 ? 16 : n_seq;
+        int32_t **ib[] = {&w->d_cu, &w->d_slots, &w->d_last};
+        for (int i = 0; i < 3; i++) {
+            if (*ib[i]) be->free(be, *ib[i]);
+            *ib[i] = ws_alloc(m, sizeof(int32_t) * (ns + 1));
+        }
+        if (w->last) be->free(be, w->last);
+        w->last = ws_alloc(m, (size_t)c->hidden * ns * ab);
+        w->cap_seq = ns;
+        free(m->h_last);
+        m->h_last = xmalloc(sizeof(int32_t) * (ns + 1));
+        m->cap_h_last = ns;
+    }
+    if (bt > w->cap_bt) {
+        if (w->d_bt) be->free(be, w->d_bt);
+        w->d_bt = ws_alloc(m, sizeof(int32_t) * bt);
+        w->cap_bt = bt;
+    }
+    if (rows > w->cap_rows) {
+        if (w->logits) be->free(be, w->logits);
+        w->logits = ws_alloc(m, sizeof(float) * (size_t)rows * c->vocab_size);
+        w->cap_rows = rows;
+    }
+}
+
+/* ------------------------------------------------------------------ forward */
+
+/* y[T, N] += bias[N] on every row, as the K = 1 product ones[T, 1] x bias[N, 1]^T. */
+static void add_bias(model *m, void *y, const void *bias, int T, int N) {
+    if (bias) m->be->matmul(m->be, y, m->ws.ones, bias, T, 1, N, 1);
+}
+
+static void attn_layer(model *m, kv_cache *kv, const model_layer *ly, const kv_batch *b) {
+    const model_config *c = &m->c;
+    op_backend *be = m->be;
+    model_ws *w = &m->ws;
+    int T = b->T, D = c->hidden, qd = c->n_heads * c->head_dim, kd = c->n_kv_heads * c->head_dim;
+    be->matmul(be, w->q, w->xn, ly->wq, T, D, qd, 0);
+    be->matmul(be, w->k, w->xn, ly->wk, T, D, kd, 0);
+    be->matmul(be, w->v, w->xn, ly->wv, T, D, kd, 0);
+    add_bias(m, w->q, ly->bq, T, qd);
+    add_bias(m, w->k, ly->bk, T, kd);
+    add_bias(m, w->v, ly->bv, T, kd);
+    if (c->rot_dim > 0)
+        be->rope(be, w->q, w->k, w->d_pos, m->inv_freq, T, c->n_heads, c->n_kv_heads, c->head_dim, c->rot_dim);
+    void *kc = kv_k(kv, ly->idx), *vc = kv_v(kv, ly->idx);
+    be->kv_write(be, kc, vc, w->k, w->v, w->d_slotmap, T, c->n_kv_heads, c->head_dim);
+    be->attention(be, w->att, w->q, kc, vc, w->d_bt, b->max_pages, w->d_cu, w->d_pos, b->n_seq, T, c->n_heads,
+                  c->n_kv_heads, c->head_dim, kv_page_size(kv), 1.0f / sqrtf((float)c->head_dim));
+    be->matmul(be, w->x, w->att, ly->wo, T, qd, D, 1);
+    add_bias(m, w->x, ly->bo, T, D);
+}
+
+static void mamba_layer(model *m, kv_cache *kv, const model_layer *ly, const kv_batch *b) {
+    const model_config *c = &m->c;
+    op_backend *be = m->be;
+    model_ws *w = &m->ws;
+    int T = b->T, D = c->hidden, di = c->m_d_inner, gn = c->m_groups * c->m_d_state, H = c->m_heads;
+    be->matmul(be, w->z, w->xn, ly->w_z, T, D, di, 0);
+    be->matmul(be, w->xs, w->xn, ly->w_x, T, D, di, 0);
+    be->matmul(be, w->Bs, w->xn, ly->w_B, T, D, gn, 0);
+    be->matmul(be, w->Cs, w->xn, ly->w_C, T, D, gn, 0);
+    be->matmul(be, w->dt, w->xn, ly->w_dt, T, D, H, 0);
+    add_bias(m, w->z, ly->b_z, T, di);
+    add_bias(m, w->xs, ly->b_x, T, di);
+    add_bias(m, w->Bs, ly->b_B, T, gn);
+    add_bias(m, w->Cs, ly->b_C, T, gn);
+    add_bias(m, w->dt, ly->b_dt, T, H);
+    void *in[3] = {w->xs, w->Bs, w->Cs}, *outc[3] = {w->xc, w->Bc, w->Cc};
+    int ch[3] = {di, gn, gn};
+    for (int p = 0; p < 3; p++)
+        be->conv1d(be, outc[p], in[p], ly->conv_w[p], ly->conv_b[p], kv_conv(kv, ly->idx, p), w->d_cu, w->d_slots,
+                   b->n_seq, T, ch[p], c->m_d_conv);
+    be->ssd_scan(be, w->y, w->xc, w->dt, ly->A_log, w->Bc, w->Cc, ly->Dskip, ly->dt_bias, kv_ssm(kv, ly->idx), w->d_cu,
+                 w->d_slots, b->n_seq, T, H, c->m_head_dim, c->m_groups, c->m_d_state, c->m_chunk > 0 ? c->m_chunk : 256,
+                 (float)c->dt_min, (float)c->dt_max);
+    be->gated_rmsnorm(be, w->yn, w->y, w->z, ly->gnorm, T, di, di, c->rms_eps);
+    be->matmul(be, w->x, w->yn, ly->out_proj, T, di, D, 1);
+    add_bias(m, w->x, ly->b_out, T, D);
+}
+
+const float *model_forward(model *m, kv_cache *kv, const kv_batch *b, int all_logits) {
+    const model_config *c = &m->c;
+    op_backend *be = m->be;
+    model_ws *w = &m->ws;
+    int T = b->T, D = c->hidden, n_seq = b->n_seq;
+    CHECK(T > 0 && n_seq > 0, "empty step");
+    ws_reserve(m, T, n_seq, n_seq * b->max_pages, all_logits ? T : n_seq);
+    be->upload(be, w->d_tokens, b->tokens, sizeof(int32_t) * T);
+    be->upload(be, w->d_pos, b->pos, sizeof(int32_t) * T);
+    be->upload(be, w->d_slotmap, b->slot_mapping, sizeof(int32_t) * T);
+    be->upload(be, w->d_cu, b->cu_seqlens, sizeof(int32_t) * (n_seq + 1));
+    be->upload(be, w->d_slots, b->slots, sizeof(int32_t) * n_seq);
+    if (c->n_attn_layers) be->upload(be, w->d_bt, b->block_table, sizeof(int32_t) * n_seq * b->max_pages);
+    for (int t = 0; t < T; t++) CHECK(b->tokens[t] >= 0 && b->tokens[t] < c->vocab_size, "token id %d out of range", b->tokens[t]);
+    be->embed(be, w->x, m->embed, w->d_tokens, T, D);
+    for (int i = 0; i < c->n_layers; i++) {
+        const model_layer *ly = &m->layers[i];
+        be->rmsnorm(be, w->xn, w->x, ly->in_norm, T, D, c->rms_eps);
+        if (ly->is_attn) attn_layer(m, kv, ly, b);
+        else mamba_layer(m, kv, ly, b);
+        if (ly->ff_norm && c->intermediate > 0) {
+            be->rmsnorm(be, w->xn, w->x, ly->ff_norm, T, D, c->rms_eps);
+            be->matmul(be, w->gu, w->xn, ly->w_gu, T, D, 2 * c->intermediate, 0);
+            add_bias(m, w->gu, ly->b_gu, T, 2 * c->intermediate);
+            be->swiglu(be, w->h, w->gu, T, c->intermediate);
+            be->matmul(be, w->x, w->h, ly->w_down, T, c->intermediate, D, 1);
+            add_bias(m, w->x, ly->b_down, T, D);
+        }
+    }
+    if (all_logits) {
+        be->rmsnorm(be, w->xn, w->x, m->final_norm, T, D, c->rms_eps);
+        be->matmul_f32out(be, w->logits, w->xn, m->lm_head, T, D, c->vocab_size);
+    } else {
+        for (int s = 0; s < n_seq; s++) m->h_last[s] = b->cu_seqlens[s + 1] - 1;
+        be->upload(be, w->d_last, m->h_last, sizeof(int32_t) * n_seq);
+        be->embed(be, w->last, w->x, w->d_last, n_seq, D); /* gather the last row of each sequence */
+        be->rmsnorm(be, w->last, w->last, m->final_norm, n_seq, D, c->rms_eps);
+        be->matmul_f32out(be, w->logits, w->last, m->lm_head, n_seq, D, c->vocab_size);
+    }
+    return w->logits;
+}

@@ -1,0 +1,198 @@
+/* workers/model/tok_spm.c — SentencePiece-style BPE (Llama-2 vocabularies: GGUF "llama" model,
+ * llama2.c tokenizer.bin).
+ *
+ * The text run gets the dummy-prefix space (when asked), spaces become "▁" for GGUF vocabularies
+ * (llama2.c keeps plain ' '), and is cut into initial symbols:
+ *   - GGUF (llama.cpp's llm_tokenizer_spm): one symbol per UTF-8 character, its length taken
+ *     from the lead byte and clamped to the text end; unknown characters stay symbols;
+ *   - llama2.c (run.c's encode): a character that is not in the vocabulary becomes its bytes
+ *     right away, as frozen <0xXX> symbols that never merge.
+ * Then the adjacent pair whose concatenation is a vocabulary token with the highest score is
+ * merged (ties: leftmost), through a max-heap with stale-entry checks (O(n log n)). Finally a
+ * symbol that is not a token is emitted as <0xXX> byte tokens (or <unk> when the vocabulary has
+ * no byte tokens).
+ *
+ * Invalid UTF-8 (which neither reference can be given from Python strings) is encoded so that
+ * decode(encode(x)) == x: stray bytes become <0xXX> tokens, and a truncated sequence never
+ * absorbs the following character (llama.cpp's splitter would swallow the next "▁").
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "workers/model/tok_internal.h"
+
+typedef struct {
+    float score;
+    int32_t l, r;
+    uint32_t len;   /* l.len + r.len when pushed: stale if it changed */
+    int32_t merged;
+} spm_cand;
+
+typedef struct {
+    uint32_t start, len;
+    int32_t prev, next;
+    int frozen;     /* llama2.c byte fallback: emitted as bytes, never merged */
+} spm_sym;
+
+typedef struct {
+    const tok *t;
+    const char *buf;
+    spm_sym *sym;
+    spm_cand *heap;
+    int hn;
+    size_t hcap;
+} spm_ws;
+
+static int cand_better(const spm_cand *x, const spm_cand *y) {
+    return x->score > y->score || (x->score == y->score && x->l < y->l);
+}
+
+static void heap_push(spm_ws *w, spm_cand c) {
+    if ((size_t)w->hn == w->hcap) {
+        w->hcap = w->hcap ? w->hcap * 2 : 64;
+        w->heap = xrealloc(w->heap, w->hcap * sizeof *w->heap);
+    }
+    int i = w->hn++;
+    while (i > 0) {
+        int p = (i - 1) / 2;
+        if (!cand_better(&c, &w->heap[p])) break;
+        w->heap[i] = w->heap[p];
+        i = p;
+    }
+    w->heap[i] = c;
+}
+
+static spm_cand heap_pop(spm_ws *w) {
+    spm_cand top = w->heap[0];
+    spm_cand last = w->heap[--w->hn];
+    int i = 0;
+    for (;;) {
+        int c = 2 * i + 1;
+        if (c >= w->hn) break;
+        if (c + 1 < w->hn && cand_better(&w->heap[c + 1], &w->heap[c])) c++;
+        if (!cand_better(&w->heap[c], &last)) break;
+        w->heap[i] = w->heap[c];
+        i = c;
+    }
+    if (w->hn > 0) w->heap[i] = last;
+    return top;
+}
+
+static void try_pair(spm_ws *w, int32_t l, int32_t r) {
+    if (l < 0 || r < 0) return;
+    const spm_sym *a = &w->sym[l], *b = &w->sym[r];
+    if (a->frozen || b->frozen) return;
+    uint32_t len = a->len + b->len;
+    int32_t id = tok__lookup(w->t, w->buf + a->start, len);
+    if (id < 0) return;
+    spm_cand c = {w->t->score[id], l, r, len, id};
+    heap_push(w, c);
+}
+
+static void emit_bytes(const tok *t, const unsigned char *p, size_t n, tok_ids *out) {
+    for (size_t i = 0; i < n; i++) {
+        int32_t id = t->byte_id[p[i]];
+        if (id < 0) id = t->unk;
+        if (id >= 0) tok__ids_push(out, id);
+    }
+}
+
+void tok__spm_encode(const tok *t, const char *s, size_t n, int prefix_space, tok_ids *out) {
+    static const char U2581[3] = {(char)0xE2, (char)0x96, (char)0x81};
+    /* normalised text */
+    util_buf nb;
+    util_buf_init(&nb);
+    if (prefix_space) {
+        if (t->space_u2581) util_buf_append(&nb, U2581, 3);
+        else util_buf_append(&nb, " ", 1);
+    }
+    if (t->space_u2581) {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (s[i] == ' ') {
+                if (i > k) util_buf_append(&nb, s + k, i - k);
+                util_buf_append(&nb, U2581, 3);
+                k = i + 1;
+            }
+        }
+        if (n > k) util_buf_append(&nb, s + k, n - k);
+    } else if (n) {
+        util_buf_append(&nb, s, n);
+    }
+    const unsigned char *u = (const unsigned char *)nb.data;
+    size_t m = nb.len;
+    if (m == 0) {
+        util_buf_free(&nb);
+        return;
+    }
+
+    spm_ws w = {.t = t, .buf = nb.data};
+    w.sym = xmalloc(m * sizeof *w.sym);
+    int32_t ns = 0;
+    if (t->llama2c_split) {
+        /* run.c: gather a character (lead byte + up to 3 continuation bytes), look it up */
+        size_t i = 0;
+        if (prefix_space) { /* run.c pushes the dummy " " as a token of its own */
+            int frozen = tok__lookup(t, u, 1) < 0;
+            w.sym[ns] = (spm_sym){0, 1, -1, -1, frozen};
+            ns++;
+            i = 1;
+        }
+        while (i < m) {
+            size_t l = 1;
+            while (i + l < m && (u[i + l] & 0xC0) == 0x80 && l < 4) l++;
+            int frozen = tok__lookup(t, u + i, l) < 0;
+            if (!frozen) {
+                w.sym[ns] = (spm_sym){(uint32_t)i, (uint32_t)l, ns - 1, -1, 0};
+                ns++;
+            } else {
+                for (size_t k = 0; k < l; k++) {
+                    w.sym[ns] = (spm_sym){(uint32_t)(i + k), 1, ns - 1, -1, 1};
+                    ns++;
+                }
+            }
+            i += l;
+        }
+    } else {
+        /* llama.cpp: UTF-8 length from the lead byte, clamped to the end; and (our addition,
+         * a no-op on valid UTF-8) clamped at the first byte that is not a continuation byte,
+         * so a stray lead byte cannot swallow the "▁" of a space and break the round trip */
+        static const uint8_t lens[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
+        size_t i = 0;
+        while (i < m) {
+            size_t l = lens[u[i] >> 4];
+            if (l > m - i) l = m - i;
+            for (size_t k = 1; k < l; k++)
+                if ((u[i + k] & 0xC0) != 0x80) { l = k; break; }
+            w.sym[ns] = (spm_sym){(uint32_t)i, (uint32_t)l, ns - 1, -1, 0};
+            ns++;
+            i += l;
+        }
+    }
+    for (int32_t k = 0; k + 1 < ns; k++) w.sym[k].next = k + 1;
+
+    for (int32_t k = 0; k + 1 < ns; k++) try_pair(&w, k, k + 1);
+    while (w.hn > 0) {
+        spm_cand c = heap_pop(&w);
+        spm_sym *a = &w.sym[c.l], *b = &w.sym[c.r];
+        if (a->len == 0 || b->len == 0 || a->next != c.r || a->len + b->len != c.len) continue; /* stale */
+        a->len += b->len;
+        a->next = b->next;
+        if (b->next >= 0) w.sym[b->next].prev = c.l;
+        b->len = 0;
+        b->next = -1;
+        try_pair(&w, a->prev, c.l);
+        try_pair(&w, c.l, a->next);
+    }
+    for (int32_t k = 0; k >= 0 && k < ns; k = w.sym[k].next) {
+        const spm_sym *y = &w.sym[k];
+        int32_t id = y->frozen ? -1 : tok__lookup(t, u + y->start, y->len);
+        if (id >= 0) tok__ids_push(out, id);
+        else emit_bytes(t, u + y->start, y->len, out);
+    }
+    free(w.sym);
+    free(w.heap);
+    util_buf_free(&nb);
+}
