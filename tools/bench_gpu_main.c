@@ -98,6 +98,14 @@ typedef struct runbuf {
 
 static op_backend *B_;
 static uint64_t g_seed = 1;
+static int g_prof; /* mark op boundaries for the per-op profile (eager runs only) */
+
+enum { PS_EMBED, PS_NORM, PS_MM_QKV, PS_ROPE_KV, PS_ATTN, PS_MM_O, PS_MM_IN, PS_CONV, PS_SSD, PS_GNORM, PS_MM_OUT,
+       PS_MM_GU, PS_SWIGLU, PS_MM_DOWN, PS_LMHEAD, PS_SAMPLE, PS_N };
+static const char *ps_names[PS_N] = {"embed", "rmsnorm", "mm_qkv", "rope_kvwrite", "attention", "mm_o", "mm_in_proj",
+                                     "conv1d", "ssd_scan", "gated_norm", "mm_out_proj", "mm_gate_up", "swiglu",
+                                     "mm_down", "lm_head", "sample"};
+#define PM(slot) do { if (g_prof) op_cuda_prof_mark(B_, (slot)); } while (0)
 
 static void *dalloc(size_t bytes, const char *what) {
     void *p = B_->alloc(B_, bytes);
@@ -328,40 +336,58 @@ static void decode_step(runbuf *r, const model *m, int B) {
     op_backend *b = B_;
     int conv_bc = s->G * s->N;
     b->embed(b, r->h, m->emb, r->ids, B, s->D);
+    PM(PS_EMBED);
     for (int l = 0; l < s->L; l++) {
         const layer_w *w = &m->lw[l];
         b->rmsnorm(b, r->xn, r->h, w->n1, B, s->D, s->eps);
+        PM(PS_NORM);
         if (w->attn) {
             b->matmul(b, r->q, r->xn, w->wq, B, s->D, s->Hq * s->hd, 0);
             b->matmul(b, r->k, r->xn, w->wk, B, s->D, s->Hkv * s->hd, 0);
             b->matmul(b, r->v, r->xn, w->wv, B, s->D, s->Hkv * s->hd, 0);
+            PM(PS_MM_QKV);
             b->rope(b, r->q, r->k, r->pos, m->inv_freq, B, s->Hq, s->Hkv, s->hd, s->hd);
             b->kv_write(b, r->kc[l], r->vc[l], r->k, r->v, r->slotmap, B, s->Hkv, s->hd);
+            PM(PS_ROPE_KV);
             b->attention(b, r->ao, r->q, r->kc[l], r->vc[l], r->bt, r->max_pages, r->cu, r->pos, B, B, s->Hq, s->Hkv,
                          s->hd, s->page, 1.0f / sqrtf((float)s->hd));
+            PM(PS_ATTN);
             b->matmul(b, r->h, r->ao, w->wo, B, s->Hq * s->hd, s->D, 1);
+            PM(PS_MM_O);
         } else {
             b->matmul(b, r->z, r->xn, w->wz, B, s->D, s->d_inner, 0);
             b->matmul(b, r->x, r->xn, w->wx, B, s->D, s->d_inner, 0);
             b->matmul(b, r->Bm, r->xn, w->wB, B, s->D, conv_bc, 0);
             b->matmul(b, r->Cm, r->xn, w->wC, B, s->D, conv_bc, 0);
             b->matmul(b, r->dt, r->xn, w->wdt, B, s->D, s->H, 0);
+            PM(PS_MM_IN);
             b->conv1d(b, r->xc, r->x, w->cwx, w->cbx, r->cx[l], r->cu, r->slots, B, B, s->d_inner, s->K);
             b->conv1d(b, r->Bc, r->Bm, w->cwB, w->cbB, r->cB[l], r->cu, r->slots, B, B, conv_bc, s->K);
             b->conv1d(b, r->Cc, r->Cm, w->cwC, w->cbC, r->cC[l], r->cu, r->slots, B, B, conv_bc, s->K);
+            PM(PS_CONV);
             b->ssd_scan(b, r->y, r->xc, r->dt, w->A_log, r->Bc, r->Cc, w->Dp, w->dtb, r->ssm[l], r->cu, r->slots, B, B,
                         s->H, s->P, s->G, s->N, 128, 0.0f, INFINITY);
+            PM(PS_SSD);
             b->gated_rmsnorm(b, r->g, r->y, r->z, w->gn, B, s->d_inner, s->d_inner, s->eps); /* HF: whole d_inner */
+            PM(PS_GNORM);
             b->matmul(b, r->h, r->g, w->wout, B, s->d_inner, s->D, 1);
+            PM(PS_MM_OUT);
         }
         b->rmsnorm(b, r->xn, r->h, w->n2, B, s->D, s->eps);
+        PM(PS_NORM);
         b->matmul(b, r->gu, r->xn, w->wgu, B, s->D, 2 * s->F, 0);
+        PM(PS_MM_GU);
         b->swiglu(b, r->act, r->gu, B, s->F);
+        PM(PS_SWIGLU);
         b->matmul(b, r->h, r->act, w->wdown, B, s->F, s->D, 1);
+        PM(PS_MM_DOWN);
     }
     b->rmsnorm(b, r->xn, r->h, m->nf, B, s->D, s->eps);
+    PM(PS_NORM);
     b->matmul_f32out(b, r->logits, r->xn, m->emb, B, s->D, s->V);
+    PM(PS_LMHEAD);
     op_cuda_sample_async(b, r->out_ids, r->logits, B, s->V, r->params);
+    PM(PS_SAMPLE);
 }
 
 /* Bytes and FLOPs one decode step must move / do (each input read once, each output written
@@ -385,6 +411,7 @@ typedef struct point {
     char arch[16];
     int gen, prompt, ctx, batch, max_batch, is_max;
     double step_ms, eager_ms, tok_s, bytes, flops, roof_ms, frac;
+    double prof[PS_N]; /* ms per op kind, one eager step */
 } point;
 
 static int parse_list(const char *s, int *out, int cap) {
@@ -508,6 +535,12 @@ int main(int argc, char **argv) {
                 qsort(t, 3, sizeof t[0], cmp_d);
                 op_cuda_graph_destroy(&g);
                 point *p = &pts[n_pts++];
+                memset(p->prof, 0, sizeof p->prof);
+                g_prof = 1;
+                op_cuda_prof_begin(B_);
+                decode_step(&r, &m, B);
+                op_cuda_prof_end(B_, p->prof, PS_N);
+                g_prof = 0;
                 snprintf(p->arch, sizeof p->arch, "%s", arch);
                 p->gen = gen;
                 p->prompt = prompt;
@@ -524,6 +557,12 @@ int main(int argc, char **argv) {
                 p->frac = p->roof_ms / p->step_ms;
                 printf("  %-9s %6d %9.3f %9.3f %11.0f %9.2f %9.3f %6.1f%%%s\n", arch, B, p->step_ms, eager, p->tok_s,
                        p->bytes / 1e9, p->roof_ms, 100 * p->frac, p->is_max ? "  (max)" : "");
+                double tot = 0;
+                for (int k = 0; k < PS_N; k++) tot += p->prof[k];
+                printf("            profile (eager, %.3f ms):", tot);
+                for (int k = 0; k < PS_N; k++)
+                    if (p->prof[k] > 0.005 * tot) printf(" %s %.0f%%", ps_names[k], 100 * p->prof[k] / tot);
+                printf("\n");
                 fflush(stdout);
             }
             runbuf_free(&r, &m);
@@ -585,9 +624,12 @@ int main(int argc, char **argv) {
             fprintf(f,
                     "%s{\"arch\":\"%s\",\"gen\":%d,\"prompt\":%d,\"ctx\":%d,\"batch\":%d,\"max_batch\":%d,\"is_max\":%s,"
                     "\"step_ms\":%.4f,\"eager_step_ms\":%.4f,\"tokens_per_s\":%.1f,\"bytes_per_step\":%.4g,"
-                    "\"flops_per_step\":%.4g,\"roofline_ms\":%.4f,\"roofline_fraction\":%.4f}",
+                    "\"flops_per_step\":%.4g,\"roofline_ms\":%.4f,\"roofline_fraction\":%.4f,\"profile_ms\":{",
                     i ? "," : "", p->arch, p->gen, p->prompt, p->ctx, p->batch, p->max_batch, p->is_max ? "true" : "false",
                     p->step_ms, p->eager_ms, p->tok_s, p->bytes, p->flops, p->roof_ms, p->frac);
+            for (int k = 0, first = 1; k < PS_N; k++)
+                if (p->prof[k] > 0) { fprintf(f, "%s\"%s\":%.4f", first ? "" : ",", ps_names[k], p->prof[k]); first = 0; }
+            fprintf(f, "}}");
         }
         fprintf(f, "],\"ratios\":[%s]}\n", ratios.data ? ratios.data : "");
         fclose(f);

@@ -14,6 +14,10 @@
 #include "common/util.h"
 #include "kernels/cpu/cpu_internal.h"
 
+/* Weak: builds that link a plain cblas_sgemm instead of OpenBLAS (tools/bench/gpu-build.sh)
+ * have no thread control, and need none. */
+#pragma weak openblas_set_num_threads
+
 static void *cpu_alloc(op_backend *b, size_t bytes) {
     void *p = NULL;
     size_t n = (bytes + 63) & ~(size_t)63;
@@ -218,7 +222,7 @@ op_backend *op_cpu_new(char *err, size_t errlen) {
     im->pool = nt > 1 ? pool_new((int)nt - 1) : NULL;
     /* One pool for everything: OpenBLAS runs single-threaded inside our tasks (two pools of
      * spinning threads on the same cores slow each other down badly). Process-wide setting. */
-    openblas_set_num_threads(1);
+    if (openblas_set_num_threads) openblas_set_num_threads(1);
     im->n_threads = im->pool ? im->pool->n_workers + 1 : 1;
     b->alloc = cpu_alloc;
     b->free = cpu_free;

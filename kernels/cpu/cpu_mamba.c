@@ -169,8 +169,7 @@ static void ssd_chunked_run(op_backend *b, float *y, const float *x, const float
     if (L <= 0) return;
     if (chunk <= 0) chunk = 256;
     int Q = chunk < L ? chunk : L, n_chunks = (L + Q - 1) / Q;
-    int nt = b ? cpu_threads(b) : 1;
-    if (nt > H) nt = H;
+    int nt = b ? cpu_threads(b) : 1; /* scratch for every pool thread: any may run a task */
     float *dtv = xmalloc(sizeof(float) * (size_t)L * H);
     float *Gall = xmalloc(sizeof(float) * (size_t)n_chunks * G * Q * Q);
     size_t per = ssd_per_thread(Q, P);
@@ -180,7 +179,7 @@ static void ssd_chunked_run(op_backend *b, float *y, const float *x, const float
         for (int h = 0; h < H; h++)
             dtv[(size_t)t * H + h] = scan_dt(dt[(size_t)t * H + h], dt_bias[h], dt_min, dt_max);
     ssd_job j = {y, x, A_log, Bm, Cm, D, state, dtv, Gall, L, H, P, G, N, Q, n_chunks, scr, per};
-    if (nt > 1) {
+    if (nt > 1 && H > 1) {
         cpu_parallel_for(b, n_chunks * G, ssd_g_task, &j);
         cpu_parallel_for(b, H, ssd_head_task, &j);
     } else {

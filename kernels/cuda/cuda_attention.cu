@@ -212,6 +212,213 @@ __global__ void __launch_bounds__(ATT_NT) k_attention(att_args a) {
     }
 }
 
+
+/* ---------------- decode kernel (one token per sequence, G <= 8) ----------------
+ * Tuned for the memory-bound decode: K/V tiles arrive by cp.async into a two-stage shared
+ * buffer (the next tile's copy overlaps this tile's math); QK^T has each thread take one key and
+ * half of the query rows, so a K row is read from shared memory once for several heads; P.V
+ * splits the tile's keys over the 4 warps (each warp keeps partial outputs for all rows, lane =
+ * a pair of dims), so each V element is read once; the warps' partials are summed at the end. */
+#define DEC_GMAX 8
+
+static __device__ __forceinline__ void cp_async16(void *smem_dst, const void *gsrc, int src_bytes) {
+    unsigned d = (unsigned)__cvta_generic_to_shared(smem_dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(gsrc), "r"(src_bytes));
+}
+static __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+static __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+template <int HDM>
+__global__ void __launch_bounds__(ATT_NT) k_attn_decode(att_args a) {
+    extern __shared__ __align__(16) unsigned char smem[];
+    const int LDK = HDM + 8;
+    bf16 *Ks = (bf16 *)smem;                  /* [2][ATT_TK][LDK] */
+    bf16 *Vs = Ks + 2 * ATT_TK * LDK;         /* [2][ATT_TK][LDK] */
+    float *qs = (float *)(Vs + 2 * ATT_TK * LDK); /* [G][HDM] */
+    float *Ps = qs + DEC_GMAX * HDM;          /* [G][ATT_TK] */
+    __shared__ float m_s[DEC_GMAX], l_s[DEC_GMAX], corr_s[DEC_GMAX];
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int s = blockIdx.x, kvh = blockIdx.y, hd = a.hd, G = a.G;
+    const int t = a.cu[s];
+    const int pos = a.pos[t];
+    int k_begin = 0, k_end = pos + 1;
+    if (a.n_splits > 1) {
+        k_begin = blockIdx.z * a.split_len;
+        k_end = min(k_end, k_begin + a.split_len);
+    }
+    for (int idx = tid; idx < G * hd; idx += ATT_NT) {
+        int r = idx / hd, d = idx % hd;
+        qs[r * HDM + d] = __bfloat162float(a.q[((int64_t)t * a.Hq + kvh * G + r) * hd + d]) * a.scale;
+    }
+    if (tid < DEC_GMAX) { m_s[tid] = -INFINITY; l_s[tid] = 0.f; corr_s[tid] = 1.f; }
+
+    constexpr int NP = HDM / 64; /* dim pairs per lane */
+    float acc[DEC_GMAX][NP][2];
+#pragma unroll
+    for (int r = 0; r < DEC_GMAX; r++)
+#pragma unroll
+        for (int i = 0; i < NP; i++) acc[r][i][0] = acc[r][i][1] = 0.f;
+
+    const int hd8 = hd / 8;
+    const int64_t kv_row_stride = (int64_t)a.Hkv * hd;
+    const int64_t bt_base = (int64_t)s * a.max_pages;
+    auto load_tile = [&](int stage, int kt) {
+        int nk = min(ATT_TK, k_end - kt);
+        bf16 *ks = Ks + stage * ATT_TK * LDK, *vs = Vs + stage * ATT_TK * LDK;
+        for (int idx = tid; idx < ATT_TK * hd8; idx += ATT_NT) {
+            int j = idx / hd8, c = idx % hd8;
+            const bf16 *kp = a.kc, *vp = a.vc;
+            int bytes = 0;
+            if (j < nk) {
+                int key = kt + j;
+                int page = a.bt[bt_base + key / a.page_size];
+                int64_t off = ((int64_t)page * a.page_size + key % a.page_size) * kv_row_stride + (int64_t)kvh * hd + c * 8;
+                kp = a.kc + off;
+                vp = a.vc + off;
+                bytes = 16;
+            }
+            cp_async16(ks + j * LDK + c * 8, kp, bytes);
+            cp_async16(vs + j * LDK + c * 8, vp, bytes);
+        }
+    };
+    if (k_begin < k_end) load_tile(0, k_begin);
+    cp_async_commit();
+    int stage = 0;
+    const int half = tid / ATT_TK, jq = tid % ATT_TK; /* QK: key jq, rows half, half+2, ... */
+    for (int kt = k_begin; kt < k_end; kt += ATT_TK) {
+        const int nk = min(ATT_TK, k_end - kt);
+        if (kt + ATT_TK < k_end) load_tile(stage ^ 1, kt + ATT_TK);
+        cp_async_commit();
+        cp_async_wait<1>();
+        __syncthreads();
+        const bf16 *ks = Ks + stage * ATT_TK * LDK, *vs = Vs + stage * ATT_TK * LDK;
+        /* scores */
+        {
+            float d[DEC_GMAX / 2];
+#pragma unroll
+            for (int i = 0; i < DEC_GMAX / 2; i++) d[i] = 0.f;
+            const bf16 *kr = ks + jq * LDK;
+            for (int c = 0; c < hd8; c++) {
+                uint4 u = *(const uint4 *)(kr + c * 8);
+                const __nv_bfloat162 *h2 = (const __nv_bfloat162 *)&u;
+                float2 k0 = __bfloat1622float2(h2[0]), k1 = __bfloat1622float2(h2[1]);
+                float2 k2 = __bfloat1622float2(h2[2]), k3 = __bfloat1622float2(h2[3]);
+#pragma unroll
+                for (int i = 0; i < DEC_GMAX / 2; i++) {
+                    int r = half + 2 * i;
+                    if (r < G) {
+                        const float *qr = qs + r * HDM + c * 8;
+                        float4 qa = *(const float4 *)qr, qb = *(const float4 *)(qr + 4);
+                        d[i] += qa.x * k0.x + qa.y * k0.y + qa.z * k1.x + qa.w * k1.y + qb.x * k2.x + qb.y * k2.y +
+                                qb.z * k3.x + qb.w * k3.y;
+                    }
+                }
+            }
+#pragma unroll
+            for (int i = 0; i < DEC_GMAX / 2; i++) {
+                int r = half + 2 * i;
+                if (r < G) Ps[r * ATT_TK + jq] = (jq < nk) ? d[i] : -INFINITY;
+            }
+        }
+        __syncthreads();
+        /* online softmax: a warp per row */
+        for (int r = warp; r < G; r += ATT_NT / 32) {
+            float s0 = Ps[r * ATT_TK + lane], s1 = Ps[r * ATT_TK + lane + 32];
+            float mx = fmaxf(s0, s1);
+            for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+            float m_old = m_s[r], m_new = fmaxf(m_old, mx);
+            float p0 = __expf(s0 - m_new), p1 = __expf(s1 - m_new), corr = __expf(m_old - m_new);
+            Ps[r * ATT_TK + lane] = p0;
+            Ps[r * ATT_TK + lane + 32] = p1;
+            float sum = p0 + p1;
+            for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+            if (lane == 0) {
+                l_s[r] = l_s[r] * corr + sum;
+                m_s[r] = m_new;
+                corr_s[r] = corr;
+            }
+        }
+        __syncthreads();
+        /* P.V: warp w takes keys [16w, 16w+16) of the tile */
+        {
+            float cr[DEC_GMAX];
+#pragma unroll
+            for (int r = 0; r < DEC_GMAX; r++) cr[r] = r < G ? corr_s[r] : 1.f;
+#pragma unroll
+            for (int r = 0; r < DEC_GMAX; r++)
+#pragma unroll
+                for (int i = 0; i < NP; i++) { acc[r][i][0] *= cr[r]; acc[r][i][1] *= cr[r]; }
+            const int j0 = warp * (ATT_TK / 4), j1 = min(j0 + ATT_TK / 4, nk);
+            for (int j = j0; j < j1; j++) {
+                float2 v[NP];
+#pragma unroll
+                for (int i = 0; i < NP; i++) {
+                    int d = 2 * lane + 64 * i;
+                    v[i] = d < hd ? __bfloat1622float2(*(const __nv_bfloat162 *)(vs + j * LDK + d)) : make_float2(0.f, 0.f);
+                }
+#pragma unroll
+                for (int r = 0; r < DEC_GMAX; r++) {
+                    if (r < G) {
+                        float p = Ps[r * ATT_TK + j];
+#pragma unroll
+                        for (int i = 0; i < NP; i++) { acc[r][i][0] += p * v[i].x; acc[r][i][1] += p * v[i].y; }
+                    }
+                }
+            }
+        }
+        __syncthreads();
+        stage ^= 1;
+    }
+    cp_async_wait<0>();
+    __syncthreads();
+    /* sum the 4 warps' partial outputs (reusing the K/V buffers) */
+    float *red = (float *)smem; /* [4][G][HDM] */
+#pragma unroll
+    for (int r = 0; r < DEC_GMAX; r++) {
+        if (r < G) {
+#pragma unroll
+            for (int i = 0; i < NP; i++) {
+                int d = 2 * lane + 64 * i;
+                if (d < hd) {
+                    red[(warp * DEC_GMAX + r) * HDM + d] = acc[r][i][0];
+                    red[(warp * DEC_GMAX + r) * HDM + d + 1] = acc[r][i][1];
+                }
+            }
+        }
+    }
+    __syncthreads();
+    for (int o = tid; o < G * hd; o += ATT_NT) {
+        int r = o / hd, d = o % hd;
+        float v = red[(0 * DEC_GMAX + r) * HDM + d] + red[(1 * DEC_GMAX + r) * HDM + d] + red[(2 * DEC_GMAX + r) * HDM + d] +
+                  red[(3 * DEC_GMAX + r) * HDM + d];
+        int hq = kvh * G + r;
+        if (a.n_splits > 1) {
+            int64_t pi = ((int64_t)s * a.Hq + hq) * a.n_splits + blockIdx.z;
+            a.part_o[pi * hd + d] = v;
+            if (d == 0) {
+                a.part_ml[pi * 2] = m_s[r];
+                a.part_ml[pi * 2 + 1] = l_s[r];
+            }
+        } else {
+            float l = l_s[r];
+            a.out[((int64_t)t * a.Hq + hq) * hd + d] = __float2bfloat16(l > 0.f ? v / l : 0.f);
+        }
+    }
+}
+
+template <int HDM>
+static void dec_launch(cudaStream_t st, const att_args &a, dim3 grid) {
+    size_t kv = (size_t)4 * ATT_TK * (HDM + 8) * sizeof(bf16);
+    size_t red = (size_t)4 * DEC_GMAX * HDM * sizeof(float);
+    size_t smem = (kv > red ? kv : red) + (size_t)DEC_GMAX * HDM * 4 + (size_t)DEC_GMAX * ATT_TK * 4;
+    if (smem > 48 * 1024)
+        CUDA_CHECK(cudaFuncSetAttribute(k_attn_decode<HDM>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    k_attn_decode<HDM><<<grid, ATT_NT, smem, st>>>(a);
+    CUDA_CHECK_LAUNCH();
+}
+
 /* Merges the splits of each (sequence, head): a block per pair, a thread per dimension. */
 __global__ void k_attention_combine(att_args a) {
     int s = blockIdx.x / a.Hq, hq = blockIdx.x % a.Hq;
@@ -299,8 +506,13 @@ void cu_attention(op_backend *b, void *out, const void *q, const void *k_cache, 
             a.part_ml = scr + np * hd;
         }
         dim3 grid(n_seq, Hkv, a.n_splits);
-        if (a.G <= 8) att_dispatch_hd<8>(c->stream, a, grid);
-        else att_dispatch_hd<32>(c->stream, a, grid);
+        if (a.G <= DEC_GMAX) {
+            if (hd <= 64) dec_launch<64>(c->stream, a, grid);
+            else if (hd <= 128) dec_launch<128>(c->stream, a, grid);
+            else dec_launch<256>(c->stream, a, grid);
+        } else {
+            att_dispatch_hd<32>(c->stream, a, grid);
+        }
         if (a.n_splits > 1) {
             k_attention_combine<<<n_seq * Hq, hd < 32 ? 32 : hd, 0, c->stream>>>(a);
             CUDA_CHECK_LAUNCH();

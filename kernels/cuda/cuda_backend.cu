@@ -279,6 +279,38 @@ extern "C" double op_cuda_timer_end(op_backend *b) {
     CUDA_CHECK(cudaEventElapsedTime(&ms, c->ev[0], c->ev[1]));
     return ms;
 }
+extern "C" void op_cuda_prof_begin(op_backend *b) {
+    cu_impl *c = cu_of(b);
+    if (!c->prof_ev) {
+        c->prof_ev = (cudaEvent_t *)calloc(CU_PROF_MAX, sizeof(cudaEvent_t));
+        c->prof_slot = (int *)calloc(CU_PROF_MAX, sizeof(int));
+        CHECK(c->prof_ev && c->prof_slot, "out of host memory");
+        for (int i = 0; i < CU_PROF_MAX; i++) CUDA_CHECK(cudaEventCreate(&c->prof_ev[i]));
+    }
+    c->prof_n = 1;
+    c->prof_slot[0] = -1;
+    CUDA_CHECK(cudaEventRecord(c->prof_ev[0], c->stream));
+}
+extern "C" void op_cuda_prof_mark(op_backend *b, int slot) {
+    cu_impl *c = cu_of(b);
+    if (!c->prof_ev || c->prof_n <= 0 || c->prof_n >= CU_PROF_MAX) return;
+    c->prof_slot[c->prof_n] = slot;
+    CUDA_CHECK(cudaEventRecord(c->prof_ev[c->prof_n], c->stream));
+    c->prof_n++;
+}
+extern "C" void op_cuda_prof_end(op_backend *b, double *ms, int n_slots) {
+    cu_impl *c = cu_of(b);
+    if (!c->prof_ev || c->prof_n <= 0) return;
+    CUDA_CHECK(cudaEventSynchronize(c->prof_ev[c->prof_n - 1]));
+    for (int i = 1; i < c->prof_n; i++) {
+        float t = 0.f;
+        CUDA_CHECK(cudaEventElapsedTime(&t, c->prof_ev[i - 1], c->prof_ev[i]));
+        int sl = c->prof_slot[i];
+        if (sl >= 0 && sl < n_slots) ms[sl] += t;
+    }
+    c->prof_n = 0;
+}
+
 extern "C" double op_cuda_graph_time_ms(op_backend *b, op_cuda_graph *g, int iters) {
     op_cuda_timer_begin(b);
     for (int i = 0; i < iters; i++) op_cuda_graph_launch(b, g);
@@ -323,6 +355,11 @@ static void cu_destroy(op_backend **pb) {
         cudaFree(c->samp_params);
         cudaFree(c->samp_ids);
         if (c->samp_ids_host) cudaFreeHost(c->samp_ids_host);
+        if (c->prof_ev) {
+            for (int i = 0; i < CU_PROF_MAX; i++) cudaEventDestroy(c->prof_ev[i]);
+            free(c->prof_ev);
+            free(c->prof_slot);
+        }
         if (c->ev[0]) cudaEventDestroy(c->ev[0]);
         if (c->ev[1]) cudaEventDestroy(c->ev[1]);
         if (c->stream) cudaStreamDestroy(c->stream);

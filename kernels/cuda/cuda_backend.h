@@ -68,6 +68,14 @@ double op_cuda_graph_time_ms(op_backend *b, op_cuda_graph *g, int iters);
 void op_cuda_timer_begin(op_backend *b);
 double op_cuda_timer_end(op_backend *b);
 
+/* ---- per-op profiling (eager runs; events between ops) ----
+ * prof_begin records a start event; prof_mark(slot) attributes the device time since the
+ * previous mark to slot (0..63); prof_end synchronises and adds each slot's milliseconds into
+ * ms[0..n_slots). At most 4095 marks per begin/end (further marks are ignored). */
+void op_cuda_prof_begin(op_backend *b);
+void op_cuda_prof_mark(op_backend *b, int slot);
+void op_cuda_prof_end(op_backend *b, double *ms, int n_slots);
+
 /* ---- test and benchmark helpers ---- */
 /* Fills n elements at dst (device) with uniform values in [lo, hi) from a stateless hash of
  * (seed, index); dtype OP_BF16 or OP_F32. Stream-ordered. */

@@ -17,7 +17,8 @@
 
 typedef __nv_bfloat16 bf16;
 
-#define CU_MM_CACHE 96 /* cached cuBLASLt matmul plans (shape, accumulate, out type) */
+#define CU_MM_CACHE 96
+#define CU_PROF_MAX 4096 /* cached cuBLASLt matmul plans (shape, accumulate, out type) */
 
 typedef struct cu_mm_plan {
     int T, K, N, accumulate, f32out, valid;
@@ -32,6 +33,9 @@ typedef struct cu_impl {
     int n_sm;
     cudaStream_t stream;
     cudaEvent_t ev[2];    /* op_cuda_timer_begin/end */
+    cudaEvent_t *prof_ev; /* [CU_PROF_MAX] op_cuda_prof_*, created on first use */
+    int *prof_slot;
+    int prof_n;
     cublasLtHandle_t lt;
     void *lt_ws;          /* cuBLASLt workspace (device) */
     size_t lt_ws_bytes;

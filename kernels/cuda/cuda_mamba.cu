@@ -80,71 +80,105 @@ typedef struct ssd_args {
 
 static __device__ __forceinline__ float softplus_f(float v) { return v > 20.f ? v : log1pf(__expf(v)); }
 
-template <int PER>
+template <int PER, int RPT>
 __global__ void __launch_bounds__(SSD_NT) k_ssd(ssd_args a) {
     const int tid = threadIdx.x;
     const int LPR = a.LPR;
     const int h = blockIdx.y, s = blockIdx.z;
     const int row = tid / LPR, sub = tid % LPR;
-    const int p = blockIdx.x * a.RB + row;
-    const bool prow = p < a.P;
-    const int pc = prow ? p : a.P - 1; /* clamped: idle rows read valid memory, never write */
     const int n0 = sub * PER;
     const int g = h / (a.H / a.G);
     const int64_t slot = a.slots[s];
-    float *st = a.state + ((slot * a.H + h) * a.P + pc) * a.N;
-
-    float hs[PER];
-    if (PER == 4 && (a.N & 3) == 0 && n0 + 4 <= a.N) {
-        float4 v = *(const float4 *)(st + n0);
-        hs[0] = v.x; hs[1] = v.y; hs[2] = v.z; hs[3] = v.w;
-    } else {
+    const bool vec4 = PER == 4 && (a.N & 3) == 0 && n0 + 4 <= a.N;
+    /* this thread's rows: p_k = (blockIdx.x * RPT + k) * RB + row */
+    int pc[RPT];
+    bool prow[RPT];
+    float hs[RPT][PER];
+    float *st[RPT];
 #pragma unroll
-        for (int e = 0; e < PER; e++) hs[e] = (n0 + e < a.N) ? st[n0 + e] : 0.f;
+    for (int k = 0; k < RPT; k++) {
+        int p = (blockIdx.x * RPT + k) * a.RB + row;
+        prow[k] = p < a.P;
+        pc[k] = prow[k] ? p : a.P - 1; /* idle rows read valid memory, never write */
+        st[k] = a.state + ((slot * a.H + h) * a.P + pc[k]) * a.N;
+    }
+    /* all state loads first: RPT independent 16-byte loads in flight per thread */
+#pragma unroll
+    for (int k = 0; k < RPT; k++) {
+        if (vec4) {
+            float4 v = *(const float4 *)(st[k] + n0);
+            hs[k][0] = v.x; hs[k][1 % PER] = v.y; hs[k][2 % PER] = v.z; hs[k][3 % PER] = v.w;
+        } else {
+#pragma unroll
+            for (int e = 0; e < PER; e++) hs[k][e] = (n0 + e < a.N) ? st[k][n0 + e] : 0.f;
+        }
     }
     const float A = -__expf(a.A_log[h]);
     const float Dh = a.D[h], dtb = a.dt_bias[h];
     const int t0 = a.cu[s], t1 = a.cu[s + 1];
 
-    /* Inputs of token t: dt, x[p], B[n0..], C[n0..]. */
-    float dtr = 0.f, xv = 0.f, Bv[PER], Cv[PER];
-#define SSD_LOAD(t)                                                                     \
-    do {                                                                                \
-        dtr = __bfloat162float(a.dt[(int64_t)(t) * a.H + h]);                           \
-        xv = __bfloat162float(a.x[((int64_t)(t) * a.H + h) * a.P + pc]);                \
-        const bf16 *bp = a.B + ((int64_t)(t) * a.G + g) * a.N;                          \
-        const bf16 *cp = a.C + ((int64_t)(t) * a.G + g) * a.N;                          \
-        _Pragma("unroll") for (int e = 0; e < PER; e++) {                               \
-            Bv[e] = (n0 + e < a.N) ? __bfloat162float(bp[n0 + e]) : 0.f;                \
-            Cv[e] = (n0 + e < a.N) ? __bfloat162float(cp[n0 + e]) : 0.f;                \
-        }                                                                               \
+    /* Inputs of token t: dt, x[p_k], B[n0..], C[n0..]; prefetched one token ahead. */
+    float dtr = 0.f, xv[RPT], Bv[PER], Cv[PER];
+#define SSD_LOAD(t)                                                                          \
+    do {                                                                                     \
+        dtr = __bfloat162float(a.dt[(int64_t)(t) * a.H + h]);                                \
+        _Pragma("unroll") for (int k = 0; k < RPT; k++)                                      \
+            xv[k] = __bfloat162float(a.x[((int64_t)(t) * a.H + h) * a.P + pc[k]]);           \
+        const bf16 *bp = a.B + ((int64_t)(t) * a.G + g) * a.N;                               \
+        const bf16 *cp = a.C + ((int64_t)(t) * a.G + g) * a.N;                               \
+        _Pragma("unroll") for (int e = 0; e < PER; e++) {                                    \
+            Bv[e] = (n0 + e < a.N) ? __bfloat162float(bp[n0 + e]) : 0.f;                     \
+            Cv[e] = (n0 + e < a.N) ? __bfloat162float(cp[n0 + e]) : 0.f;                     \
+        }                                                                                    \
     } while (0)
     if (t0 < t1) SSD_LOAD(t0);
     for (int t = t0; t < t1; t++) {
-        float cdt = dtr, cx = xv, cB[PER], cC[PER];
+        float cdt = dtr, cx[RPT], cB[PER], cC[PER];
+#pragma unroll
+        for (int k = 0; k < RPT; k++) cx[k] = xv[k];
 #pragma unroll
         for (int e = 0; e < PER; e++) { cB[e] = Bv[e]; cC[e] = Cv[e]; }
         if (t + 1 < t1) SSD_LOAD(t + 1); /* prefetch */
         float d = softplus_f(cdt + dtb);
         d = fminf(fmaxf(d, a.dt_min), a.dt_max);
-        float dA = __expf(d * A);
-        float dx = d * cx, yp = 0.f;
+        const float dA = __expf(d * A);
 #pragma unroll
-        for (int e = 0; e < PER; e++) {
-            hs[e] = hs[e] * dA + dx * cB[e];
-            yp += hs[e] * cC[e];
+        for (int k = 0; k < RPT; k++) {
+            float dx = d * cx[k], yp = 0.f;
+#pragma unroll
+            for (int e = 0; e < PER; e++) {
+                hs[k][e] = hs[k][e] * dA + dx * cB[e];
+                yp += hs[k][e] * cC[e];
+            }
+            for (int o = LPR / 2; o > 0; o >>= 1) yp += __shfl_xor_sync(0xffffffffu, yp, o, LPR);
+            if (sub == 0 && prow[k])
+                a.y[((int64_t)t * a.H + h) * a.P + pc[k]] = __float2bfloat16(yp + Dh * cx[k]);
         }
-        for (int o = LPR / 2; o > 0; o >>= 1) yp += __shfl_xor_sync(0xffffffffu, yp, o, LPR);
-        if (sub == 0 && prow) a.y[((int64_t)t * a.H + h) * a.P + p] = __float2bfloat16(yp + Dh * cx);
     }
 #undef SSD_LOAD
-    if (!prow) return;
-    if (PER == 4 && (a.N & 3) == 0 && n0 + 4 <= a.N) {
-        *(float4 *)(st + n0) = make_float4(hs[0], hs[1], hs[2], hs[3]);
-    } else {
 #pragma unroll
-        for (int e = 0; e < PER; e++)
-            if (n0 + e < a.N) st[n0 + e] = hs[e];
+    for (int k = 0; k < RPT; k++) {
+        if (!prow[k]) continue;
+        if (vec4) {
+            *(float4 *)(st[k] + n0) = make_float4(hs[k][0], hs[k][1 % PER], hs[k][2 % PER], hs[k][3 % PER]);
+        } else {
+#pragma unroll
+            for (int e = 0; e < PER; e++)
+                if (n0 + e < a.N) st[k][n0 + e] = hs[k][e];
+        }
+    }
+}
+
+template <int PER>
+static void ssd_launch(cudaStream_t st, ssd_args a, int n_seq, int decode) {
+    /* decode: 8 row groups per thread (more bytes in flight, fewer blocks); prefill: 1 (more
+     * blocks to walk the tokens in parallel) */
+    if (decode) {
+        dim3 grid(cu_blocks(a.P, a.RB * 8), a.H, n_seq);
+        k_ssd<PER, 8><<<grid, SSD_NT, 0, st>>>(a);
+    } else {
+        dim3 grid(cu_blocks(a.P, a.RB), a.H, n_seq);
+        k_ssd<PER, 1><<<grid, SSD_NT, 0, st>>>(a);
     }
 }
 
@@ -183,13 +217,13 @@ void cu_ssd_scan(op_backend *b, void *y, const void *x, const void *dt, const fl
         per = per <= 1 ? 1 : per <= 2 ? 2 : per <= 4 ? 4 : 8;
     }
     a.RB = SSD_NT / a.LPR;
-    dim3 grid(cu_blocks(P, a.RB), H, n_seq);
     cudaStream_t st = cu_of(b)->stream;
+    int decode = (T == n_seq);
     switch (per) {
-    case 1: k_ssd<1><<<grid, SSD_NT, 0, st>>>(a); break;
-    case 2: k_ssd<2><<<grid, SSD_NT, 0, st>>>(a); break;
-    case 4: k_ssd<4><<<grid, SSD_NT, 0, st>>>(a); break;
-    default: k_ssd<8><<<grid, SSD_NT, 0, st>>>(a); break;
+    case 1: ssd_launch<1>(st, a, n_seq, decode); break;
+    case 2: ssd_launch<2>(st, a, n_seq, decode); break;
+    case 4: ssd_launch<4>(st, a, n_seq, decode); break;
+    default: ssd_launch<8>(st, a, n_seq, decode); break;
     }
     CUDA_CHECK_LAUNCH();
 }

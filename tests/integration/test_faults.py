@@ -33,7 +33,7 @@ def test_sigkill_worker_mid_task_repeatedly(cluster):
     cluster.start_worker("aggregate")
     # 32 samples per task at 40 ms each: ~1.3 s per task, with a partial result streamed at ~1 s,
     # so a kill ~1.1 s into a task lands after some outputs were committed and before the final.
-    job = cluster.submit(synth_spec(n_problems=32, n=4, chunk=8))
+    job = cluster.submit(synth_spec(n_problems=32, n=4, chunk=8, max_attempts=5))
     for _ in range(3):
         slow = cluster.start_worker("sample", env={"THINKFAST_FAULT_DELAY_MS": "40"})
         wait_for(lambda: leased_by(cluster, slow.pid), 20, what="the slow worker to lease a task")

@@ -10,7 +10,7 @@ import lmdb
 import msgpack
 import pytest
 
-from conftest import BIN, need, synth_spec
+from conftest import BIN, ROOT, need, synth_spec
 
 
 def check_exact(rows, n_problems, n):
@@ -188,7 +188,7 @@ def test_native_backend_through_the_worker_factory(tmp_path):
     """The sample worker's backend factory loads the ENGINE's native backend from a job's model
     spec (stories260K converted to a HF directory): generations land for every (problem, sample)."""
     need("broker", "worker", "jobctl", "convert")
-    data = os.environ.get("THINKFAST_DATA", str(BIN.parent.parent / "shared" / "data"))
+    data = os.environ.get("THINKFAST_DATA", str(ROOT.parent / "shared" / "data"))
     src = os.path.join(data, "models", "stories260K")
     if not os.path.exists(os.path.join(src, "stories260K.bin")):
         pytest.skip("stories260K not in " + data)

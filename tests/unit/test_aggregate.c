@@ -7,6 +7,7 @@
 
 #include "workers/aggregate/aggregate.h"
 #include "workers/aggregate/metrics.h"
+#include "workers/aggregate/plot_svg.h"
 
 #include <jansson.h>
 
@@ -166,14 +167,18 @@ TEST(order_independent_and_replay) {
     int k[] = {1, 2, 4, 8, 16};
     agg_stats a, b;
     char err[128];
+    setenv("THINKFAST_AGG_THREADS", "1", 1);
     EXPECT_EQ_INT(aggregate_compute(probs, P, k, 5, 5, &a, err, sizeof err), 0);
+    setenv("THINKFAST_AGG_THREADS", "3", 1); /* threads and order must not change any number */
     EXPECT_EQ_INT(aggregate_compute(rev, P, k, 5, 5, &b, err, sizeof err), 0);
+    unsetenv("THINKFAST_AGG_THREADS");
     for (int j = 0; j < 5; j++) {
         double want = 1 - pow(0.3, k[j]);
         EXPECT_MSG(a.coverage_lo[j] - 1e-4 <= want && want <= a.coverage_hi[j] + 1e-4, "k=%d cov %.4f [%.4f, %.4f] want %.4f",
                    k[j], a.coverage[j], a.coverage_lo[j], a.coverage_hi[j], want);
         EXPECT_NEAR(a.coverage[j], b.coverage[j], 1e-12);
         EXPECT_NEAR(a.majority[j], b.majority[j], 1e-12);
+        EXPECT_NEAR(a.majority_lo[j], b.majority_lo[j], 1e-12);
         if (j > 0) EXPECT(a.majority[j] >= a.majority[j - 1] - 1e-9); /* the right answer dominates */
     }
     EXPECT(a.majority[4] > 0.99);
@@ -181,10 +186,60 @@ TEST(order_independent_and_replay) {
     agg_stats_free(&b);
 }
 
+static int count_str(const char *hay, const char *needle) {
+    int n = 0;
+    for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle)) n++;
+    return n;
+}
+
+TEST(plot_svg) {
+    double k[6] = {1, 2, 4, 8, 16, 32}, y1[6] = {0.2, 0.3, 0.45, NAN, 0.7, 0.8}, y2[6] = {0.1, 0.2, 0.3, 0.4, 0.5, 0.6};
+    double lo[6] = {0.15, 0.25, 0.4, NAN, 0.65, 0.75}, hi[6] = {0.25, 0.35, 0.5, NAN, 0.75, 0.85};
+    double t[6] = {0, 0.5, 1, 2, 4, 8}; /* 0 cannot sit on a log axis: skipped */
+    plot_series a[2] = {{"teacher <1B> & co", 6, k, y1, lo, hi}, {"student", 6, k, y2, NULL, NULL}};
+    plot_series b[2] = {{"teacher <1B> & co", 6, t, y1, NULL, NULL}, {"student", 6, t, y2, NULL, NULL}};
+    plot_panel p[2] = {{"Coverage", "samples per problem k", "coverage@k", PLOT_LOG2, 1, NAN, NAN, a, 2},
+                       {"Coverage vs time", "GPU-seconds per problem", "coverage", PLOT_LOG10, 1, NAN, NAN, b, 2}};
+    util_buf o, o2;
+    util_buf_init(&o);
+    util_buf_init(&o2);
+    char err[128];
+    EXPECT_EQ_INT(plot_svg_render(p, 2, 2, "teacher vs student", &o, err, sizeof err), 0);
+    EXPECT_EQ_INT(plot_svg_render(p, 2, 2, "teacher vs student", &o2, err, sizeof err), 0);
+    EXPECT(o.len == o2.len && memcmp(o.data, o2.data, o.len) == 0); /* deterministic */
+    EXPECT(strncmp(o.data, "<?xml", 5) == 0);
+    EXPECT(o.len > 10 && strcmp(o.data + o.len - 7, "</svg>\n") == 0);
+    EXPECT_EQ_INT(count_str(o.data, "<g>"), count_str(o.data, "</g>") - 2); /* plus the two clip groups */
+    /* lines: panel 1 teacher has a NaN gap (2 runs), student 1 run; panel 2: 1 + 1 */
+    EXPECT_EQ_INT(count_str(o.data, "<polyline"), 5);
+    EXPECT_EQ_INT(count_str(o.data, "<polygon"), 2); /* the band, split by the gap */
+    EXPECT_EQ_INT(count_str(o.data, "<circle"), 5 + 6 + 5 + 5 + 2); /* markers (+2 legend) */
+    EXPECT(strstr(o.data, "teacher &lt;1B&gt; &amp; co") != NULL);
+    EXPECT(strstr(o.data, "<1B>") == NULL);
+    EXPECT(strstr(o.data, ">32</text>") != NULL);
+    EXPECT(strstr(o.data, ">16</text>") != NULL);
+    EXPECT(strstr(o.data, "%</text>") != NULL);
+    EXPECT(strstr(o.data, "samples per problem k") != NULL);
+    EXPECT(strstr(o.data, "GPU-seconds per problem") != NULL);
+    EXPECT(strstr(o.data, "nan") == NULL && strstr(o.data, "inf") == NULL);
+    util_buf_free(&o);
+    util_buf_free(&o2);
+    /* errors */
+    util_buf_init(&o);
+    EXPECT_EQ_INT(plot_svg_render(p, 0, 1, NULL, &o, err, sizeof err), -1);
+    double nan6[6] = {NAN, NAN, NAN, NAN, NAN, NAN};
+    plot_series c = {"x", 6, k, nan6, NULL, NULL};
+    plot_panel q = {NULL, "k", "y", PLOT_LOG2, 0, NAN, NAN, &c, 1};
+    EXPECT_EQ_INT(plot_svg_render(&q, 1, 1, NULL, &o, err, sizeof err), -1);
+    EXPECT(strstr(err, "no finite point") != NULL);
+    util_buf_free(&o);
+}
+
 int main(void) {
     RUN(small_job);
     RUN(partial_and_invalid);
     RUN(rewards_and_time);
     RUN(order_independent_and_replay);
+    RUN(plot_svg);
     return unit_summary();
 }

@@ -555,5 +555,17 @@ int main(void) {
     RUN(sample_frequencies_match_probabilities);
     RUN(sample_filters_exclude);
     be->destroy(&be);
+    /* again on a pool with more threads than this machine may have cores (per-thread scratch,
+     * task splits): the thread-sensitive ops must give the same answers */
+    setenv("THINKFAST_CPU_THREADS", "7", 1);
+    be = op_backend_new("cpu", err, sizeof err);
+    unsetenv("THINKFAST_CPU_THREADS");
+    RUN(matmul_vs_naive);
+    RUN(small_matmul_is_batch_invariant);
+    RUN(paged_attention_vs_dense);
+    RUN(ssd_scan_chunked_equals_recurrent);
+    RUN(sample_frequencies_match_probabilities);
+    RUN(sample_filters_exclude);
+    be->destroy(&be);
     return unit_summary();
 }

@@ -375,14 +375,46 @@ TEST(spm_gguf_bos_special_roundtrip) {
     int bad = 0;
     for (int i = 0; i < 2000 && bad < 5; i++) {
         size_t n = random_text(buf, sizeof buf, i & 1, 0);
-        if (!check_roundtrip(g_spm, buf, n, 0)) bad++;
+        if (!check_roundtrip(g_spm, buf, n, (i >> 1) & 1)) bad++; /* with and without "<s>" parsing */
     }
+    const char *sp[] = {"Hello</s> Hello", "<s>x", " <s> ", "</s>", "a<unk>b"};
+    for (size_t i = 0; i < sizeof sp / sizeof sp[0]; i++) EXPECT(check_roundtrip(g_spm, sp[i], strlen(sp[i]), 1));
     EXPECT_EQ_INT(bad, 0);
     char big[100000];
     memset(big, 'a', sizeof big);
     int64_t t0 = util_now_ms();
     EXPECT(check_roundtrip(g_spm, big, sizeof big, 0));
     EXPECT(util_now_ms() - t0 < 5000);
+}
+
+/* The per-word shortcut of tok_spm.c must not change any result: compare with whole-text
+ * merging (white-box toggle) on random text, for both SPM vocabularies. */
+TEST(spm_word_split_is_exact) {
+    tok *ts[2] = {g_spm, g_l2c};
+    int tested = 0;
+    for (int k = 0; k < 2; k++) {
+        tok *t = ts[k];
+        if (!t) continue;
+        EXPECT(t->spm_word_split == 1); /* both vocabularies qualify */
+        char buf[2048];
+        int bad = 0;
+        for (int i = 0; i < 1500; i++) {
+            size_t n = random_text(buf, sizeof buf, i & 1, 1);
+            int32_t *a, *b;
+            int na, nb;
+            t->spm_word_split = 1;
+            tok_encode(t, buf, n, 0, i & 2, &a, &na);
+            t->spm_word_split = 0;
+            tok_encode(t, buf, n, 0, i & 2, &b, &nb);
+            t->spm_word_split = 1;
+            if (!ids_equal(a, na, b, nb)) bad++;
+            free(a);
+            free(b);
+        }
+        EXPECT_EQ_INT(bad, 0);
+        tested++;
+    }
+    if (!tested) unit_skip("no SPM vocabulary available");
 }
 
 /* ------------------------------------------------------------------ llama2.c (stories260K) */
@@ -1049,6 +1081,7 @@ int main(void) {
     RUN(spm_gguf_load);
     RUN(spm_gguf_llamacpp_vectors);
     RUN(spm_gguf_bos_special_roundtrip);
+    RUN(spm_word_split_is_exact);
     RUN(llama2c_runc_vectors);
     RUN(llama2c_decode_runc_rules);
     RUN(hfjson_tiny_fixture);

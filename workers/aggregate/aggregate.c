@@ -78,6 +78,13 @@ static void group_problem(const agg_problem *p, grouping *g) {
 
 static void grouping_free(grouping *g) { free(g->label); free(g->sizes); free(g->gcorr); }
 
+static int cmp_by_p(const void *a, const void *b, void *ctx) {
+    const agg_problem *pr = ctx;
+    int x = pr[((const keyidx *)a)->i].p, y = pr[((const keyidx *)b)->i].p;
+    int ia = ((const keyidx *)a)->i, ib = ((const keyidx *)b)->i;
+    return x != y ? (x > y) - (x < y) : (ia > ib) - (ia < ib);
+}
+
 /* ---- slices (subject / level breakdowns) ---- */
 
 static int slice_find(agg_curve **arr, int *n, const char *name, int n_k) {
@@ -255,8 +262,12 @@ int aggregate_compute(const agg_problem *problems, int n_problems, const int *k,
     pthread_mutex_destroy(&w.lock);
     double *pbon = w.bon, *pwbon = w.wbon;
 
-    /* job means, intervals */
+    /* job means, intervals (bootstrap over problems in problem-index order, so that the input
+     * order does not change the interval) */
     double *col = xmalloc(sizeof(double) * ((size_t)n_problems + 1));
+    keyidx *ord = xmalloc(sizeof(keyidx) * ((size_t)n_problems + 1));
+    for (int i = 0; i < n_problems; i++) { ord[i].key = ""; ord[i].i = i; }
+    qsort_r(ord, (size_t)n_problems, sizeof(keyidx), cmp_by_p, (void *)problems);
     for (int j = 0; j < n_k; j++) {
         double sc = 0, sm = 0, sb = 0, sw = 0, m2 = 0, w2 = 0, tc = 0, tm = 0;
         int cnt = 0, cb = 0, ct = 0;
@@ -290,12 +301,13 @@ int aggregate_compute(const agg_problem *problems, int n_problems, const int *k,
         double *his[4] = {s->coverage_hi, s->majority_hi, s->bon_hi, s->wbon_hi};
         for (int m = 0; m < 4; m++) {
             if (m >= 2 && !s->has_reward) { los[m][j] = his[m][j] = NAN; continue; }
-            for (int i = 0; i < n_problems; i++) col[i] = srcs[m][(size_t)i * n_k + j];
+            for (int i = 0; i < n_problems; i++) col[i] = srcs[m][(size_t)ord[i].i * n_k + j];
             metrics_bootstrap_mean_ci(col, n_problems, AGG_BOOTSTRAP_REPS, 0.05, mix3(seed, 0xB007, (uint64_t)(j * 4 + m)),
                                       &los[m][j], &his[m][j]);
         }
     }
     free(col);
+    free(ord);
 
     /* breakdowns */
     for (int pass = 0; pass < 2; pass++) {

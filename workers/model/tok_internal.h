@@ -79,7 +79,8 @@ struct tok {
     int add_space_prefix;    /* prepend the dummy "▁"/" " to each text run starting the input */
     int space_u2581;         /* spaces are stored as U+2581 (GGUF); else plain ' ' (llama2.c) */
     int llama2c_split;       /* initial symbols as run.c makes them (else as llama.cpp does) */
-    int strip_space_at_start;/* decode drops the dummy space at the very start too (GGUF) */
+    int spm_word_split;      /* exact speed-up: no token has a space marker after another char */
+    int strip_space_at_start;/* decode drops the dummy space at the start and after specials (GGUF, SentencePiece) */
     /* specials recognised when parse_special is set, longest first */
     int32_t *special_ids;    /* sorted by (first byte, length descending) */
     int n_special;

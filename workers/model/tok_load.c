@@ -241,6 +241,24 @@ int tok__finish(tok *t, char *err, size_t errlen) {
         return util_err(err, errlen, "special id out of range (bos %d, eos %d, unk %d, vocab %d)",
                         t->bos, t->eos, t->unk, t->n_vocab), TOK_ERR_FORMAT;
     if (t->n_eos == 0 && t->eos >= 0) t->eos_ids[t->n_eos++] = t->eos;
+    /* SPM: may text be cut before each run of space markers? Only if no mergeable token has
+     * a marker that follows a non-marker byte (true of SentencePiece's split_by_whitespace
+     * vocabularies such as Llama-2's and tok512). */
+    if (t->kind == TOK_KIND_SPM) {
+        const char *mk = t->space_u2581 ? "\xE2\x96\x81" : " ";
+        size_t ml = strlen(mk);
+        t->spm_word_split = 1;
+        for (int id = 0; id < t->n_vocab && t->spm_word_split; id++) {
+            if (!in_map(t, t->type[id])) continue;
+            size_t n;
+            const char *s = tok__text(t, id, &n);
+            for (size_t i = 1; i + ml <= n; i++)
+                if (memcmp(s + i, mk, ml) == 0 && !(i >= ml && memcmp(s + i - ml, mk, ml) == 0)) {
+                    t->spm_word_split = 0;
+                    break;
+                }
+        }
+    }
     return 0;
 }
 
@@ -411,8 +429,14 @@ const char *tok_piece_after(const tok *t, int32_t prev, int32_t id, size_t *len)
         if (len) *len = 0;
         return NULL;
     }
+    /* the encoder put a dummy-prefix space at the start and (GGUF/SentencePiece) after every
+     * special token: drop it again. llama2.c (run.c) only does so after BOS. */
+    int after_special = prev >= 0 && prev < t->n_vocab &&
+                        (prev == t->bos || (t->strip_space_at_start && (t->type[prev] == TOK_T_CONTROL ||
+                                                                        t->type[prev] == TOK_T_UNKNOWN ||
+                                                                        t->type[prev] == TOK_T_USER)));
     if (t->kind == TOK_KIND_SPM && n > 0 && p[0] == ' ' && t->type[id] != TOK_T_BYTE &&
-        ((prev >= 0 && prev == t->bos) || (prev < 0 && t->strip_space_at_start))) {
+        (after_special || (prev < 0 && t->strip_space_at_start))) {
         p++;
         n--;
     }

@@ -99,6 +99,76 @@ static void emit_bytes(const tok *t, const unsigned char *p, size_t n, tok_ids *
     }
 }
 
+/* Encodes the normalised bytes u[0..m) (one segment) and appends the ids. prefix_sym: u[0] is
+ * run.c's separately pushed dummy " " (llama2.c only). w->sym must hold m entries. */
+static void spm_segment(spm_ws *w, const unsigned char *u, size_t m, int prefix_sym, tok_ids *out) {
+    const tok *t = w->t;
+    w->buf = (const char *)u;
+    w->hn = 0;
+    int32_t ns = 0;
+    if (t->llama2c_split) {
+        /* run.c: gather a character (lead byte + up to 3 continuation bytes), look it up */
+        size_t i = 0;
+        if (prefix_sym) {
+            int frozen = tok__lookup(t, u, 1) < 0;
+            w->sym[ns] = (spm_sym){0, 1, -1, -1, frozen};
+            ns++;
+            i = 1;
+        }
+        while (i < m) {
+            size_t l = 1;
+            while (i + l < m && (u[i + l] & 0xC0) == 0x80 && l < 4) l++;
+            int frozen = tok__lookup(t, u + i, l) < 0;
+            if (!frozen) {
+                w->sym[ns] = (spm_sym){(uint32_t)i, (uint32_t)l, ns - 1, -1, 0};
+                ns++;
+            } else {
+                for (size_t k = 0; k < l; k++) {
+                    w->sym[ns] = (spm_sym){(uint32_t)(i + k), 1, ns - 1, -1, 1};
+                    ns++;
+                }
+            }
+            i += l;
+        }
+    } else {
+        /* llama.cpp: UTF-8 length from the lead byte, clamped to the end; and (our addition,
+         * a no-op on valid UTF-8) clamped at the first byte that is not a continuation byte,
+         * so a stray lead byte cannot swallow the "▁" of a space and break the round trip */
+        static const uint8_t lens[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
+        size_t i = 0;
+        while (i < m) {
+            size_t l = lens[u[i] >> 4];
+            if (l > m - i) l = m - i;
+            for (size_t k = 1; k < l; k++)
+                if ((u[i + k] & 0xC0) != 0x80) { l = k; break; }
+            w->sym[ns] = (spm_sym){(uint32_t)i, (uint32_t)l, ns - 1, -1, 0};
+            ns++;
+            i += l;
+        }
+    }
+    for (int32_t k = 0; k + 1 < ns; k++) w->sym[k].next = k + 1;
+
+    for (int32_t k = 0; k + 1 < ns; k++) try_pair(w, k, k + 1);
+    while (w->hn > 0) {
+        spm_cand c = heap_pop(w);
+        spm_sym *a = &w->sym[c.l], *b = &w->sym[c.r];
+        if (a->len == 0 || b->len == 0 || a->next != c.r || a->len + b->len != c.len) continue; /* stale */
+        a->len += b->len;
+        a->next = b->next;
+        if (b->next >= 0) w->sym[b->next].prev = c.l;
+        b->len = 0;
+        b->next = -1;
+        try_pair(w, a->prev, c.l);
+        try_pair(w, c.l, a->next);
+    }
+    for (int32_t k = 0; k >= 0 && k < ns; k = w->sym[k].next) {
+        const spm_sym *y = &w->sym[k];
+        int32_t id = y->frozen ? -1 : tok__lookup(t, u + y->start, y->len);
+        if (id >= 0) tok__ids_push(out, id);
+        else emit_bytes(t, u + y->start, y->len, out);
+    }
+}
+
 void tok__spm_encode(const tok *t, const char *s, size_t n, int prefix_space, tok_ids *out) {
     static const char U2581[3] = {(char)0xE2, (char)0x96, (char)0x81};
     /* normalised text */
@@ -127,70 +197,24 @@ void tok__spm_encode(const tok *t, const char *s, size_t n, int prefix_space, to
         util_buf_free(&nb);
         return;
     }
-
-    spm_ws w = {.t = t, .buf = nb.data};
+    spm_ws w = {.t = t};
     w.sym = xmalloc(m * sizeof *w.sym);
-    int32_t ns = 0;
-    if (t->llama2c_split) {
-        /* run.c: gather a character (lead byte + up to 3 continuation bytes), look it up */
-        size_t i = 0;
-        if (prefix_space) { /* run.c pushes the dummy " " as a token of its own */
-            int frozen = tok__lookup(t, u, 1) < 0;
-            w.sym[ns] = (spm_sym){0, 1, -1, -1, frozen};
-            ns++;
-            i = 1;
-        }
-        while (i < m) {
-            size_t l = 1;
-            while (i + l < m && (u[i + l] & 0xC0) == 0x80 && l < 4) l++;
-            int frozen = tok__lookup(t, u + i, l) < 0;
-            if (!frozen) {
-                w.sym[ns] = (spm_sym){(uint32_t)i, (uint32_t)l, ns - 1, -1, 0};
-                ns++;
-            } else {
-                for (size_t k = 0; k < l; k++) {
-                    w.sym[ns] = (spm_sym){(uint32_t)(i + k), 1, ns - 1, -1, 1};
-                    ns++;
-                }
-            }
-            i += l;
-        }
+    if (!t->spm_word_split) {
+        spm_segment(&w, u, m, prefix_space && t->llama2c_split, out);
     } else {
-        /* llama.cpp: UTF-8 length from the lead byte, clamped to the end; and (our addition,
-         * a no-op on valid UTF-8) clamped at the first byte that is not a continuation byte,
-         * so a stray lead byte cannot swallow the "▁" of a space and break the round trip */
-        static const uint8_t lens[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
-        size_t i = 0;
-        while (i < m) {
-            size_t l = lens[u[i] >> 4];
-            if (l > m - i) l = m - i;
-            for (size_t k = 1; k < l; k++)
-                if ((u[i + k] & 0xC0) != 0x80) { l = k; break; }
-            w.sym[ns] = (spm_sym){(uint32_t)i, (uint32_t)l, ns - 1, -1, 0};
-            ns++;
-            i += l;
+        /* Exact shortcut (tok__finish checked the vocabulary): no token has a space marker
+         * right after another character, so no merge crosses the start of a space run and
+         * each "▁word" segment can be merged on its own — small heaps, cache-friendly. */
+        const unsigned char *mk = t->space_u2581 ? (const unsigned char *)U2581 : (const unsigned char *)" ";
+        size_t ml = t->space_u2581 ? 3 : 1, start = 0;
+        for (size_t i = 1; i <= m; i++) {
+            int cut = i == m;
+            if (!cut && i + ml <= m && memcmp(u + i, mk, ml) == 0 && !(i >= ml && memcmp(u + i - ml, mk, ml) == 0))
+                cut = 1;
+            if (!cut) continue;
+            spm_segment(&w, u + start, i - start, start == 0 && prefix_space && t->llama2c_split, out);
+            start = i;
         }
-    }
-    for (int32_t k = 0; k + 1 < ns; k++) w.sym[k].next = k + 1;
-
-    for (int32_t k = 0; k + 1 < ns; k++) try_pair(&w, k, k + 1);
-    while (w.hn > 0) {
-        spm_cand c = heap_pop(&w);
-        spm_sym *a = &w.sym[c.l], *b = &w.sym[c.r];
-        if (a->len == 0 || b->len == 0 || a->next != c.r || a->len + b->len != c.len) continue; /* stale */
-        a->len += b->len;
-        a->next = b->next;
-        if (b->next >= 0) w.sym[b->next].prev = c.l;
-        b->len = 0;
-        b->next = -1;
-        try_pair(&w, a->prev, c.l);
-        try_pair(&w, c.l, a->next);
-    }
-    for (int32_t k = 0; k >= 0 && k < ns; k = w.sym[k].next) {
-        const spm_sym *y = &w.sym[k];
-        int32_t id = y->frozen ? -1 : tok__lookup(t, u + y->start, y->len);
-        if (id >= 0) tok__ids_push(out, id);
-        else emit_bytes(t, u + y->start, y->len, out);
     }
     free(w.sym);
     free(w.heap);

@@ -63,8 +63,9 @@ int tok_encode(const tok *t, const char *text, size_t len, int add_bos, int pars
 /* Appends the text of ids[0..n) to out (out must be initialised; it is not cleared first).
  * Equals the concatenation of tok_piece_after(t, ids[i-1], ids[i]) with ids[-1] = -1, so
  * specials render as their text, <0xXX> tokens as their byte, and SPM drops the dummy-prefix
- * space after BOS (llama2.c run.c's rule; GGUF SPM also at the start of the sequence).
- * Returns TOK_ERR_RANGE (appending nothing) if any id is out of range. */
+ * space the encoder added (see tok_piece_after). Returns TOK_ERR_RANGE (appending nothing) if
+ * any id is out of range. Byte-level BPE: decode(encode(x)) == x for every byte string x;
+ * SPM (GGUF / SentencePiece): for every x without a literal U+2581; llama2.c: with add_bos. */
 int tok_decode(const tok *t, const int32_t *ids, int n, util_buf *out);
 
 /* Raw bytes of one token (not NUL-terminated; *len gets the length): byte-level BPE tokens as
@@ -74,7 +75,9 @@ const char *tok_piece(const tok *t, int32_t id, size_t *len);
 
 /* Streaming form of tok_piece: the bytes to print for `id` when the previous token was `prev`
  * (-1 at the start). Identical to tok_piece except that, for SPM, a leading space is dropped
- * when prev is BOS (and, for GGUF SPM, when prev is -1). NULL for an out-of-range id. */
+ * where the encoder had added the dummy prefix: after BOS (llama2.c, as run.c does), and for
+ * GGUF / SentencePiece vocabularies also at the start (prev = -1) and after any special token.
+ * NULL for an out-of-range id. */
 const char *tok_piece_after(const tok *t, int32_t prev, int32_t id, size_t *len);
 
 int tok_vocab_size(const tok *t);   /* number of ids, specials included (Llama-3: 128256) */
