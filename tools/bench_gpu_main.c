@@ -50,6 +50,7 @@ static void usage(void) {
            "  --sampling MODE  greedy|temp (default temp: temperature 1, no top-k/top-p: the\n"
            "                   random-weight logits are flat, a nucleus would hold most of the vocab)\n"
            "  --out FILE       JSON results (default: none)\n"
+           "  --state fp32|bf16  Mamba SSM state dtype (default fp32; bf16 is the measured option)\n"
            "  --device N       CUDA device (default 0)\n");
 }
 
@@ -89,7 +90,8 @@ typedef struct model {
 typedef struct runbuf {
     int Bmax, max_pages, n_pages;
     void **kc, **vc;                  /* per attention layer */
-    float **ssm, **cx, **cB, **cC;    /* per mamba layer */
+    void **ssm;                       /* per mamba layer, fp32 or bf16 */
+    float **cx, **cB, **cC;           /* per mamba layer */
     void *h, *xn, *q, *k, *v, *ao, *z, *x, *Bm, *Cm, *dt, *xc, *Bc, *Cc, *y, *g, *gu, *act;
     float *logits;
     int32_t *ids, *pos, *slotmap, *bt, *cu, *slots, *out_ids;
@@ -99,6 +101,8 @@ typedef struct runbuf {
 static op_backend *B_;
 static uint64_t g_seed = 1;
 static int g_prof; /* mark op boundaries for the per-op profile (eager runs only) */
+static int g_state_bf16; /* --state bf16: SSM state stored in bf16 (op_cuda_ssd_scan_bf16state) */
+static size_t st_elem(void) { return g_state_bf16 ? 2 : 4; }
 
 enum { PS_EMBED, PS_NORM, PS_MM_QKV, PS_ROPE_KV, PS_ATTN, PS_MM_O, PS_MM_IN, PS_CONV, PS_SSD, PS_GNORM, PS_MM_OUT,
        PS_MM_GU, PS_SWIGLU, PS_MM_DOWN, PS_LMHEAD, PS_SAMPLE, PS_N };
@@ -233,7 +237,7 @@ static void runbuf_alloc(runbuf *r, const model *m, int Bmax, int max_pages) {
     size_t kv_elems = (size_t)r->n_pages * s->page * s->Hkv * s->hd;
     r->kc = xcalloc((size_t)s->L, sizeof(void *));
     r->vc = xcalloc((size_t)s->L, sizeof(void *));
-    r->ssm = xcalloc((size_t)s->L, sizeof(float *));
+    r->ssm = xcalloc((size_t)s->L, sizeof(void *));
     r->cx = xcalloc((size_t)s->L, sizeof(float *));
     r->cB = xcalloc((size_t)s->L, sizeof(float *));
     r->cC = xcalloc((size_t)s->L, sizeof(float *));
@@ -245,7 +249,8 @@ static void runbuf_alloc(runbuf *r, const model *m, int Bmax, int max_pages) {
             op_cuda_fill_uniform(B_, r->vc[l], OP_BF16, kv_elems, g_seed++, -1, 1);
         } else {
             size_t ns = (size_t)Bmax * s->H * s->P * s->N;
-            r->ssm[l] = frange(ns, -0.5f, 0.5f);
+            if (g_state_bf16) r->ssm[l] = wrange(ns, -0.5f, 0.5f);
+            else r->ssm[l] = frange(ns, -0.5f, 0.5f);
             r->cx[l] = frange((size_t)Bmax * s->d_inner * (s->K - 1), -1, 1);
             r->cB[l] = frange((size_t)Bmax * conv_bc * (s->K - 1), -1, 1);
             r->cC[l] = frange((size_t)Bmax * conv_bc * (s->K - 1), -1, 1);
@@ -365,8 +370,12 @@ static void decode_step(runbuf *r, const model *m, int B) {
             b->conv1d(b, r->Bc, r->Bm, w->cwB, w->cbB, r->cB[l], r->cu, r->slots, B, B, conv_bc, s->K);
             b->conv1d(b, r->Cc, r->Cm, w->cwC, w->cbC, r->cC[l], r->cu, r->slots, B, B, conv_bc, s->K);
             PM(PS_CONV);
-            b->ssd_scan(b, r->y, r->xc, r->dt, w->A_log, r->Bc, r->Cc, w->Dp, w->dtb, r->ssm[l], r->cu, r->slots, B, B,
-                        s->H, s->P, s->G, s->N, 128, 0.0f, INFINITY);
+            if (g_state_bf16)
+                op_cuda_ssd_scan_bf16state(b, r->y, r->xc, r->dt, w->A_log, r->Bc, r->Cc, w->Dp, w->dtb, r->ssm[l], r->cu,
+                                           r->slots, B, B, s->H, s->P, s->G, s->N, 0.0f, INFINITY);
+            else
+                b->ssd_scan(b, r->y, r->xc, r->dt, w->A_log, r->Bc, r->Cc, w->Dp, w->dtb, r->ssm[l], r->cu, r->slots, B,
+                            B, s->H, s->P, s->G, s->N, 128, 0.0f, INFINITY);
             PM(PS_SSD);
             b->gated_rmsnorm(b, r->g, r->y, r->z, w->gn, B, s->d_inner, s->d_inner, s->eps); /* HF: whole d_inner */
             PM(PS_GNORM);
@@ -395,7 +404,7 @@ static void decode_step(runbuf *r, const model *m, int B) {
 static void step_cost(const model *m, int B, int ctx, double *bytes, double *flops) {
     const shape *s = &m->s;
     double kv_tok = (double)m->n_attn * 2.0 * s->Hkv * s->hd * 2; /* K+V bytes per token, all layers */
-    double state = (double)m->n_mamba * ((double)s->H * s->P * s->N * 4 + (double)(s->d_inner + 2 * s->G * s->N) * (s->K - 1) * 4);
+    double state = (double)m->n_mamba * ((double)s->H * s->P * s->N * st_elem() + (double)(s->d_inner + 2 * s->G * s->N) * (s->K - 1) * 4);
     *bytes = m->weight_bytes + (double)B * ((double)ctx * kv_tok + 2.0 * state + (double)s->V * 4 * 2);
     double attn = (double)m->n_attn * 4.0 * s->Hq * s->hd * ctx; /* QK^T and PV */
     double ssd = (double)m->n_mamba * 6.0 * s->H * s->P * s->N;
@@ -450,6 +459,12 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--target-ms") == 0) { target_ms = atof(v); i++; }
         else if (strcmp(a, "--out") == 0) { out_path = v; i++; }
         else if (strcmp(a, "--device") == 0) { device = atoi(v); i++; }
+        else if (strcmp(a, "--state") == 0) {
+            if (strcmp(v, "bf16") == 0) g_state_bf16 = 1;
+            else if (strcmp(v, "fp32") == 0) g_state_bf16 = 0;
+            else { fprintf(stderr, "bench_gpu: --state: expected fp32|bf16, got \"%s\"\n", v); return 2; }
+            i++;
+        }
         else if (strcmp(a, "--sampling") == 0) {
             if (strcmp(v, "greedy") == 0) greedy = 1;
             else if (strcmp(v, "temp") == 0) greedy = 0;
@@ -466,8 +481,8 @@ int main(int argc, char **argv) {
     if (!B_) { fprintf(stderr, "bench_gpu: %s\n", err); return 1; }
     char desc[256];
     op_cuda_describe(B_, desc, sizeof desc);
-    printf("bench_gpu: %s; prompt %d, page %d, sampling %s, mode op-level decode step (CUDA graph per batch)\n", desc,
-           prompt, page, greedy ? "greedy" : "temperature 1");
+    printf("bench_gpu: %s; prompt %d, page %d, sampling %s, SSM state %s, mode op-level decode step (CUDA graph per "
+           "batch)\n", desc, prompt, page, greedy ? "greedy" : "temperature 1", g_state_bf16 ? "bf16" : "fp32");
     fflush(stdout);
 
     shape s = {.V = 128256, .D = 2048, .L = layers, .F = 8192, .Hq = 32, .Hkv = 8, .hd = 64, .H = 32, .P = 64,
@@ -490,7 +505,7 @@ int main(int argc, char **argv) {
             int max_pages = (max_len + page - 1) / page;
             op_cuda_plan_req req = {.free_bytes = B_->mem_free(B_), .reserve_bytes = (size_t)(reserve_gib * 1073741824.0),
                                     .page_bytes = (size_t)page * s.Hkv * s.hd * 2 * 2 * m.n_attn, .page_size = page,
-                                    .state_bytes = (size_t)m.n_mamba * ((size_t)s.H * s.P * s.N * 4 + (size_t)(s.d_inner + 2 * s.G * s.N) * (s.K - 1) * 4),
+                                    .state_bytes = (size_t)m.n_mamba * ((size_t)s.H * s.P * s.N * st_elem() + (size_t)(s.d_inner + 2 * s.G * s.N) * (s.K - 1) * 4),
                                     .act_bytes = act_bytes_per_seq(&s) + (size_t)max_pages * 4, .max_len = max_len,
                                     .prompt_len = prompt, .samples_per_prompt = 1, .batch_cap = max_cap};
             op_cuda_plan plan;
@@ -615,6 +630,8 @@ int main(int argc, char **argv) {
                 greedy ? "greedy" : "temperature-1 (no top-k/top-p)");
         fprintf(f, "\"roofline\":{\"bytes_per_s\":%.3g,\"flops_per_s\":%.3g},\"prompt\":%d,\"page_size\":%d,", ROOF_BW,
                 ROOF_FLOPS, prompt, page);
+        fprintf(f, "\"ssm_state_dtype\":\"%s\",\"sampling\":\"%s\",", g_state_bf16 ? "bf16" : "fp32",
+                greedy ? "greedy" : "temperature 1");
         fprintf(f, "\"shapes\":{\"vocab\":%d,\"hidden\":%d,\"layers\":%d,\"mlp\":%d,\"heads\":%d,\"kv_heads\":%d,"
                    "\"head_dim\":%d,\"mamba_heads\":%d,\"mamba_head_dim\":%d,\"d_state\":%d,\"mamba_groups\":%d,\"conv\":%d},",
                 s.V, s.D, s.L, s.F, s.Hq, s.Hkv, s.hd, s.H, s.P, s.N, s.G, s.K);

@@ -5,7 +5,8 @@
  * (the reference solutions of a MATH500 / GSM8K JSONL file when given, else built-in synthetic
  * responses covering the MATH answer forms), and the wall time of aggregate_compute for
  * 500 problems x 1024 samples with k = 1, 2, 4, ..., 1024 (synthetic replay-like scores with
- * rewards and times). Writes one JSON object to --out and prints it.
+ * rewards and times), on one thread and on all CPUs ($THINKFAST_AGG_THREADS). Writes one JSON
+ * object to --out and prints it.
  */
 #include "workers/aggregate/aggregate.h"
 #include "workers/aggregate/metrics.h"
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/util.h"
 
@@ -109,7 +111,7 @@ int main(int argc, char **argv) {
     if (!(seconds > 0)) { fprintf(stderr, "bench_grade: --seconds must be positive\n"); return 2; }
     util_buf js;
     util_buf_init(&js);
-    util_buf_printf(&js, "{\"bench\":\"grade\",\"threads\":1");
+    util_buf_printf(&js, "{\"bench\":\"grade\",\"grader_threads\":1");
     for (int g = 0; g < 2; g++) {
         grader_kind k = g == 0 ? GRADER_MATH : GRADER_GSM8K;
         const char *path = k == GRADER_MATH ? math_path : gsm_path;
@@ -156,18 +158,27 @@ int main(int argc, char **argv) {
     for (int j = 0; j < 11; j++) ks[j] = 1 << j;
     agg_stats st;
     char err[256];
-    for (int with_rew = 0; with_rew < 2; with_rew++) {
+    const char *te0 = getenv("THINKFAST_AGG_THREADS");
+    char *saved = te0 ? xstrdup(te0) : NULL;
+    for (int run = 0; run < 4; run++) {
+        int with_rew = run & 1, single = run < 2;
         if (!with_rew) for (int p = 0; p < P; p++) probs[p].reward = NULL;
         else for (int p = 0; p < P; p++) probs[p].reward = rew + (size_t)p * N;
+        if (single) setenv("THINKFAST_AGG_THREADS", "1", 1);
+        else if (saved) setenv("THINKFAST_AGG_THREADS", saved, 1);
+        else unsetenv("THINKFAST_AGG_THREADS");
         int64_t t0 = util_now_ns();
         if (aggregate_compute(probs, P, ks, 11, 7, &st, err, sizeof err) != 0) { fprintf(stderr, "bench_grade: %s\n", err); return 1; }
         double secs = (double)(util_now_ns() - t0) / 1e9;
-        util_buf_printf(&js, ",\"aggregate%s\":{\"problems\":%d,\"samples_per_problem\":%d,\"k\":\"1..1024 (11 values)\",\"seconds\":%.3f,"
+        const char *te = getenv("THINKFAST_AGG_THREADS");
+        long threads = te && *te ? strtol(te, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
+        util_buf_printf(&js, ",\"aggregate%s\":{\"threads\":%ld,\"problems\":%d,\"samples_per_problem\":%d,\"k\":\"1..1024 (11 values)\",\"seconds\":%.3f,"
                         "\"majority_exact\":%s,\"wbon_exact\":%s,\"coverage_k1024\":%.4f,\"majority_k1024\":%.4f}",
-                        with_rew ? "_with_rewards" : "", P, N, secs, st.majority_exact ? "true" : "false",
+                        with_rew ? (single ? "_with_rewards_1thread" : "_with_rewards") : (single ? "_1thread" : ""), threads, P, N, secs, st.majority_exact ? "true" : "false",
                         with_rew ? (st.wbon_exact ? "true" : "false") : "null", st.coverage[10], st.majority[10]);
         agg_stats_free(&st);
     }
+    free(saved);
     free(corr); free(canon); free(rew); free(tim); free(probs);
     util_buf_printf(&js, "}\n");
     fputs(js.data, stdout);

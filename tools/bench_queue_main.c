@@ -9,7 +9,10 @@
  *   2. dispatch latency: one worker per role with credit 1; the time from sending a task's final
  *      result to receiving the next task (commit + lease + send), p50 / p99.
  *   3. result ingest: sample tasks returning large texts; committed MB/s.
- *   4. baselines in the same run: raw LMDB inserts in fsync'd write transactions (batch sizes
+ *   4. end to end with the real programs (bin/worker processes, replay backend): samples/s;
+ *   5. the same throughput run with the broker's --nosync, labelled not durable, to show what
+ *      the fsync costs;
+ *   6. baselines in the same run: raw LMDB inserts in fsync'd write transactions (batch sizes
  *      1, 64, 1024) and raw ZeroMQ DEALER/ROUTER round trips (sequential p50/p99 and pipelined
  *      messages/s), so the broker's cost is a ratio.
  * The broker is the real bin/broker (a sibling of this program), started as a child process on
@@ -640,6 +643,13 @@ int main(int argc, char **argv) {
                 (unsigned long long)r.committed, r.window_s);
     }
     util_buf_printf(&j, "],\n");
+    if (!nosync) {
+        fprintf(stderr, "bench: broker throughput with --nosync (not durable; comparison only)...\n");
+        run_result nr = broker_run(4, credit, n_tasks, 1, 1, 16, 1);
+        util_buf_printf(&j, " \"throughput_nosync_not_durable\":{\"workers_per_role\":4,\"ok\":%s,\"committed_per_s\":%.0f},\n",
+                        nr.ok ? "true" : "false", nr.committed_per_s);
+        fprintf(stderr, "   %.0f tasks/s\n", nr.committed_per_s);
+    }
     fprintf(stderr, "bench: dispatch latency (credit 1)...\n");
     run_result lr = broker_run(1, 1, quick ? 300 : 2000, 1, 1, 16, nosync);
     util_buf_printf(&j, " \"dispatch_latency\":{\"credit\":1,\"ok\":%s,\"samples\":%llu,\"p50_us\":%.0f,\"p99_us\":%.0f,"

@@ -171,20 +171,34 @@ void jobctl_print_stats_table(const char *title, const proto_val *stats) {
            (long long)correct, samples ? 100.0 * (double)correct / (double)samples : 0.0);
     const proto_val *k = proto_get_array(stats, "k");
     const char *cols[] = {"coverage", "majority", "bon", "wbon"};
-    const proto_val *arrs[4];
+    const proto_val *arrs[4], *cis[4];
     int n_cols = 0;
-    for (int i = 0; i < 4; i++) if ((arrs[n_cols] = proto_get_array(stats, cols[i])) != NULL) cols[n_cols++] = cols[i];
+    for (int i = 0; i < 4; i++) {
+        if ((arrs[n_cols] = proto_get_array(stats, cols[i])) == NULL) continue;
+        char ck[32];
+        snprintf(ck, sizeof ck, "%s_ci", cols[i]);
+        cis[n_cols] = proto_get_array(stats, ck);
+        cols[n_cols++] = cols[i];
+    }
     printf("%6s", "k");
-    for (int j = 0; j < n_cols; j++) printf("  %10s", cols[j]);
+    for (int j = 0; j < n_cols; j++) {
+        printf("  %10s", cols[j]);
+        if (cis[j]) printf("   %-16s", "95% interval");
+    }
     printf("\n");
     for (uint32_t i = 0; k && i < k->v.arr.n; i++) {
         double kv = 0;
         num_at(k, i, &kv);
         printf("%6.0f", kv);
         for (int j = 0; j < n_cols; j++) {
-            double x;
+            double x, lo, hi;
             if (num_at(arrs[j], i, &x) == 0 && isfinite(x)) printf("  %10.4f", x);
             else printf("  %10s", "-");
+            if (!cis[j]) continue;
+            const proto_val *pair = i < cis[j]->v.arr.n ? &cis[j]->v.arr.items[i] : NULL;
+            if (pair && num_at(pair, 0, &lo) == 0 && num_at(pair, 1, &hi) == 0 && isfinite(lo) && isfinite(hi))
+                printf("   [%.4f, %.4f]", lo, hi);
+            else printf("   %-16s", "-");
         }
         printf("\n");
     }

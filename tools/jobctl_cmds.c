@@ -211,6 +211,7 @@ int jobctl_watch_job(jobctl_client *c, const char *job, int quiet, volatile int 
         const proto_val *r = proto_root(reply);
         const char *state = str_of(r, "state", "?");
         long long done = int_of(r, "samples_done", 0), total = int_of(r, "samples_total", 0);
+        long long scored = int_of(r, "scores_done", 0);
         if (first_done < 0 && strcmp(state, "queued") != 0) { first_done = done; first_ms = now; }
         double rate = first_done >= 0 && now > first_ms ? (double)(done - first_done) * 1000.0 / (double)(now - first_ms) : 0;
         double eta = rate > 0 ? (double)(total - done) / rate : NAN;
@@ -227,12 +228,12 @@ int jobctl_watch_job(jobctl_client *c, const char *job, int quiet, volatile int 
                 int filled = (int)(frac * 40 + 0.5);
                 for (int i = 0; i < 40; i++) bar[i] = i < filled ? '#' : '.';
                 bar[40] = 0;
-                fprintf(stderr, "\r%s [%s] %5.1f%% %lld/%lld samples  %.1f samples/s  ETA %s  %-9s", job, bar, 100 * frac, done,
-                        total, rate, etas, state);
+                fprintf(stderr, "\r%s [%s] %5.1f%% %lld/%lld samples (%lld scored)  %.1f samples/s  ETA %s  %-9s", job, bar,
+                        100 * frac, done, total, scored, rate, etas, state);
                 if (ended) fprintf(stderr, "\n");
             } else if (ended || now - last_line >= 1000 || strcmp(state, last_state) != 0) {
-                fprintf(stderr, "%s %s: %lld/%lld samples (%.1f%%), %.1f samples/s, ETA %s\n", job, state, done, total, 100 * frac,
-                        rate, etas);
+                fprintf(stderr, "%s %s: %lld/%lld samples (%.1f%%), %lld scored, %.1f samples/s, ETA %s\n", job, state, done,
+                        total, 100 * frac, scored, rate, etas);
                 last_line = now;
             }
             fflush(stderr);

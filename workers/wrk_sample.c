@@ -51,6 +51,20 @@ static int sample_emit(void *ud, const sample_output *o) {
     return stop;
 }
 
+/* A non-negative integer from the environment; dflt when unset, and (with a warning) when not a
+ * number, so that a typo never turns into "crash at problem 0". */
+static long env_long(const char *name, long dflt) {
+    const char *v = getenv(name);
+    if (!v || !*v) return dflt;
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (*end || x < 0) {
+        LOG_WARN("%s=%s: not a non-negative integer, ignored", name, v);
+        return dflt;
+    }
+    return x;
+}
+
 static const char *str_or(const proto_val *m, const char *key, const char *dflt) {
     const char *s;
     uint32_t n;
@@ -112,10 +126,8 @@ int wrk_sample_run(wrk_roles *r, wrk_task *t, char *err, size_t errlen) {
         items[i].answer = str_or(pv, "answer", "");
     }
     emit_ctx e = {.t = t, .crash_problem = -1, .total = (uint64_t)n_items * (uint64_t)sp.n};
-    const char *crash = getenv("THINKFAST_FAULT_CRASH_PROBLEM");
-    if (crash && *crash) e.crash_problem = strtol(crash, NULL, 10);
-    const char *delay = getenv("THINKFAST_FAULT_DELAY_MS");
-    if (delay && *delay) e.delay_ms = strtol(delay, NULL, 10);
+    e.crash_problem = env_long("THINKFAST_FAULT_CRASH_PROBLEM", -1);
+    e.delay_ms = env_long("THINKFAST_FAULT_DELAY_MS", 0);
     wrk_task_progress(t, 0, e.total);
     int rc = b->run(b, items, (int)n_items, &sp, sample_emit, &e, err, errlen);
     free(items);

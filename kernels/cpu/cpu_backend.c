@@ -1,5 +1,7 @@
 /* kernels/cpu/cpu_backend.c — the CPU op table: host memory management, weight conversion to
- * fp32 and the scratch buffer; the ops themselves live in the other cpu_*.c files.
+ * fp32, the scratch buffer and the worker thread pool (THINKFAST_CPU_THREADS; default the online
+ * CPUs, at most 8). The ops themselves live in the other cpu_*.c files. Creating a CPU backend
+ * sets OpenBLAS to one thread for the process: large matmuls are split over our own pool.
  */
 #include "kernels/cpu/cpu_ops.h"
 
@@ -213,8 +215,10 @@ op_backend *op_cpu_new(char *err, size_t errlen) {
     b->act_bytes = 4;
     cpu_impl *im = xcalloc(1, sizeof(cpu_impl));
     b->impl = im;
-    /* threads: THINKFAST_CPU_THREADS, else the online CPUs (at most 32) */
+    /* threads: THINKFAST_CPU_THREADS (at most 32), else the online CPUs up to 8 (more threads
+     * did not help the small models measured, see bench/results/engine_cpu.json) */
     long nt = sysconf(_SC_NPROCESSORS_ONLN);
+    if (nt > 8) nt = 8;
     const char *env = getenv("THINKFAST_CPU_THREADS");
     if (env && atoi(env) > 0) nt = atoi(env);
     if (nt < 1) nt = 1;

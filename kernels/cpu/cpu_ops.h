@@ -33,8 +33,8 @@ void cpu_ssd_scan_chunked(float *y, const float *x, const float *dt, const float
                           float *state, int L, int H, int P, int G, int N, int chunk,
                           float dt_min, float dt_max);
 
-/* Picks one token from logits[V] with params (see op_sample_params). work must hold 2 * V
- * floats + V ints (cpu_sample_work_bytes). Greedy when temperature <= 0. */
+/* Picks one token from logits[V] with params (see op_sample_params). work must hold
+ * cpu_sample_work_bytes(V) bytes, 4-byte aligned (no allocation per call). Greedy when temperature <= 0. */
 size_t cpu_sample_work_bytes(int V);
 int32_t cpu_sample_row(const float *logits, int V, const op_sample_params *p, void *work);
 

@@ -18,7 +18,7 @@
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/philox.h"
 
-size_t cpu_sample_work_bytes(int V) { return (size_t)V * (2 * sizeof(float) + sizeof(int32_t)) + 64; }
+size_t cpu_sample_work_bytes(int V) { return (size_t)V * (2 * sizeof(float) + sizeof(int32_t) + sizeof(float) + sizeof(int32_t)) + 64; }
 
 static int32_t argmax(const float *x, int V) {
     int32_t best = 0;
@@ -64,6 +64,7 @@ int32_t cpu_sample_row(const float *logits, int V, const op_sample_params *p, vo
     float *e = work;                          /* unnormalised probs, max = 1 */
     float *tmp = e + V;
     int32_t *cand = (int32_t *)(tmp + V);     /* candidate ids */
+    pid *pairs = (pid *)(void *)(cand + V);   /* top-p sort space: V (prob, id) pairs */
     float inv_t = 1.0f / p->temperature, mx = -INFINITY;
     for (int i = 0; i < V; i++) if (logits[i] > mx) mx = logits[i];
     if (!isfinite(mx)) return argmax(logits, V);
@@ -101,8 +102,7 @@ int32_t cpu_sample_row(const float *logits, int V, const op_sample_params *p, vo
             if (mass >= need || thr == 0.0f) break;
             thr = thr > 1e-30f ? thr * 1e-3f : 0.0f;
         }
-        pid *pr = malloc(sizeof(pid) * (size_t)m);
-        if (!pr) abort();
+        pid *pr = pairs;
         int q = 0;
         for (int i = 0; i < n; i++) if (e[cand[i]] >= thr) { pr[q].p = e[cand[i]]; pr[q].id = cand[i]; q++; }
         qsort(pr, (size_t)m, sizeof(pid), cmp_pid);
@@ -111,7 +111,6 @@ int32_t cpu_sample_row(const float *logits, int V, const op_sample_params *p, vo
         while (keep < m && (keep == 0 || cum < need)) { cum += pr[keep].p; keep++; }
         for (int i = 0; i < keep; i++) cand[i] = pr[i].id;
         n = keep;
-        free(pr);
         sorted_by_prob = 1;
     }
     if (sorted_by_prob) qsort(cand, (size_t)n, sizeof(int32_t), cmp_i32);
@@ -135,7 +134,7 @@ static void sample_task(void *arg, int r, int tid) {
 void cpu_sample(op_backend *b, int32_t *ids_host, const float *logits, int B, int V,
                 const op_sample_params *params) {
     size_t wb = (cpu_sample_work_bytes(V) + 63) & ~(size_t)63;
-    int nt = B > 1 ? cpu_threads(b) : 1;
+    int nt = B > 1 && (double)B * V >= 65536.0 ? cpu_threads(b) : 1;
     sample_job j = {ids_host, logits, V, params, cpu_scratch(b, wb * nt), wb};
     if (nt > 1) cpu_parallel_for(b, B, sample_task, &j);
     else for (int r = 0; r < B; r++) sample_task(&j, r, 0);

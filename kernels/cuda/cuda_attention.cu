@@ -491,7 +491,8 @@ void cu_attention(op_backend *b, void *out, const void *q, const void *k_cache, 
         a.BQ = 1;
         long cap = (long)max_pages * page_size;
         long base = (long)n_seq * Hkv;
-        long want = (4L * c->n_sm + base - 1) / base;
+        /* enough blocks for ~4 resident per SM, several waves deep (tail effects) */
+        long want = (16L * c->n_sm + base - 1) / base;
         long max_splits = (cap + ATT_TK - 1) / ATT_TK;
         if (want > max_splits) want = max_splits;
         if (want < 1) want = 1;

@@ -59,6 +59,14 @@ void op_cuda_graph_destroy(op_cuda_graph **g);
 void op_cuda_sample_async(op_backend *b, int32_t *ids_dev, const float *logits, int B, int V,
                           const op_sample_params *params_dev);
 
+/* ---- bf16 SSM state (the option the issue asks to measure) ----
+ * b->ssd_scan with the state [n_slots, H, P, N] stored in bf16 instead of fp32 (arithmetic
+ * stays fp32; the state is rounded to bf16 once per call). Halves the decode state traffic. */
+void op_cuda_ssd_scan_bf16state(op_backend *b, void *y, const void *x, const void *dt, const float *A_log,
+                                const void *Bm, const void *Cm, const float *D, const float *dt_bias,
+                                void *ssm_state_bf16, const int32_t *cu_seqlens, const int32_t *slots, int n_seq,
+                                int T, int H, int P, int G, int N, float dt_min, float dt_max);
+
 /* ---- timing ---- */
 /* Milliseconds of device time taken by `iters` back-to-back replays of g (CUDA events around
  * them; synchronises). */

@@ -72,7 +72,7 @@ typedef struct ssd_args {
     bf16 *y;
     const bf16 *x, *dt, *B, *C;
     const float *A_log, *D, *dt_bias;
-    float *state;
+    void *state; /* float or bf16 [n_slots, H, P, N] */
     const int32_t *cu, *slots;
     int H, P, G, N, LPR, RB;
     float dt_min, dt_max;
@@ -80,7 +80,12 @@ typedef struct ssd_args {
 
 static __device__ __forceinline__ float softplus_f(float v) { return v > 20.f ? v : log1pf(__expf(v)); }
 
-template <int PER, int RPT>
+static __device__ __forceinline__ float st_ld(const float *p) { return *p; }
+static __device__ __forceinline__ float st_ld(const bf16 *p) { return __bfloat162float(*p); }
+static __device__ __forceinline__ void st_st(float *p, float v) { *p = v; }
+static __device__ __forceinline__ void st_st(bf16 *p, float v) { *p = __float2bfloat16(v); }
+
+template <int PER, int RPT, typename ST>
 __global__ void __launch_bounds__(SSD_NT) k_ssd(ssd_args a) {
     const int tid = threadIdx.x;
     const int LPR = a.LPR;
@@ -89,28 +94,28 @@ __global__ void __launch_bounds__(SSD_NT) k_ssd(ssd_args a) {
     const int n0 = sub * PER;
     const int g = h / (a.H / a.G);
     const int64_t slot = a.slots[s];
-    const bool vec4 = PER == 4 && (a.N & 3) == 0 && n0 + 4 <= a.N;
+    const bool vec4 = sizeof(ST) == 4 && PER == 4 && (a.N & 3) == 0 && n0 + 4 <= a.N;
     /* this thread's rows: p_k = (blockIdx.x * RPT + k) * RB + row */
     int pc[RPT];
     bool prow[RPT];
     float hs[RPT][PER];
-    float *st[RPT];
+    ST *st[RPT];
 #pragma unroll
     for (int k = 0; k < RPT; k++) {
         int p = (blockIdx.x * RPT + k) * a.RB + row;
         prow[k] = p < a.P;
         pc[k] = prow[k] ? p : a.P - 1; /* idle rows read valid memory, never write */
-        st[k] = a.state + ((slot * a.H + h) * a.P + pc[k]) * a.N;
+        st[k] = (ST *)a.state + ((slot * a.H + h) * a.P + pc[k]) * a.N;
     }
     /* all state loads first: RPT independent 16-byte loads in flight per thread */
 #pragma unroll
     for (int k = 0; k < RPT; k++) {
         if (vec4) {
-            float4 v = *(const float4 *)(st[k] + n0);
+            float4 v = *(const float4 *)((const float *)st[k] + n0);
             hs[k][0] = v.x; hs[k][1 % PER] = v.y; hs[k][2 % PER] = v.z; hs[k][3 % PER] = v.w;
         } else {
 #pragma unroll
-            for (int e = 0; e < PER; e++) hs[k][e] = (n0 + e < a.N) ? st[k][n0 + e] : 0.f;
+            for (int e = 0; e < PER; e++) hs[k][e] = (n0 + e < a.N) ? st_ld(st[k] + n0 + e) : 0.f;
         }
     }
     const float A = -__expf(a.A_log[h]);
@@ -160,32 +165,32 @@ __global__ void __launch_bounds__(SSD_NT) k_ssd(ssd_args a) {
     for (int k = 0; k < RPT; k++) {
         if (!prow[k]) continue;
         if (vec4) {
-            *(float4 *)(st[k] + n0) = make_float4(hs[k][0], hs[k][1 % PER], hs[k][2 % PER], hs[k][3 % PER]);
+            *(float4 *)((float *)st[k] + n0) = make_float4(hs[k][0], hs[k][1 % PER], hs[k][2 % PER], hs[k][3 % PER]);
         } else {
 #pragma unroll
             for (int e = 0; e < PER; e++)
-                if (n0 + e < a.N) st[k][n0 + e] = hs[k][e];
+                if (n0 + e < a.N) st_st(st[k] + n0 + e, hs[k][e]);
         }
     }
 }
 
-template <int PER>
+template <int PER, typename ST>
 static void ssd_launch(cudaStream_t st, ssd_args a, int n_seq, int decode) {
     /* decode: 8 row groups per thread (more bytes in flight, fewer blocks); prefill: 1 (more
      * blocks to walk the tokens in parallel) */
     if (decode) {
         dim3 grid(cu_blocks(a.P, a.RB * 8), a.H, n_seq);
-        k_ssd<PER, 8><<<grid, SSD_NT, 0, st>>>(a);
+        k_ssd<PER, 8, ST><<<grid, SSD_NT, 0, st>>>(a);
     } else {
         dim3 grid(cu_blocks(a.P, a.RB), a.H, n_seq);
-        k_ssd<PER, 1><<<grid, SSD_NT, 0, st>>>(a);
+        k_ssd<PER, 1, ST><<<grid, SSD_NT, 0, st>>>(a);
     }
 }
 
-void cu_ssd_scan(op_backend *b, void *y, const void *x, const void *dt, const float *A_log, const void *Bm,
-                 const void *Cm, const float *D, const float *dt_bias, float *ssm_state,
-                 const int32_t *cu_seqlens, const int32_t *slots, int n_seq, int T, int H, int P, int G,
-                 int N, int chunk, float dt_min, float dt_max) {
+template <typename ST>
+static void ssd_run(op_backend *b, void *y, const void *x, const void *dt, const float *A_log, const void *Bm,
+                    const void *Cm, const float *D, const float *dt_bias, void *ssm_state, const int32_t *cu_seqlens,
+                    const int32_t *slots, int n_seq, int T, int H, int P, int G, int N, float dt_min, float dt_max) {
     CHECK(n_seq >= 0 && T >= 0 && H > 0 && P > 0 && G > 0 && H % G == 0 && N > 0 && N <= 256,
           "ssd_scan: n_seq=%d T=%d H=%d P=%d G=%d N=%d (N <= 256, H %% G == 0)", n_seq, T, H, P, G, N);
     if (n_seq == 0) return;
@@ -220,10 +225,26 @@ void cu_ssd_scan(op_backend *b, void *y, const void *x, const void *dt, const fl
     cudaStream_t st = cu_of(b)->stream;
     int decode = (T == n_seq);
     switch (per) {
-    case 1: ssd_launch<1>(st, a, n_seq, decode); break;
-    case 2: ssd_launch<2>(st, a, n_seq, decode); break;
-    case 4: ssd_launch<4>(st, a, n_seq, decode); break;
-    default: ssd_launch<8>(st, a, n_seq, decode); break;
+    case 1: ssd_launch<1, ST>(st, a, n_seq, decode); break;
+    case 2: ssd_launch<2, ST>(st, a, n_seq, decode); break;
+    case 4: ssd_launch<4, ST>(st, a, n_seq, decode); break;
+    default: ssd_launch<8, ST>(st, a, n_seq, decode); break;
     }
     CUDA_CHECK_LAUNCH();
+}
+
+void cu_ssd_scan(op_backend *b, void *y, const void *x, const void *dt, const float *A_log, const void *Bm,
+                 const void *Cm, const float *D, const float *dt_bias, float *ssm_state,
+                 const int32_t *cu_seqlens, const int32_t *slots, int n_seq, int T, int H, int P, int G,
+                 int N, int chunk, float dt_min, float dt_max) {
+    ssd_run<float>(b, y, x, dt, A_log, Bm, Cm, D, dt_bias, ssm_state, cu_seqlens, slots, n_seq, T, H, P, G, N, dt_min,
+                   dt_max);
+}
+
+extern "C" void op_cuda_ssd_scan_bf16state(op_backend *b, void *y, const void *x, const void *dt, const float *A_log,
+                                           const void *Bm, const void *Cm, const float *D, const float *dt_bias,
+                                           void *ssm_state_bf16, const int32_t *cu_seqlens, const int32_t *slots,
+                                           int n_seq, int T, int H, int P, int G, int N, float dt_min, float dt_max) {
+    ssd_run<bf16>(b, y, x, dt, A_log, Bm, Cm, D, dt_bias, ssm_state_bf16, cu_seqlens, slots, n_seq, T, H, P, G, N,
+                  dt_min, dt_max);
 }

@@ -430,7 +430,7 @@ TEST(conv1d) {
     release_all();
 }
 
-static void check_ssd(int n_seq, const int *len, int H, int P, int G_, int N, int chunk) {
+static void check_ssd_state(int n_seq, const int *len, int H, int P, int G_, int N, int chunk, int bf16state) {
     int T = 0;
     int32_t *cu = h_alloc((n_seq + 1) * 4), *slots = h_alloc(n_seq * 4);
     for (int s = 0; s < n_seq; s++) { cu[s] = T; T += len[s]; slots[s] = n_seq - s; } /* distinct, not in order */
@@ -441,18 +441,27 @@ static void check_ssd(int n_seq, const int *len, int H, int P, int G_, int N, in
     float *Alog = rvec(H, -1, 1.5f), *D = rvec(H, -1, 1), *dtb = rvec(H, -1, 1), *st = rvec(ns, -0.5f, 0.5f);
     float dt_min = 0.0f, dt_max = INFINITY;
     void *gx = g_bf16(x, nx), *gdt = g_bf16(dt, (size_t)T * H), *gB = g_bf16(B, nbc), *gC = g_bf16(Cm, nbc);
-    void *gA = g_raw(Alog, H * 4), *gD = g_raw(D, H * 4), *gdb = g_raw(dtb, H * 4), *gst = g_raw(st, ns * 4);
+    void *gA = g_raw(Alog, H * 4), *gD = g_raw(D, H * 4), *gdb = g_raw(dtb, H * 4);
+    void *gst = bf16state ? g_bf16(st, ns) : g_raw(st, ns * 4);
     void *gcu = g_raw(cu, (n_seq + 1) * 4), *gsl = g_raw(slots, n_seq * 4), *gy = g_poison(nx * 2);
     void *cx = c_raw(x, nx * 4), *cdt = c_raw(dt, (size_t)T * H * 4), *cB = c_raw(B, nbc * 4), *cC = c_raw(Cm, nbc * 4);
     void *cA = c_raw(Alog, H * 4), *cD = c_raw(D, H * 4), *cdb = c_raw(dtb, H * 4), *cst = c_raw(st, ns * 4);
     void *ccu = c_raw(cu, (n_seq + 1) * 4), *csl = c_raw(slots, n_seq * 4), *cy = c_poison(nx * 4);
-    G->ssd_scan(G, gy, gx, gdt, gA, gB, gC, gD, gdb, gst, gcu, gsl, n_seq, T, H, P, G_, N, chunk, dt_min, dt_max);
+    if (bf16state)
+        op_cuda_ssd_scan_bf16state(G, gy, gx, gdt, gA, gB, gC, gD, gdb, gst, gcu, gsl, n_seq, T, H, P, G_, N, dt_min, dt_max);
+    else
+        G->ssd_scan(G, gy, gx, gdt, gA, gB, gC, gD, gdb, gst, gcu, gsl, n_seq, T, H, P, G_, N, chunk, dt_min, dt_max);
     C->ssd_scan(C, cy, cx, cdt, cA, cB, cC, cD, cdb, cst, ccu, csl, n_seq, T, H, P, G_, N, chunk, dt_min, dt_max);
     char what[128];
-    snprintf(what, sizeof what, "ssd_scan y n_seq=%d T=%d H=%d P=%d G=%d N=%d", n_seq, T, H, P, G_, N);
+    snprintf(what, sizeof what, "ssd_scan%s y n_seq=%d T=%d H=%d P=%d G=%d N=%d", bf16state ? " (bf16 state)" : "",
+             n_seq, T, H, P, G_, N);
     close_to(what, g_read_bf16(gy, nx), c_read(cy, nx), nx, 2e-2, 2e-2);
-    snprintf(what, sizeof what, "ssd_scan state n_seq=%d T=%d N=%d", n_seq, T, N);
-    close_to(what, g_read_f32(gst, ns), c_read(cst, ns), ns, 1e-3, 1e-3);
+    snprintf(what, sizeof what, "ssd_scan%s state n_seq=%d T=%d N=%d", bf16state ? " (bf16 state)" : "", n_seq, T, N);
+    if (bf16state) close_to(what, g_read_bf16(gst, ns), c_read(cst, ns), ns, 1e-2, 1e-2);
+    else close_to(what, g_read_f32(gst, ns), c_read(cst, ns), ns, 1e-3, 1e-3);
+}
+static void check_ssd(int n_seq, const int *len, int H, int P, int G_, int N, int chunk) {
+    check_ssd_state(n_seq, len, H, P, G_, N, chunk, 0);
 }
 TEST(ssd_scan) {
     NEED_GPU();
@@ -465,6 +474,9 @@ TEST(ssd_scan) {
     check_ssd(6, ld, 4, 8, 2, 128, 64);   /* decode, N 128 */
     int l1[1] = {300};
     check_ssd(1, l1, 2, 30, 1, 8, 64);    /* batch 1, P not a multiple of the row block */
+    check_ssd_state(6, ld, 32, 64, 1, 64, 128, 1); /* the bf16-state option: decode */
+    int l2[2] = {1, 20};
+    check_ssd_state(2, l2, 4, 16, 2, 16, 8, 1);    /* and a short prefill */
     release_all();
 }
 

@@ -248,3 +248,46 @@ def test_progress_during_long_task(procs, fake):
         elif m["final"]:
             break
     assert len(seen) >= 3 and seen == sorted(seen) and seen[-1] > seen[0], seen
+
+
+def test_worker_survives_malformed_broker_messages(procs, fake):
+    """Whatever a (broken or hostile) broker sends, the worker fails the task with a message or
+    drops the frame; it never crashes, and then serves a good task."""
+    w = start_worker(procs, fake)
+    ident, _ = fake.recv(want="ready")
+    good = sample_task(99, [0, 1], n=2)
+    bad_payloads = [
+        {},                                                           # nothing
+        {"model": 3, "sampling": {"n": 2}, "problems": []},
+        {"model": {}, "sampling": {"n": -1}, "problems": []},
+        {"model": {}, "sampling": {"n": 2**40}, "problems": []},
+        {"model": {}, "sampling": {"n": "two"}, "problems": []},
+        {"model": {"backend": "nope"}, "sampling": {"n": 1}, "problems": [{"p": 0}]},
+        {"model": {"corrupt": 7.5}, "sampling": {"n": 1}, "problems": [{"p": 0}]},
+        {"model": {}, "sampling": {"n": 1}, "problems": "x"},
+        {"model": {}, "sampling": {"n": 1}, "problems": [{"p": "zero"}]},
+        {"model": {}, "sampling": {"n": 1}, "problems": [{"p": -5}]},
+        {"model": {}, "sampling": {"n": 1, "stop": [1, 2, None]}, "problems": [{"p": 0, "solution": 5}]},
+    ]
+    tid = 1000
+    for pl in bad_payloads:
+        tid += 1
+        fake.send(ident, "task", task=tid, attempt=1, job="j-000001", kind="sample", lease_ms=1000, payload=pl)
+        _, m = fake.recv(5, want=("fail", "result"))
+        assert m["task"] == tid
+        if m["cmd"] == "fail":
+            assert m["error"]
+    raw = [[ident, b"XX", b"\x80"], [ident, b"TF", b"\xc1"], [ident, b"TF", b"\xdf\xff\xff\xff\xff"],
+           [ident, b"TF", msgpack.packb({"v": 1, "cmd": "task"})],
+           [ident, b"TF", msgpack.packb({"v": 1, "cmd": "task", "task": 5, "kind": "sample", "payload": 3})],
+           [ident, b"TF", msgpack.packb({"v": 1, "cmd": "task", "task": 6, "kind": "painting", "payload": {}})],
+           [ident, b"TF", msgpack.packb({"v": 2, "cmd": "task"})],
+           [ident, b"TF", msgpack.packb({"v": 1, "cmd": "cancel", "task": "x"})],
+           [ident, b"TF", msgpack.packb({"v": 1, "cmd": "self-destruct"})],
+           [ident, b"TF", b"\x91" * 5000]]
+    for frames in raw:
+        fake.sock.send_multipart(frames)
+    fake.send(ident, "task", **good)
+    outs, _ = collect_results(fake, 99)
+    assert sorted((o["p"], o["s"]) for o in outs) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert w.poll() is None

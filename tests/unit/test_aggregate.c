@@ -133,15 +133,33 @@ TEST(rewards_and_time) {
     /* k=4, p0: answer 5 sums 1.0, 7: 0.95 -> correct; p1: "2" 0.8 vs "3" 0.3 -> correct */
     EXPECT_NEAR(s.wbon[2], 1.0, 1e-12);
     EXPECT(s.wbon_exact);
-    /* time: mean sample time (4*1 + 4*2)/8 = 1.5; budget for k=2 is 3 s: p0 fits 3 samples, p1 fits 1 */
+    /* time: mean sample time (4*1 + 4*2)/8 = 1.5; a budget of 3 s buys 2 samples per problem */
     EXPECT(s.has_time);
     EXPECT_NEAR(s.mean_sample_s, 1.5, 1e-12);
     EXPECT_NEAR(s.budget_s[1], 3.0, 1e-12);
-    EXPECT_NEAR(s.time_coverage[1], (metrics_pass_at_k(4, 2, 3) + metrics_pass_at_k(4, 1, 1)) / 2, 1e-12);
+    EXPECT_EQ_INT(metrics_samples_in_budget(s.budget_s[1], s.mean_sample_s, 4), 2);
+    EXPECT_NEAR(s.time_coverage[1], (metrics_pass_at_k(4, 2, 2) + metrics_pass_at_k(4, 1, 2)) / 2, 1e-12);
+    EXPECT_NEAR(s.time_majority[2], s.majority[2], 1e-12);
     json_t *o = to_json(&s, 0);
     EXPECT(o && json_object_get(o, "wbon") && json_object_get(o, "time"));
     if (o) EXPECT_NEAR(jat(json_object_get(o, "time"), "budget_s", 2), 6.0, 1e-9);
     json_decref(o);
+    agg_stats_free(&s);
+    /* one NaN time: no time curves at all (never a budget built on missing data) */
+    static const double tbad[] = {1, NAN, 1, 1};
+    P[1].time_s = tbad;
+    EXPECT_EQ_INT(aggregate_compute(P, 2, k, 3, 3, &s, err, sizeof err), 0);
+    EXPECT(!s.has_time);
+    o = to_json(&s, 0);
+    EXPECT(o && json_object_get(o, "time") == NULL);
+    json_decref(o);
+    agg_stats_free(&s);
+    /* no canonical keys: every sample is its own answer, so majority@k = the chance that a
+     * random draw among the k distinct answers is correct = c/n */
+    P[0].canonical = NULL;
+    P[0].reward = NULL;
+    EXPECT_EQ_INT(aggregate_compute(P, 1, k, 3, 3, &s, err, sizeof err), 0);
+    for (int j = 0; j < 3; j++) EXPECT_NEAR(s.majority[j], 0.5, 1e-12);
     agg_stats_free(&s);
 }
 
@@ -210,10 +228,10 @@ TEST(plot_svg) {
     EXPECT(strncmp(o.data, "<?xml", 5) == 0);
     EXPECT(o.len > 10 && strcmp(o.data + o.len - 7, "</svg>\n") == 0);
     EXPECT_EQ_INT(count_str(o.data, "<g>"), count_str(o.data, "</g>") - 2); /* plus the two clip groups */
-    /* lines: panel 1 teacher has a NaN gap (2 runs), student 1 run; panel 2: 1 + 1 */
-    EXPECT_EQ_INT(count_str(o.data, "<polyline"), 5);
+    /* lines: teacher has a NaN gap (2 runs per panel), student 1 run; x = 0 dropped on the log axis */
+    EXPECT_EQ_INT(count_str(o.data, "<polyline"), 6);
     EXPECT_EQ_INT(count_str(o.data, "<polygon"), 2); /* the band, split by the gap */
-    EXPECT_EQ_INT(count_str(o.data, "<circle"), 5 + 6 + 5 + 5 + 2); /* markers (+2 legend) */
+    EXPECT_EQ_INT(count_str(o.data, "<circle"), 5 + 6 + 4 + 5 + 2); /* markers (+2 legend) */
     EXPECT(strstr(o.data, "teacher &lt;1B&gt; &amp; co") != NULL);
     EXPECT(strstr(o.data, "<1B>") == NULL);
     EXPECT(strstr(o.data, ">32</text>") != NULL);
@@ -235,11 +253,37 @@ TEST(plot_svg) {
     util_buf_free(&o);
 }
 
+TEST(plot_compare) {
+    static const unsigned char c0[] = {1, 0, 1, 1}, c1[] = {0, 0, 1, 0};
+    static const char *const k0[] = {"a", "b", "a", "a"}, *const k1[] = {"x", "y", "z", "y"};
+    static const double t0[] = {1, 1, 1, 1}, t1[] = {0.25, 0.25, 0.25, 0.25};
+    agg_problem A[2] = {{.p = 0, .n = 4, .correct = c0, .canonical = k0, .time_s = t0}, {.p = 1, .n = 4, .correct = c1, .canonical = k1, .time_s = t0}};
+    agg_problem B[2] = {{.p = 0, .n = 4, .correct = c1, .canonical = k1, .time_s = t1}, {.p = 1, .n = 4, .correct = c1, .canonical = k1, .time_s = t1}};
+    int k[] = {1, 2, 4};
+    agg_stats sa, sb;
+    char err[128];
+    EXPECT_EQ_INT(aggregate_compute(A, 2, k, 3, 1, &sa, err, sizeof err), 0);
+    EXPECT_EQ_INT(aggregate_compute(B, 2, k, 3, 1, &sb, err, sizeof err), 0);
+    const agg_stats *jobs[2] = {&sa, &sb};
+    const char *names[2] = {"teacher", "student"};
+    util_buf o;
+    util_buf_init(&o);
+    EXPECT_EQ_INT(plot_svg_compare(jobs, names, 2, "cmp", &o, err, sizeof err), 0);
+    EXPECT(strstr(o.data, "Coverage under a time budget") != NULL); /* both have times */
+    EXPECT(strstr(o.data, "Weighted best-of-N") == NULL);            /* no rewards */
+    EXPECT(count_str(o.data, "<clipPath") == 4);
+    util_buf_free(&o);
+    EXPECT_EQ_INT(plot_svg_compare(jobs, names, 0, "cmp", &o, err, sizeof err), -1);
+    agg_stats_free(&sa);
+    agg_stats_free(&sb);
+}
+
 int main(void) {
     RUN(small_job);
     RUN(partial_and_invalid);
     RUN(rewards_and_time);
     RUN(order_independent_and_replay);
     RUN(plot_svg);
+    RUN(plot_compare);
     return unit_summary();
 }

@@ -115,12 +115,14 @@ TEST(stories260k_greedy_matches_model_card) {
 /* ---------------------------------------------------------------- determinism */
 
 static size_t kv_cap_bytes; /* 0 = no cap */
+static int pack_prefill, step_tokens = 5;
 static void run_reqs(model *m, int max_seqs, int max_prompts, const eng_request *rq, int n, got *g) {
     char err[512];
     engine *e = NULL;
-    eng_config cfg = {max_seqs, 5, 4, max_prompts, kv_cap_bytes};
+    eng_config cfg = {max_seqs, step_tokens, 4, max_prompts, kv_cap_bytes};
     memset(g, 0, sizeof *g);
     EXPECT(eng_new(m, NULL, &cfg, &e, err, sizeof err) == 0);
+    if (e) eng_set_prefill_pack(e, pack_prefill);
     EXPECT_MSG(eng_run(e, rq, n, collect, g, err, sizeof err) == 0, "%s", err);
     eng_destroy(&e);
 }
@@ -159,6 +161,17 @@ TEST(same_seed_same_tokens_whatever_the_batching) {
             if (o >= 0 && memcmp(a.ids[i], a.ids[o], sizeof(int32_t) * 4)) distinct++;
         }
         EXPECT_MSG(same, "%s: tokens differ across batch configurations", mt_names[k]);
+        /* prompts packed into one prefill forward (short prompts: same kernels, same bits) */
+        pack_prefill = 1; step_tokens = 64;
+        run_reqs(m, 4, 3, rq, 3, &b);
+        pack_prefill = 0; step_tokens = 5;
+        EXPECT_EQ_INT(b.n, 12);
+        int same3 = 1;
+        for (int i = 0; i < a.n; i++) {
+            int j = find(&b, a.problem[i], a.sample[i]);
+            same3 &= j >= 0 && a.n_ids[i] == b.n_ids[j] && !memcmp(a.ids[i], b.ids[j], sizeof(int32_t) * a.n_ids[i]);
+        }
+        EXPECT_MSG(same3, "%s: tokens differ with packed prefill", mt_names[k]);
         /* KV pressure: room for about two sequences; admission waits for pages, same tokens */
         if (model_cfg(m)->n_attn_layers) {
             kv_cap_bytes = kv_page_bytes(be, model_cfg(m), 4) * 24;

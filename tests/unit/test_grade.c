@@ -252,7 +252,7 @@ static int run_pairs(const char *rel, int want) {
     if (!f) return 0;
     char *line = NULL;
     size_t cap = 0;
-    int n = 0, lineno = 0;
+    int n = 0, lineno = 0, same_key = 0;
     while (getline(&line, &cap, f) > 0) {
         lineno++;
         if (line[0] == '#' || line[0] == '\n') continue;
@@ -277,6 +277,13 @@ static int run_pairs(const char *rel, int want) {
         else snprintf(resp, sizeof resp, "%s", cols[1]);
         int got = grade_answer(k, resp, ref, ex, sizeof ex);
         EXPECT_MSG(got == want, "%s:%d (%s): [%s] vs [%s]: got %d, want %d (extracted [%s])", rel, lineno, cols[3], cols[1], ref, got, want, ex);
+        /* voting keys never merge answers the grader tells apart */
+        char ka[1100], kb[1100];
+        grade_canonical(k, ex, ka, sizeof ka);
+        grade_canonical(k, k == GRADER_GSM8K ? ref : cols[2], kb, sizeof kb);
+        if (k == GRADER_GSM8K) { char num[128]; if (grade_extract(k, ref, num, sizeof num) == 0) grade_canonical(k, num, kb, sizeof kb); }
+        if (!want) EXPECT_MSG(!ka[0] || strcmp(ka, kb) != 0, "%s:%d (%s): near-miss answers share the voting key [%s]", rel, lineno, cols[3], ka);
+        else if (ka[0] && strcmp(ka, kb) == 0) same_key++;
         if (k == GRADER_MATH) {
             int rev = grade_equiv(k, ref, cols[1]);
             EXPECT_MSG(rev == want, "%s:%d (%s) reversed: [%s] vs [%s]: got %d, want %d", rel, lineno, cols[3], ref, cols[1], rev, want);
@@ -285,6 +292,7 @@ static int run_pairs(const char *rel, int want) {
     }
     free(line);
     fclose(f);
+    if (want) printf("  %s: %d of %d equivalent pairs share one voting key\n", rel, same_key, n);
     return n;
 }
 
@@ -296,6 +304,68 @@ TEST(nearmiss_table) {
 TEST(equivalent_table) {
     int n = run_pairs("grade_equiv.tsv", 1);
     EXPECT_MSG(n >= 80, "only %d equivalent pairs", n);
+}
+
+/* Voting keys are sound: answers that share a key are equivalent. The pool: every answer and
+ * reference of both fixture tables plus every MATH500 reference answer (when the data is there). */
+typedef struct keyed { char *ans; char key[1100]; } keyed;
+static int cmp_keyed(const void *a, const void *b) { return strcmp(((const keyed *)a)->key, ((const keyed *)b)->key); }
+
+static int pool_add(keyed **pool, int n, const char *ans) {
+    *pool = realloc(*pool, sizeof(keyed) * (size_t)(n + 1));
+    (*pool)[n].ans = strdup(ans);
+    grade_canonical(GRADER_MATH, ans, (*pool)[n].key, sizeof (*pool)[n].key);
+    return n + 1;
+}
+
+TEST(canonical_keys_sound) {
+    keyed *pool = NULL;
+    int n = 0;
+    const char *files[2] = {"tests/fixtures/grade_nearmiss.tsv", "tests/fixtures/grade_equiv.tsv"};
+    char *line = NULL;
+    size_t cap = 0;
+    for (int fi = 0; fi < 2; fi++) {
+        FILE *f = fopen(files[fi], "r");
+        if (!f) continue;
+        while (getline(&line, &cap, f) > 0) {
+            if (strncmp(line, "math\t", 5) != 0) continue;
+            line[strcspn(line, "\n")] = 0;
+            char *a = line + 5, *b = strchr(a, '\t');
+            if (!b) continue;
+            *b++ = 0;
+            char *e = strchr(b, '\t');
+            if (e) *e = 0;
+            n = pool_add(&pool, n, a);
+            n = pool_add(&pool, n, b);
+        }
+        fclose(f);
+    }
+    FILE *f = fopen(unit_data_path("math500/test.jsonl"), "r");
+    if (f) {
+        while (getline(&line, &cap, f) > 0) {
+            json_error_t je;
+            json_t *o = json_loads(line, 0, &je);
+            const char *ans = o ? json_string_value(json_object_get(o, "answer")) : NULL;
+            if (ans) n = pool_add(&pool, n, ans);
+            json_decref(o);
+        }
+        fclose(f);
+    }
+    free(line);
+    EXPECT(n > 400);
+    qsort(pool, (size_t)n, sizeof(keyed), cmp_keyed);
+    int checked = 0;
+    for (int i = 0; i < n; i++) {
+        if (!pool[i].key[0]) continue;
+        for (int j = i + 1; j < n && strcmp(pool[i].key, pool[j].key) == 0; j++) {
+            checked++;
+            EXPECT_MSG(grade_equiv(GRADER_MATH, pool[i].ans, pool[j].ans), "[%s] and [%s] share key [%s] but are not equivalent",
+                       pool[i].ans, pool[j].ans, pool[i].key);
+        }
+    }
+    EXPECT(checked > 50);
+    for (int i = 0; i < n; i++) free(pool[i].ans);
+    free(pool);
 }
 
 /* ---- real data ---- */
@@ -363,6 +433,7 @@ int main(void) {
     RUN(fuzz_no_crash);
     RUN(nearmiss_table);
     RUN(equivalent_table);
+    RUN(canonical_keys_sound);
     RUN(math500_solutions);
     RUN(gsm8k_answers);
     return unit_summary();

@@ -84,6 +84,30 @@ static void check_fixture(const char *name) {
                    name, chunk, at / V, at % V, got[at], want[at], maxabs);
         printf("  %s chunk %d: max |logit diff| %.3g over %d positions x %d\n", name, chunk, maxabs, L, V);
     }
+    /* decode path: prompt + greedy ids fed one token at a time (recurrent scan, cached
+     * attention); the logits that chose greedy token i sit at position L - 1 + i */
+    const st_tensor *tgl = st_find(f, "gen_logits");
+    if (tgl && st_numel(tgl) == (int64_t)G * V) {
+        float *gl = st_tensor_to_f32(tgl);
+        int n = L + G - 1;
+        int32_t *all = malloc(sizeof(int32_t) * n);
+        float *dec = malloc(sizeof(float) * (size_t)n * V);
+        memcpy(all, ids, sizeof(int32_t) * L);
+        for (int i = 0; i + 1 < G; i++) all[L + i] = (int32_t)gid[i];
+        kv_cache_destroy(&kv);
+        kv_cache_new(be, c, 16, (n + 15) / 16 + 2, 2, &kv, err, sizeof err);
+        mt_run_seq(m, kv, all, n, 1, dec);
+        double maxabs = 0, worst = 0;
+        for (int i = 0; i < G; i++)
+            for (int v = 0; v < V; v++) {
+                double a = dec[(size_t)(L - 1 + i) * V + v], w = gl[(size_t)i * V + v];
+                maxabs = fmax(maxabs, fabs(a - w));
+                worst = fmax(worst, fabs(a - w) / (1e-3 + 1e-3 * fabs(w)));
+            }
+        EXPECT_MSG(worst <= 1.0, "%s: token-by-token decode logits differ from gen_logits (max abs %g)", name, maxabs);
+        printf("  %s decode: max |logit diff| %.3g over %d greedy steps\n", name, maxabs, G);
+        free(gl); free(all); free(dec);
+    }
     kv_cache_destroy(&kv);
     /* greedy continuation through the engine */
     engine *e = NULL;

@@ -653,7 +653,7 @@ static void gg_u32(util_buf *b, uint32_t v) { unsigned char c[4] = {(unsigned ch
 static void gg_u64(util_buf *b, uint64_t v) { gg_u32(b, (uint32_t)v); gg_u32(b, (uint32_t)(v >> 32)); }
 static void gg_str(util_buf *b, const char *s, size_t n) { gg_u64(b, n); util_buf_append(b, s, n); }
 static void gg_key(util_buf *b, const char *k, uint32_t type) { gg_str(b, k, strlen(k)); gg_u32(b, type); }
-static long make_llama3_gguf(const tok *l3, const char *path) {
+static long make_llama3_gguf(const tok *l3, const char *path, const char *pre) {
     msplit *m;
     long nm = llama3_merges(l3, &m);
     bl_json_escape = 0;
@@ -666,7 +666,7 @@ static long make_llama3_gguf(const tok *l3, const char *path) {
     gg_u64(&b, 8);
     gg_key(&b, "general.architecture", 8); gg_str(&b, "llama", 5);
     gg_key(&b, "tokenizer.ggml.model", 8); gg_str(&b, "gpt2", 4);
-    gg_key(&b, "tokenizer.ggml.pre", 8); gg_str(&b, "llama-bpe", 9);
+    gg_key(&b, "tokenizer.ggml.pre", 8); gg_str(&b, pre, strlen(pre));
     gg_key(&b, "tokenizer.ggml.tokens", 9); gg_u32(&b, 8); gg_u64(&b, 128256);
     for (int i = 0; i < 128256; i++) {
         s.len = 0;
@@ -699,7 +699,7 @@ TEST(gguf_bpe_llama3) {
     if (!g_l3) { unit_skip("llama3-tokenizer.model not available"); return; }
     char p[256];
     snprintf(p, sizeof p, "%s/llama3.gguf", tmpdir);
-    EXPECT(make_llama3_gguf(g_l3, p) > 200000);
+    EXPECT(make_llama3_gguf(g_l3, p, "llama-bpe") > 200000);
     tok *t = load_or_null(p);
     unlink(p);
     EXPECT(t != NULL);
@@ -715,6 +715,26 @@ TEST(gguf_bpe_llama3) {
     const char *s = "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>";
     EXPECT(check_encode(t, s, strlen(s), 1, 1, want, 7, "gguf chat"));
     tok_destroy(&t);
+    /* the same vocabulary with the GPT-2 split: contractions are case-sensitive there, digits
+     * are not grouped by three, and no whole-piece shortcut is taken */
+    EXPECT(make_llama3_gguf(g_l3, p, "gpt-2") > 200000);
+    t = load_or_null(p);
+    EXPECT(t != NULL);
+    if (t) {
+        int32_t w1[] = {1837, 6, 50}; /* "HE" "'" "S" (Llama-3 split: "HE" "'S" = 1837 13575) */
+        EXPECT(check_encode(t, "HE'S", 4, 0, 0, w1, 3, "gpt-2 HE'S"));
+        int32_t w2[] = {15357, 956};  /* "don" "'t" */
+        EXPECT(check_encode(t, "don't", 5, 0, 0, w2, 2, "gpt-2 don't"));
+        const char *rt = "1234567 x  \n\n  y \xff";
+        EXPECT(check_roundtrip(t, rt, strlen(rt), 0));
+        tok_destroy(&t);
+    }
+    snprintf(p, sizeof p, "%s/llama3.gguf", tmpdir);
+    EXPECT(make_llama3_gguf(g_l3, p, "qwen2") > 0);
+    char err[512];
+    EXPECT(tok_load(p, &t, err, sizeof err) == TOK_ERR_FORMAT);
+    EXPECT_MSG(strstr(err, "tokenizer.ggml.pre") && strstr(err, "qwen2"), "%s", err);
+    unlink(p);
 }
 
 /* The HF loader on the real Llama-3 vocabulary: same ids as the tiktoken loader. */
@@ -871,6 +891,118 @@ TEST(spm_protobuf_model) {
     EXPECT_EQ_INT(accepted, 0);
     unlink(p);
     util_buf_free(&b);
+}
+
+/* An HF tokenizer.json for Llama-2 as transformers' LlamaConverter writes it from the
+ * SentencePiece model: raw pieces, merges from SentencePieceExtractor (every split of a piece
+ * into two pieces; ordered by the piece's score descending, then id, then the parts' ids),
+ * byte_fallback, and either the legacy normalizer (Prepend + Replace) or, non-legacy, a
+ * Metaspace pre-tokenizer with prepend_scheme "first". */
+typedef struct { int32_t id; float score; } idscore;
+static int idscore_cmp(const void *a, const void *b) {
+    const idscore *x = a, *y = b;
+    if (x->score != y->score) return x->score > y->score ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+static void json_str(util_buf *b, const char *s, size_t n) {
+    util_buf_append(b, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') { char e[2] = {'\\', (char)c}; util_buf_append(b, e, 2); }
+        else if (c < 0x20) util_buf_printf(b, "\\u%04x", c);
+        else util_buf_append(b, s + i, 1);
+    }
+    util_buf_append(b, "\"", 1);
+}
+static void make_llama2_hfjson(const tok *g, const char *path, int legacy) {
+    int nv = g->n_vocab;
+    util_buf b;
+    util_buf_init(&b);
+    util_buf_printf(&b, "{\"version\": \"1.0\", \"added_tokens\": ["
+                        "{\"id\": 0, \"content\": \"<unk>\", \"special\": true}, {\"id\": 1, \"content\": \"<s>\", \"special\": true}, "
+                        "{\"id\": 2, \"content\": \"</s>\", \"special\": true}], ");
+    if (legacy)
+        util_buf_printf(&b, "\"normalizer\": {\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"Prepend\", \"prepend\": \"\xe2\x96\x81\"}, "
+                            "{\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": \"\xe2\x96\x81\"}]}, \"pre_tokenizer\": null, ");
+    else
+        util_buf_printf(&b, "\"normalizer\": null, \"pre_tokenizer\": {\"type\": \"Metaspace\", \"replacement\": \"\xe2\x96\x81\", "
+                            "\"prepend_scheme\": \"first\", \"split\": false}, ");
+    util_buf_printf(&b, "\"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": \"<s>\", \"type_id\": 0}}, "
+                        "{\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}]}, \"model\": {\"type\": \"BPE\", \"unk_token\": \"<unk>\", "
+                        "\"fuse_unk\": true, \"byte_fallback\": true, \"vocab\": {");
+    vent *v = xmalloc(sizeof *v * (size_t)nv);
+    for (int id = 0; id < nv; id++) {
+        size_t n;
+        const char *s = tok__text(g, id, &n);
+        v[id] = (vent){(const unsigned char *)s, (uint32_t)n, id};
+        if (id) util_buf_append(&b, ", ", 2);
+        json_str(&b, s, n);
+        util_buf_printf(&b, ": %d", id);
+    }
+    util_buf_printf(&b, "}, \"merges\": [");
+    vent *sorted = xmalloc(sizeof *v * (size_t)nv);
+    memcpy(sorted, v, sizeof *v * (size_t)nv);
+    qsort(sorted, (size_t)nv, sizeof *sorted, vent_cmp);
+    idscore *order = xmalloc(sizeof *order * (size_t)nv);
+    for (int id = 0; id < nv; id++) order[id] = (idscore){id, g->score[id]};
+    qsort(order, (size_t)nv, sizeof *order, idscore_cmp);
+    long nm = 0;
+    msplit loc[64];
+    for (int k = 0; k < nv; k++) {
+        const vent *p = &v[order[k].id];
+        int nl = 0;
+        for (uint32_t c = 1; c < p->n && nl < 64; c++) {
+            int32_t a = vfind(sorted, nv, p->p, c), r = vfind(sorted, nv, p->p + c, p->n - c);
+            if (a >= 0 && r >= 0) loc[nl++] = (msplit){a, r};
+        }
+        qsort(loc, (size_t)nl, sizeof *loc, msplit_cmp);
+        for (int j = 0; j < nl; j++) {
+            util_buf_append(&b, nm ? ", [" : "[", nm ? 3 : 1);
+            nm++;
+            json_str(&b, (const char *)v[loc[j].l].p, v[loc[j].l].n);
+            util_buf_append(&b, ", ", 2);
+            json_str(&b, (const char *)v[loc[j].r].p, v[loc[j].r].n);
+            util_buf_append(&b, "]", 1);
+        }
+    }
+    util_buf_printf(&b, "]}}\n");
+    char err[256];
+    util_write_file_atomic(path, b.data, b.len, err, sizeof err);
+    util_buf_free(&b);
+    free(v);
+    free(sorted);
+    free(order);
+}
+
+TEST(hfjson_llama2_byte_fallback) {
+    if (!g_spm) { unit_skip("ggml-vocab-llama-spm.gguf not available"); return; }
+    for (int legacy = 1; legacy >= 0; legacy--) {
+        char p[256];
+        snprintf(p, sizeof p, "%s/llama2.json", tmpdir);
+        make_llama2_hfjson(g_spm, p, legacy);
+        tok *t = load_or_null(p);
+        unlink(p);
+        EXPECT(t != NULL);
+        if (!t) continue;
+        EXPECT(tok_get_kind(t) == TOK_KIND_SPM);
+        EXPECT_EQ_INT(tok_vocab_size(t), 32000);
+        EXPECT_EQ_INT(tok_bos(t), 1);
+        EXPECT_EQ_INT(tok_eos(t), 2);
+        int fails = 0;
+        EXPECT_EQ_INT(run_jsonl(t, FIX "llamacpp-llama-spm.jsonl", 1, &fails), 43); /* from HF's fast tokenizer */
+        EXPECT_MSG(fails == 0, "legacy=%d: %d llama.cpp vectors differ", legacy, fails);
+        if (file_ok(FIX "golden_llama2_spm.jsonl")) {
+            fails = 0;
+            EXPECT(run_jsonl(t, FIX "golden_llama2_spm.jsonl", 0, &fails) > 0);
+            EXPECT_MSG(fails == 0, "legacy=%d: %d sentencepiece goldens differ", legacy, fails);
+        }
+        /* specials: legacy prefixes every text run, Metaspace "first" only the run at offset 0 */
+        int32_t wl[] = {15043, 2, 15043}, wf[] = {15043, 2, 10994};
+        EXPECT(check_encode(t, "Hello</s>Hello", 14, 0, 1, legacy ? wl : wf, 3, "hf llama2 specials"));
+        EXPECT(check_roundtrip(t, "Hello</s>Hello", 14, 1));
+        EXPECT(check_roundtrip(t, " a  b\n\xe4\xbd\xa0\xff", 10, 0));
+        tok_destroy(&t);
+    }
 }
 
 /* ------------------------------------------------------------------ concurrency */
@@ -1089,6 +1221,7 @@ int main(void) {
     RUN(spm_golden_hf);
     RUN(gguf_bpe_llama3);
     RUN(spm_protobuf_model);
+    RUN(hfjson_llama2_byte_fallback);
     RUN(concurrent_encode);
     RUN(mutated_files);
     RUN(load_errors_are_clear);
@@ -1098,7 +1231,7 @@ int main(void) {
     tok_destroy(&g_l3);
     tok_destroy(&g_spm);
     tok_destroy(&g_l2c);
-    const char *tmpnames[] = {"bad.tiktoken", "dup.tiktoken", "uni.json", "trunc.json", "bad.bin", "cut.bin", "mut.bin",
+    const char *tmpnames[] = {"bad.tiktoken", "dup.tiktoken", "uni.json", "trunc.json", "bad.bin", "cut.bin", "mut.bin", "llama2.json",
                               "tokenizer.bin"};
     for (size_t i = 0; i < sizeof tmpnames / sizeof tmpnames[0]; i++) {
         char p[256];

@@ -19,7 +19,7 @@ if [ "${QUICK:-0}" = 1 ]; then
 else
   "$BIN" --out "$RES/gpu_decode.json" || rc=1
 fi
-"$BIN" --arch teacher --gen 80 --batch 1,64 --no-max --out "$RES/gpu_decode_peer.json" || rc=1
+"$BIN" --arch teacher --gen 48 --batch 1,64 --no-max --out "$RES/gpu_decode_peer.json" || rc=1
 if [ "${SKIP_HF:-0}" != 1 ]; then
   PYTHONUNBUFFERED=1 "$PY" tools/bench/hf_baseline.py --batch 1,64 --out "$RES/gpu_hf_baseline.json" || rc=1
 fi

@@ -110,7 +110,7 @@ typedef struct agg_work {
     const int *k;
     uint64_t seed;
     agg_stats *s;
-    double *bon, *wbon, *mse2, *wse2, *tcov, *tmaj;
+    double *bon, *wbon, *mse2, *wse2;
     unsigned char *mexact, *wexact;
     int next;                /* next problem to take (under lock) */
     pthread_mutex_t lock;
@@ -146,25 +146,6 @@ static void problem_compute(agg_work *w, int i) {
                 w->wbon[at] = e.value;
                 if (!e.exact) { w->wexact[at] = 0; w->wse2[at] = e.se * e.se; }
             }
-        }
-    }
-    /* time budgets: k_p samples fit in budget_s[j] given this problem's mean sample time */
-    if (s->has_time && p->n > 0) {
-        double tp = 0;
-        for (int q = 0; q < p->n; q++) tp += p->time_s[q];
-        tp /= p->n;
-        for (int j = 0; j < n_k; j++) {
-            size_t at = (size_t)i * n_k + j;
-            int kp = metrics_samples_in_budget(s->budget_s[j], tp, p->n);
-            w->tcov[at] = w->tmaj[at] = 0;
-            if (kp == 0) continue;
-            w->tcov[at] = metrics_pass_at_k(p->n, c, kp);
-            int col_j = -1;
-            for (int jj = 0; jj < n_k; jj++) if (k[jj] == kp) col_j = jj;
-            if (col_j >= 0) { w->tmaj[at] = s->problem_majority[(size_t)i * n_k + col_j]; continue; }
-            metrics_est e;
-            if (metrics_majority_ex(g.sizes, g.gcorr, g.G, g.abstain, kp, mix3(w->seed, (uint64_t)p->p, (uint64_t)kp), &e) == 0)
-                w->tmaj[at] = e.value;
         }
     }
     grouping_free(&g);
@@ -250,7 +231,6 @@ int aggregate_compute(const agg_problem *problems, int n_problems, const int *k,
     agg_work w = {.problems = problems, .n_problems = n_problems, .n_k = n_k, .k = k, .seed = seed, .s = s};
     w.bon = xmalloc(sizeof(double) * cells); w.wbon = xmalloc(sizeof(double) * cells);
     w.mse2 = xmalloc(sizeof(double) * cells); w.wse2 = xmalloc(sizeof(double) * cells);
-    w.tcov = xmalloc(sizeof(double) * cells); w.tmaj = xmalloc(sizeof(double) * cells);
     w.mexact = xmalloc(cells); w.wexact = xmalloc(cells);
     pthread_mutex_init(&w.lock, NULL);
     int nt = agg_threads(n_problems);
@@ -269,11 +249,10 @@ int aggregate_compute(const agg_problem *problems, int n_problems, const int *k,
     for (int i = 0; i < n_problems; i++) { ord[i].key = ""; ord[i].i = i; }
     qsort_r(ord, (size_t)n_problems, sizeof(keyidx), cmp_by_p, (void *)problems);
     for (int j = 0; j < n_k; j++) {
-        double sc = 0, sm = 0, sb = 0, sw = 0, m2 = 0, w2 = 0, tc = 0, tm = 0;
-        int cnt = 0, cb = 0, ct = 0;
+        double sc = 0, sm = 0, sb = 0, sw = 0, m2 = 0, w2 = 0;
+        int cnt = 0, cb = 0;
         for (int i = 0; i < n_problems; i++) {
             size_t at = (size_t)i * n_k + j;
-            if (s->has_time && problems[i].n > 0) { tc += w.tcov[at]; tm += w.tmaj[at]; ct++; }
             double v = s->problem_coverage[at];
             if (isnan(v)) continue;
             cnt++;
@@ -294,8 +273,9 @@ int aggregate_compute(const agg_problem *problems, int n_problems, const int *k,
         s->bon[j] = cb ? sb / cb : NAN;
         s->wbon[j] = cb ? sw / cb : NAN;
         s->wbon_se[j] = cb ? sqrt(w2) / cb : NAN;
-        s->time_coverage[j] = ct ? tc / ct : NAN;
-        s->time_majority[j] = ct ? tm / ct : NAN;
+        /* budget_s[j] = k[j] * mean_sample_s buys exactly k[j] samples per problem (see aggregate.h) */
+        s->time_coverage[j] = s->has_time ? s->coverage[j] : NAN;
+        s->time_majority[j] = s->has_time ? s->majority[j] : NAN;
         double *srcs[4] = {s->problem_coverage, s->problem_majority, pbon, pwbon};
         double *los[4] = {s->coverage_lo, s->majority_lo, s->bon_lo, s->wbon_lo};
         double *his[4] = {s->coverage_hi, s->majority_hi, s->bon_hi, s->wbon_hi};
@@ -343,7 +323,7 @@ int aggregate_compute(const agg_problem *problems, int n_problems, const int *k,
         free(counts);
         if (*na > 1) qsort(*arr, (size_t)*na, sizeof(agg_curve), cmp_curve_name);
     }
-    free(w.bon); free(w.wbon); free(w.mse2); free(w.wse2); free(w.tcov); free(w.tmaj); free(w.mexact); free(w.wexact);
+    free(w.bon); free(w.wbon); free(w.mse2); free(w.wse2); free(w.mexact); free(w.wexact);
     return 0;
 }
 

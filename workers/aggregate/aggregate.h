@@ -74,9 +74,13 @@ typedef struct agg_stats {
     agg_curve *by_subject; int n_subject;
     agg_curve *by_level;   int n_level;
 
-    /* Time budgets (has_time = every problem had time_s). budget_s[i] = k[i] * mean_sample_s;
-     * a problem with mean sample time t_p gets k_p = metrics_samples_in_budget(budget_s[i], t_p, n_p)
-     * samples, evaluated with the unbiased estimators (k_p = 0 scores 0). */
+    /* Time budgets (has_time = every sample of every problem has a finite time_s >= 0).
+     * The rule: a budget of T GPU-seconds per problem buys k(T) = the largest k with
+     * k * mean_sample_s <= T samples (metrics_samples_in_budget; mean_sample_s is the job's mean
+     * amortised time per sample, so faster models buy more samples for the same T), and the
+     * value at T is the unbiased estimator at k(T). The curve is reported at the budgets
+     * budget_s[i] = k[i] * mean_sample_s, where k(T) = k[i]: time_coverage/time_majority equal
+     * the k columns, on a GPU-seconds axis that makes jobs of different speed comparable. */
     int has_time;
     double mean_sample_s;           /* mean over all samples */
     double budget_s[AGG_MAX_K], time_coverage[AGG_MAX_K], time_majority[AGG_MAX_K];

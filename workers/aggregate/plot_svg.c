@@ -263,3 +263,36 @@ int plot_svg_render(const plot_panel *panels, int n_panels, int columns, const c
     util_buf_printf(out, "</svg>\n");
     return 0;
 }
+
+int plot_svg_compare(const agg_stats *const *jobs, const char *const *names, int n_jobs, const char *title,
+                     util_buf *out, char *err, size_t errlen) {
+    if (!jobs || !names || n_jobs < 1 || n_jobs > 32) return util_err(err, errlen, "compare: expected 1..32 jobs, got %d", n_jobs);
+    int all_rew = 1, all_time = 1;
+    for (int j = 0; j < n_jobs; j++) {
+        if (!jobs[j]) return util_err(err, errlen, "compare: job %d: no stats", j);
+        all_rew &= jobs[j]->has_reward;
+        all_time &= jobs[j]->has_time;
+    }
+    enum { MAXP = 5 };
+    plot_series ser[MAXP][32];
+    double kx[32][AGG_MAX_K];
+    for (int j = 0; j < n_jobs; j++) {
+        const agg_stats *s = jobs[j];
+        for (int i = 0; i < s->n_k; i++) kx[j][i] = s->k[i];
+        ser[0][j] = (plot_series){names[j], s->n_k, kx[j], s->coverage, s->coverage_lo, s->coverage_hi};
+        ser[1][j] = (plot_series){names[j], s->n_k, kx[j], s->majority, s->majority_lo, s->majority_hi};
+        ser[2][j] = (plot_series){names[j], s->n_k, kx[j], s->wbon, s->wbon_lo, s->wbon_hi};
+        ser[3][j] = (plot_series){names[j], s->n_k, s->budget_s, s->time_coverage, NULL, NULL};
+        ser[4][j] = (plot_series){names[j], s->n_k, s->budget_s, s->time_majority, NULL, NULL};
+    }
+    plot_panel pn[MAXP];
+    int np = 0;
+    pn[np++] = (plot_panel){"Coverage", "samples per problem (k)", "coverage@k", PLOT_LOG2, 1, NAN, NAN, ser[0], n_jobs};
+    pn[np++] = (plot_panel){"Majority vote", "samples per problem (k)", "majority@k", PLOT_LOG2, 1, NAN, NAN, ser[1], n_jobs};
+    if (all_rew) pn[np++] = (plot_panel){"Weighted best-of-N", "samples per problem (k)", "weighted BoN@k", PLOT_LOG2, 1, NAN, NAN, ser[2], n_jobs};
+    if (all_time) {
+        pn[np++] = (plot_panel){"Coverage under a time budget", "GPU-seconds per problem", "coverage", PLOT_LOG10, 1, NAN, NAN, ser[3], n_jobs};
+        pn[np++] = (plot_panel){"Majority under a time budget", "GPU-seconds per problem", "majority", PLOT_LOG10, 1, NAN, NAN, ser[4], n_jobs};
+    }
+    return plot_svg_render(pn, np, np == 3 ? 3 : 2, title, out, err, errlen);
+}

@@ -12,6 +12,7 @@
 #include <stddef.h>
 
 #include "common/util.h"
+#include "workers/aggregate/aggregate.h"
 
 typedef enum { PLOT_LINEAR = 0, PLOT_LOG2 = 2, PLOT_LOG10 = 10 } plot_scale;
 
@@ -39,5 +40,13 @@ typedef struct plot_panel {
  * Returns 0, or -1 with err set (no panels, a series with n < 0, no finite point anywhere). */
 int plot_svg_render(const plot_panel *panels, int n_panels, int columns, const char *title,
                     util_buf *out, char *err, size_t errlen);
+
+/* The `jobctl compare` figure: one series per job (names[i], e.g. "teacher" / "student"), panels
+ * "coverage@k" and "majority@k" on a log-2 k axis (with the bootstrap 95% bands), plus
+ * "weighted best-of-N@k" when every job has rewards, plus coverage and majority against
+ * GPU-seconds per problem (log axis) when every job has sample times. Returns as
+ * plot_svg_render. */
+int plot_svg_compare(const agg_stats *const *jobs, const char *const *names, int n_jobs, const char *title,
+                     util_buf *out, char *err, size_t errlen);
 
 #endif

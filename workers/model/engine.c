@@ -53,7 +53,10 @@ struct engine {
     int32_t *ids_host;
     int cap_ids;
     eng_stats st;
+    int prefill_pack;
 };
+
+void eng_set_prefill_pack(engine *e, int on) { e->prefill_pack = on ? 1 : 0; }
 
 void eng_get_stats(const engine *e, eng_stats *out) { *out = e->st; }
 
@@ -208,32 +211,69 @@ static int emit_seq(engine *e, run_seq *s, const eng_request *reqs, eng_emit_fn 
     return rc;
 }
 
-static int prefill(engine *e, const eng_request *r, int req, held_prompt *h, char *err, size_t errlen) {
+/* Prefills the next prompts of the queue into held slots, several in one forward when their
+ * tokens fit max_step_tokens together (a longer prompt goes alone, in chunks). Each prompt's
+ * share of the step time is proportional to its tokens. Returns the number of prompts now
+ * held (0: no slot or pages free), -1 on error; advances *r_next past them. */
+static int prefill_next(engine *e, const eng_request *reqs, int n_reqs, int *r_next, char *err, size_t errlen) {
     const model_config *c = model_cfg(e->m);
-    if (kv_seq_init(e->kv, &h->seq) != 0) return 1;
-    if (kv_seq_reserve(e->kv, &h->seq, r->n_prompt) != 0) { kv_seq_release(e->kv, &h->seq); return 1; }
+    int k = 0, total = 0, idx = *r_next;
+    while (idx < n_reqs && e->n_held + k < e->cfg.max_prompts) {
+        const eng_request *r = &reqs[idx];
+        if (r->n_samples <= 0) { idx++; continue; }
+        if (k > 0 && (!e->prefill_pack || total + r->n_prompt > e->cfg.max_step_tokens)) break;
+        held_prompt *h = &e->held[e->n_held + k];
+        if (kv_seq_init(e->kv, &h->seq) != 0) break;
+        if (kv_seq_reserve(e->kv, &h->seq, r->n_prompt) != 0) { kv_seq_release(e->kv, &h->seq); break; }
+        h->req = idx;
+        total += r->n_prompt;
+        k++;
+        idx++;
+        if (r->n_prompt >= e->cfg.max_step_tokens) break;
+    }
+    if (k == 0) return 0;
     int64_t t0 = util_now_ns();
-    const float *lg = NULL;
-    for (int i = 0; i < r->n_prompt; i += e->cfg.max_step_tokens) {
-        int k = r->n_prompt - i < e->cfg.max_step_tokens ? r->n_prompt - i : e->cfg.max_step_tokens;
+    if (k == 1) { /* possibly long: chunks of max_step_tokens */
+        held_prompt *h = &e->held[e->n_held];
+        const eng_request *r = &reqs[h->req];
+        const float *lg = NULL;
+        for (int i = 0; i < r->n_prompt; i += e->cfg.max_step_tokens) {
+            int n = r->n_prompt - i < e->cfg.max_step_tokens ? r->n_prompt - i : e->cfg.max_step_tokens;
+            kv_batch_clear(&e->batch);
+            if (kv_batch_add(e->kv, &e->batch, &h->seq, r->prompt + i, n) != 0) goto oom;
+            kv_batch_finish(&e->batch);
+            lg = model_forward(e->m, e->kv, &e->batch, 0);
+        }
+        e->be->copy(e->be, h->logits, lg, sizeof(float) * c->vocab_size);
+    } else {
         kv_batch_clear(&e->batch);
-        if (kv_batch_add(e->kv, &e->batch, &h->seq, r->prompt + i, k) != 0) {
-            kv_seq_release(e->kv, &h->seq);
-            return util_err(err, errlen, "engine: out of KV pages during prefill");
+        for (int i = 0; i < k; i++) {
+            held_prompt *h = &e->held[e->n_held + i];
+            const eng_request *r = &reqs[h->req];
+            if (kv_batch_add(e->kv, &e->batch, &h->seq, r->prompt, r->n_prompt) != 0) goto oom;
         }
         kv_batch_finish(&e->batch);
-        lg = model_forward(e->m, e->kv, &e->batch, 0);
+        const float *lg = model_forward(e->m, e->kv, &e->batch, 0);
+        for (int i = 0; i < k; i++)
+            e->be->copy(e->be, e->held[e->n_held + i].logits, lg + (size_t)i * c->vocab_size, sizeof(float) * c->vocab_size);
     }
-    e->be->copy(e->be, h->logits, lg, sizeof(float) * c->vocab_size);
     e->be->sync(e->be);
     double dt = (double)(util_now_ns() - t0) * 1e-9;
     e->st.prefill_s += dt;
-    e->st.prefill_tokens += r->n_prompt;
-    h->req = req;
-    h->next_sample = 0;
-    h->prefill_share_s = dt / (r->n_samples > 0 ? r->n_samples : 1);
-    h->last_tok = r->prompt[r->n_prompt - 1];
-    return 0;
+    e->st.prefill_tokens += total;
+    for (int i = 0; i < k; i++) {
+        held_prompt *h = &e->held[e->n_held + i];
+        const eng_request *r = &reqs[h->req];
+        h->next_sample = 0;
+        h->prefill_share_s = dt * ((double)r->n_prompt / total) / r->n_samples;
+        h->last_tok = r->prompt[r->n_prompt - 1];
+    }
+    e->n_held += k;
+    *r_next = idx;
+    return k;
+oom:
+    for (int i = 0; i < k; i++) kv_seq_release(e->kv, &e->held[e->n_held + i].seq);
+    return util_err(err, errlen, "engine: out of KV pages during prefill (reservation bug)");
 }
 
 int eng_run(engine *e, const eng_request *reqs, int n_reqs, eng_emit_fn emit, void *ud, char *err, size_t errlen) {
@@ -317,15 +357,12 @@ int eng_run(engine *e, const eng_request *reqs, int n_reqs, eng_emit_fn emit, vo
             }
             while (r_next < n_reqs && reqs[r_next].n_samples <= 0) r_next++;
             if (r_next < n_reqs && e->n_held < e->cfg.max_prompts) {
-                held_prompt *nh = &e->held[e->n_held];
-                int pr = prefill(e, &reqs[r_next], r_next, nh, err, errlen);
+                int pr = prefill_next(e, reqs, n_reqs, &r_next, err, errlen);
                 if (pr < 0) { rc = -1; goto done; }
-                if (pr > 0) {
+                if (pr == 0) {
                     if (n_active == 0) { rc = util_err(err, errlen, "engine: KV cache too small for a prompt of %d tokens", reqs[r_next].n_prompt); goto done; }
                     break;
                 }
-                e->n_held++;
-                r_next++;
                 continue;
             }
             break;

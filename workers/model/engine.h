@@ -1,7 +1,8 @@
 /* workers/model/engine.h — the generation engine: continuous batching over a fixed number of
  * sequence slots, each prompt prefilled once and forked into its n samples.
  *
- *   requests ──► prefill (chunks of max_step_tokens, one prompt at a time) ──► held prompt
+ *   requests ──► prefill (chunks of max_step_tokens; one prompt per forward unless packing is
+ *                 on, eng_set_prefill_pack) ──► held prompt
  *                 (its KV pages / state slot + last-position logits)
  *   held prompt ──fork──► sample s: first token drawn from the prompt's logits (step 0),
  *                 shares the prompt's full KV pages, copies the partial page and state slot
@@ -11,8 +12,11 @@
  *
  * Determinism: the token a sample draws at step k uses the Philox uniform keyed by
  * (seed, problem, sample, k), so its tokens do not depend on which other samples share the
- * batch, on max_seqs, or on restarts (up to floating-point differences of the backend's
- * matmul between batch shapes, which can flip exact near-ties).
+ * batch, on max_seqs, or on restarts. On the CPU backend this holds bit for bit: decode
+ * matmuls use a fixed-order kernel whatever the batch (up to 64 sequences, CPU_SMALL_T), and
+ * each prompt is prefilled on its own.
+ * A GPU backend whose GEMM picks kernels by shape may differ in the last bits between batch
+ * shapes, which can flip exact near-ties.
  *
  * Telemetry (DESIGN.md Metrics): a sample's time_s = prefill time of its prompt / n samples
  * + sum over its decode steps of (step time / sequences in the step).
@@ -69,6 +73,12 @@ typedef int (*eng_emit_fn)(void *ud, const eng_result *r);
  * 0 ok, -1 with err. */
 int eng_new(model *m, const tok *tk, const eng_config *cfg, engine **out, char *err, size_t errlen);
 void eng_destroy(engine **e);
+
+/* on = 1: prefill several short prompts (together <= max_step_tokens) in one forward — faster
+ * for n = 1 workloads, but a prompt's logits then depend on its neighbours in the last bits
+ * (matmul kernels are chosen by row count). 0 (default): one prompt per forward, so a sample's
+ * tokens are strictly independent of the other requests on the CPU backend. */
+void eng_set_prefill_pack(engine *e, int on);
 
 /* Generates every sample of every request, emitting each as it finishes (order: completion
  * order). The KV cache is (re)allocated to fit the longest request. 0 ok; -1 with err (a

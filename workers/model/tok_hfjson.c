@@ -1,12 +1,16 @@
-/* workers/model/tok_hfjson.c — loader for HF tokenizers `tokenizer.json` (byte-level BPE).
+/* workers/model/tok_hfjson.c — loader for HF tokenizers `tokenizer.json` (model.type "BPE").
  *
- * Supported: model.type "BPE" over the GPT-2 byte-level alphabet (Llama-3, GPT-2 family):
- * model.vocab, model.merges ("a b" strings or [a, b] pairs), model.ignore_merges, added_tokens
- * (special -> control token, otherwise user token), a pre_tokenizer made of Split(Regex,
- * Isolated) and/or ByteLevel (use_regex -> the GPT-2 pattern), normalizer null. BOS comes from
- * the TemplateProcessing post-processor when there is one, otherwise from well-known names.
- * Anything else (Unigram/WordPiece models, normalizers, byte_fallback SentencePiece
- * conversions) is refused with an error naming the field, rather than encoded wrongly.
+ * Two flavours:
+ *   - byte-level BPE (Llama-3, GPT-2 family): vocab over the GPT-2 byte alphabet, merges ("a b"
+ *     strings or [a, b] pairs), ignore_merges, a pre_tokenizer made of Split(Regex, Isolated)
+ *     and/or ByteLevel (use_regex -> the GPT-2 pattern), normalizer null;
+ *   - SentencePiece conversions (byte_fallback = true: Llama-2, Mistral, TinyLlama): raw "▁"
+ *     pieces and <0xXX> byte tokens, merges applied by rank over UTF-8 characters (tok_spm.c's
+ *     merge-table mode), the "▁" normalizer (Prepend + Replace) or a Metaspace pre-tokenizer.
+ * added_tokens: special -> control token, otherwise user token. BOS comes from the
+ * TemplateProcessing post-processor when there is one, otherwise from well-known names.
+ * Anything else (Unigram/WordPiece models, other normalizers such as NFC) is refused with an
+ * error naming the field, rather than encoded wrongly.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -48,9 +52,16 @@ int tok__add_merge_pair(tok *t, const char *a, size_t an, const char *b, size_t 
                         size_t errlen, const char *what) {
     util_buf x;
     util_buf_init(&x);
-    if (tok__bytelevel_decode(a, an, &x) != 0) goto bad_alpha;
-    size_t al = x.len;
-    if (tok__bytelevel_decode(b, bn, &x) != 0) goto bad_alpha;
+    size_t al;
+    if (t->kind == TOK_KIND_SPM) { /* SentencePiece-style vocabularies store raw strings */
+        util_buf_append(&x, a, an);
+        al = x.len;
+        util_buf_append(&x, b, bn);
+    } else {
+        if (tok__bytelevel_decode(a, an, &x) != 0) goto bad_alpha;
+        al = x.len;
+        if (tok__bytelevel_decode(b, bn, &x) != 0) goto bad_alpha;
+    }
     int32_t ia = tok__lookup(t, x.data, al), ib = tok__lookup(t, x.data + al, x.len - al);
     int32_t im = tok__lookup(t, x.data, x.len);
     if (ia < 0 || ib < 0 || im < 0) {
@@ -119,6 +130,85 @@ static int read_pretok(json_t *pt, const char **regex, char *err, size_t errlen,
     return util_err(err, errlen, "%s.type: pre-tokenizer \"%s\" not supported", where, type), TOK_ERR_FORMAT;
 }
 
+/* SentencePiece-converted tokenizer.json (byte_fallback): the normalizer / pre-tokenizer pair
+ * that turns ' ' into "▁" and adds the dummy prefix. Accepted: normalizer null, Prepend("▁"),
+ * Replace(" " -> "▁") or a Sequence of those; pre_tokenizer null or Metaspace("▁", split false,
+ * prepend_scheme always | first | never, or the older add_prefix_space). */
+typedef struct {
+    int space, prefix, first_only;
+} spm_cfg;
+
+static int read_spm_normalizer(json_t *n, spm_cfg *c, char *err, size_t errlen, const char *where) {
+    if (!n || json_is_null(n)) return 0;
+    const char *type = json_string_value(json_object_get(n, "type"));
+    if (!type) return util_err(err, errlen, "%s.type: missing", where), TOK_ERR_FORMAT;
+    if (!strcmp(type, "Sequence")) {
+        json_t *arr = json_object_get(n, "normalizers");
+        size_t i;
+        json_t *e;
+        if (!json_is_array(arr)) return util_err(err, errlen, "%s.normalizers: expected an array", where), TOK_ERR_FORMAT;
+        json_array_foreach(arr, i, e) {
+            char w[128];
+            snprintf(w, sizeof w, "%s.normalizers[%zu]", where, i);
+            int rc = read_spm_normalizer(e, c, err, errlen, w);
+            if (rc) return rc;
+        }
+        return 0;
+    }
+    if (!strcmp(type, "Prepend")) {
+        const char *p = json_string_value(json_object_get(n, "prepend"));
+        if (!p || strcmp(p, "\xe2\x96\x81") != 0) return util_err(err, errlen, "%s.prepend: only \"\xe2\x96\x81\" is supported", where), TOK_ERR_FORMAT;
+        c->prefix = 1;
+        return 0;
+    }
+    if (!strcmp(type, "Replace")) {
+        const char *from = json_string_value(json_object_get(json_object_get(n, "pattern"), "String"));
+        const char *to = json_string_value(json_object_get(n, "content"));
+        if (!from || !to || strcmp(from, " ") != 0 || strcmp(to, "\xe2\x96\x81") != 0)
+            return util_err(err, errlen, "%s: only Replace(\" \" -> \"\xe2\x96\x81\") is supported", where), TOK_ERR_FORMAT;
+        c->space = 1;
+        return 0;
+    }
+    return util_err(err, errlen, "%s.type: normalizer \"%s\" not supported", where, type), TOK_ERR_FORMAT;
+}
+
+static int read_spm_pretok(json_t *p, spm_cfg *c, char *err, size_t errlen) {
+    if (!p || json_is_null(p)) return 0;
+    const char *type = json_string_value(json_object_get(p, "type"));
+    if (!type || strcmp(type, "Metaspace") != 0)
+        return util_err(err, errlen, "pre_tokenizer.type: \"%s\" not supported with byte_fallback (Metaspace or null)",
+                        type ? type : "?"), TOK_ERR_FORMAT;
+    const char *rep = json_string_value(json_object_get(p, "replacement"));
+    if (rep && strcmp(rep, "\xe2\x96\x81") != 0) return util_err(err, errlen, "pre_tokenizer.replacement: only \"\xe2\x96\x81\""), TOK_ERR_FORMAT;
+    if (json_is_true(json_object_get(p, "split")))
+        return util_err(err, errlen, "pre_tokenizer.split: true not supported"), TOK_ERR_FORMAT;
+    const char *scheme = json_string_value(json_object_get(p, "prepend_scheme"));
+    c->space = 1;
+    if (scheme) {
+        if (!strcmp(scheme, "always")) c->prefix = 1;
+        else if (!strcmp(scheme, "first")) c->prefix = c->first_only = 1;
+        else if (strcmp(scheme, "never") != 0)
+            return util_err(err, errlen, "pre_tokenizer.prepend_scheme: \"%s\" not supported", scheme), TOK_ERR_FORMAT;
+    } else if (!json_is_false(json_object_get(p, "add_prefix_space"))) {
+        c->prefix = 1; /* older files: add_prefix_space, default true */
+    }
+    return 0;
+}
+
+/* "▁" -> ' ' (display form of a SentencePiece piece). */
+static void u2581_to_space(const char *s, size_t n, util_buf *out) {
+    out->len = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i + 2 < n && (unsigned char)s[i] == 0xE2 && (unsigned char)s[i + 1] == 0x96 && (unsigned char)s[i + 2] == 0x81) {
+            util_buf_append(out, " ", 1);
+            i += 2;
+        } else {
+            util_buf_append(out, s + i, 1);
+        }
+    }
+    util_buf_append(out, "", 0);
+}
+
 static int32_t find_added(json_t *added, const char *const *names) {
     for (int k = 0; names[k]; k++) {
         size_t i;
@@ -144,13 +234,20 @@ int tok__load_hfjson(const char *data, size_t len, tok **out, char *err, size_t 
     if (!json_is_object(model)) { util_err(err, errlen, "model: missing or not an object"); goto fail; }
     const char *mtype = json_string_value(json_object_get(model, "type"));
     if (mtype && strcmp(mtype, "BPE") != 0) { util_err(err, errlen, "model.type: \"%s\" not supported (BPE only)", mtype); goto fail; }
-    if (json_is_true(json_object_get(model, "byte_fallback"))) {
-        util_err(err, errlen, "model.byte_fallback: SentencePiece-converted BPE is not supported; "
-                              "load the model's GGUF or llama2.c vocabulary instead");
+    int spm = json_is_true(json_object_get(model, "byte_fallback"));
+    spm_cfg sc = {0, 0, 0};
+    json_t *norm = json_object_get(root, "normalizer");
+    if (spm) {
+        if (read_spm_normalizer(norm, &sc, err, errlen, "normalizer") || read_spm_pretok(json_object_get(root, "pre_tokenizer"), &sc, err, errlen))
+            goto fail;
+        if (json_is_true(json_object_get(model, "ignore_merges"))) {
+            util_err(err, errlen, "model.ignore_merges: true is not supported with byte_fallback");
+            goto fail;
+        }
+    } else if (norm && !json_is_null(norm)) {
+        util_err(err, errlen, "normalizer: only null is supported for byte-level BPE");
         goto fail;
     }
-    json_t *norm = json_object_get(root, "normalizer");
-    if (norm && !json_is_null(norm)) { util_err(err, errlen, "normalizer: only null is supported"); goto fail; }
     json_t *vocab = json_object_get(model, "vocab");
     json_t *merges = json_object_get(model, "merges");
     json_t *added = json_object_get(root, "added_tokens");
@@ -186,11 +283,26 @@ int tok__load_hfjson(const char *data, size_t len, tok **out, char *err, size_t 
                  (long long)max_id, json_object_size(vocab) + json_array_size(added));
         goto fail;
     }
-    t = tok__new(TOK_KIND_BYTE_BPE, TOK_FMT_HFJSON, (int)max_id + 1);
+    t = tok__new(spm ? TOK_KIND_SPM : TOK_KIND_BYTE_BPE, TOK_FMT_HFJSON, (int)max_id + 1);
     json_object_foreach(vocab, key, val) {
         int32_t id = (int32_t)json_integer_value(val);
         raw.len = 0;
         size_t kl = strlen(key);
+        if (spm) {
+            if (t->type[id]) { util_err(err, errlen, "model.vocab: id %d used twice", id); goto fail; }
+            unsigned bv;
+            char tail;
+            if (kl == 6 && sscanf(key, "<0x%2x%c", &bv, &tail) == 2 && tail == '>') {
+                char c = (char)bv;
+                tok__set(t, id, key, kl, &c, 1, TOK_T_BYTE, 0.0f);
+            } else if (sc.space) {
+                u2581_to_space(key, kl, &raw);
+                tok__set(t, id, key, kl, raw.data, raw.len, TOK_T_NORMAL, 0.0f);
+            } else {
+                tok__set(t, id, key, kl, NULL, 0, TOK_T_NORMAL, 0.0f);
+            }
+            continue;
+        }
         if (tok__bytelevel_decode(key, kl, &raw) != 0) {
             util_err(err, errlen, "model.vocab[\"%.60s\"]: not a byte-level (GPT-2 alphabet) token", key);
             goto fail;
@@ -203,6 +315,24 @@ int tok__load_hfjson(const char *data, size_t len, tok **out, char *err, size_t 
         const char *c = json_string_value(json_object_get(e, "content"));
         int special = json_is_true(json_object_get(e, "special"));
         tok__set(t, id, c, strlen(c), NULL, 0, special ? TOK_T_CONTROL : TOK_T_USER, 0.0f);
+    }
+    if (spm) {
+        const char *unk = json_string_value(json_object_get(model, "unk_token"));
+        json_t *uid = unk ? json_object_get(vocab, unk) : NULL;
+        int32_t u = uid ? (int32_t)json_integer_value(uid) : -1;
+        if (u < 0 && unk) {
+            const char *one[2] = {unk, NULL};
+            u = find_added(added, one);
+        }
+        if (u >= 0) {
+            t->type[u] = TOK_T_UNKNOWN;
+            t->unk = u;
+        }
+        t->space_u2581 = sc.space;
+        t->add_space_prefix = sc.prefix;
+        t->spm_prefix_first_only = sc.first_only;
+        t->llama2c_split = 0;
+        t->strip_space_at_start = sc.prefix;
     }
     /* BOS / EOS */
     json_t *pp = json_object_get(root, "post_processor");
@@ -258,12 +388,17 @@ int tok__load_hfjson(const char *data, size_t len, tok **out, char *err, size_t 
             goto fail;
         }
     }
-    t->ignore_merges = json_is_true(json_object_get(model, "ignore_merges"));
-    const char *regex = NULL;
-    if ((rc = read_pretok(json_object_get(root, "pre_tokenizer"), &regex, err, errlen, "pre_tokenizer")) != 0) goto fail;
-    if (regex && (rc = tok__pretok_compile(t, regex, err, errlen)) != 0) goto fail;
-    snprintf(t->desc, sizeof t->desc, "HF tokenizer.json byte-level BPE, %d ids, %zu merges%s", t->n_vocab,
-             json_array_size(merges), regex ? "" : ", no pre-tokenizer split");
+    if (spm) {
+        snprintf(t->desc, sizeof t->desc, "HF tokenizer.json SentencePiece-style BPE (byte fallback), %d ids, %zu merges",
+                 t->n_vocab, json_array_size(merges));
+    } else {
+        t->ignore_merges = json_is_true(json_object_get(model, "ignore_merges"));
+        const char *regex = NULL;
+        if ((rc = read_pretok(json_object_get(root, "pre_tokenizer"), &regex, err, errlen, "pre_tokenizer")) != 0) goto fail;
+        if (regex && (rc = tok__pretok_compile(t, regex, err, errlen)) != 0) goto fail;
+        snprintf(t->desc, sizeof t->desc, "HF tokenizer.json byte-level BPE, %d ids, %zu merges%s", t->n_vocab,
+                 json_array_size(merges), regex ? "" : ", no pre-tokenizer split");
+    }
     json_decref(root);
     util_buf_free(&raw);
     *out = t;

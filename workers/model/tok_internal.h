@@ -76,7 +76,8 @@ struct tok {
     void *re;                /* pcre2_code * (pre-tokenizer split) */
     int re_jit;
     /* SPM */
-    int add_space_prefix;    /* prepend the dummy "▁"/" " to each text run starting the input */
+    int add_space_prefix;    /* prepend the dummy "▁"/" " to the input's first text run and each run after a special */
+    int spm_prefix_first_only; /* ...but only to a run at offset 0 (HF Metaspace prepend_scheme "first") */
     int space_u2581;         /* spaces are stored as U+2581 (GGUF); else plain ' ' (llama2.c) */
     int llama2c_split;       /* initial symbols as run.c makes them (else as llama.cpp does) */
     int spm_word_split;      /* exact speed-up: no token has a space marker after another char */

@@ -366,10 +366,10 @@ void tok__ids_push(tok_ids *v, int32_t id) {
     v->ids[v->n++] = id;
 }
 
-static void encode_run(const tok *t, const char *s, size_t n, int after_special, tok_ids *v) {
+static void encode_run(const tok *t, const char *s, size_t n, int after_special, int at_start, tok_ids *v) {
     if (n == 0) return;
     if (t->kind == TOK_KIND_BYTE_BPE) tok__bpe_encode(t, s, n, v);
-    else tok__spm_encode(t, s, n, t->add_space_prefix && after_special, v);
+    else tok__spm_encode(t, s, n, t->add_space_prefix && (t->spm_prefix_first_only ? at_start : after_special), v);
 }
 
 /* Longest special starting at s (n bytes left), or -1. */
@@ -397,14 +397,14 @@ int tok_encode(const tok *t, const char *text, size_t len, int add_bos, int pars
         for (size_t i = 0; i < len;) {
             int32_t sid = match_special(t, text + i, len - i);
             if (sid < 0) { i++; continue; }
-            encode_run(t, text + seg, i - seg, after_special, &v);
+            encode_run(t, text + seg, i - seg, after_special, seg == 0, &v);
             tok__ids_push(&v, sid);
             after_special = 1;
             i += t->text_len[sid];
             seg = i;
         }
     }
-    encode_run(t, text + seg, len - seg, after_special, &v);
+    encode_run(t, text + seg, len - seg, after_special, seg == 0, &v);
     if (!v.ids) v.ids = xmalloc(sizeof(int32_t));
     *ids = v.ids;
     *n_ids = v.n;
@@ -432,9 +432,9 @@ const char *tok_piece_after(const tok *t, int32_t prev, int32_t id, size_t *len)
     /* the encoder put a dummy-prefix space at the start and (GGUF/SentencePiece) after every
      * special token: drop it again. llama2.c (run.c) only does so after BOS. */
     int after_special = prev >= 0 && prev < t->n_vocab &&
-                        (prev == t->bos || (t->strip_space_at_start && (t->type[prev] == TOK_T_CONTROL ||
-                                                                        t->type[prev] == TOK_T_UNKNOWN ||
-                                                                        t->type[prev] == TOK_T_USER)));
+                        (prev == t->bos || (t->strip_space_at_start && !t->spm_prefix_first_only &&
+                                            (t->type[prev] == TOK_T_CONTROL || t->type[prev] == TOK_T_UNKNOWN ||
+                                             t->type[prev] == TOK_T_USER)));
     if (t->kind == TOK_KIND_SPM && n > 0 && p[0] == ' ' && t->type[id] != TOK_T_BYTE &&
         (after_special || (prev < 0 && t->strip_space_at_start))) {
         p++;

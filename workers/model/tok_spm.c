@@ -33,7 +33,8 @@ typedef struct {
 typedef struct {
     uint32_t start, len;
     int32_t prev, next;
-    int frozen;     /* llama2.c byte fallback: emitted as bytes, never merged */
+    int32_t id;     /* token id of the symbol's text, -1 if it is not a token */
+    int frozen;     /* byte fallback decided up front (llama2.c, HF): emitted as bytes, never merged */
 } spm_sym;
 
 typedef struct {
@@ -85,6 +86,16 @@ static void try_pair(spm_ws *w, int32_t l, int32_t r) {
     const spm_sym *a = &w->sym[l], *b = &w->sym[r];
     if (a->frozen || b->frozen) return;
     uint32_t len = a->len + b->len;
+    if (w->t->pairs.slot) {
+        /* HF tokenizer.json: only listed merges, the lowest rank first (score = -rank is exact
+         * in a float for ranks below 2^24) */
+        if (a->id < 0 || b->id < 0) return;
+        const tok_pair_slot *m = tok__pairs_get(&w->t->pairs, a->id, b->id);
+        if (!m) return;
+        spm_cand c = {-(float)m->rank, l, r, len, m->merged};
+        heap_push(w, c);
+        return;
+    }
     int32_t id = tok__lookup(w->t, w->buf + a->start, len);
     if (id < 0) return;
     spm_cand c = {w->t->score[id], l, r, len, id};
@@ -110,21 +121,21 @@ static void spm_segment(spm_ws *w, const unsigned char *u, size_t m, int prefix_
         /* run.c: gather a character (lead byte + up to 3 continuation bytes), look it up */
         size_t i = 0;
         if (prefix_sym) {
-            int frozen = tok__lookup(t, u, 1) < 0;
-            w->sym[ns] = (spm_sym){0, 1, -1, -1, frozen};
+            int32_t id = tok__lookup(t, u, 1);
+            w->sym[ns] = (spm_sym){0, 1, -1, -1, id, id < 0};
             ns++;
             i = 1;
         }
         while (i < m) {
             size_t l = 1;
             while (i + l < m && (u[i + l] & 0xC0) == 0x80 && l < 4) l++;
-            int frozen = tok__lookup(t, u + i, l) < 0;
-            if (!frozen) {
-                w->sym[ns] = (spm_sym){(uint32_t)i, (uint32_t)l, ns - 1, -1, 0};
+            int32_t id = tok__lookup(t, u + i, l);
+            if (id >= 0) {
+                w->sym[ns] = (spm_sym){(uint32_t)i, (uint32_t)l, ns - 1, -1, id, 0};
                 ns++;
             } else {
                 for (size_t k = 0; k < l; k++) {
-                    w->sym[ns] = (spm_sym){(uint32_t)(i + k), 1, ns - 1, -1, 1};
+                    w->sym[ns] = (spm_sym){(uint32_t)(i + k), 1, ns - 1, -1, -1, 1};
                     ns++;
                 }
             }
@@ -141,7 +152,9 @@ static void spm_segment(spm_ws *w, const unsigned char *u, size_t m, int prefix_
             if (l > m - i) l = m - i;
             for (size_t k = 1; k < l; k++)
                 if ((u[i + k] & 0xC0) != 0x80) { l = k; break; }
-            w->sym[ns] = (spm_sym){(uint32_t)i, (uint32_t)l, ns - 1, -1, 0};
+            /* HF (merge table) turns an unknown character into byte tokens up front */
+            int32_t id = tok__lookup(t, u + i, l);
+            w->sym[ns] = (spm_sym){(uint32_t)i, (uint32_t)l, ns - 1, -1, id, id < 0 && t->pairs.slot != NULL};
             ns++;
             i += l;
         }
@@ -154,6 +167,7 @@ static void spm_segment(spm_ws *w, const unsigned char *u, size_t m, int prefix_
         spm_sym *a = &w->sym[c.l], *b = &w->sym[c.r];
         if (a->len == 0 || b->len == 0 || a->next != c.r || a->len + b->len != c.len) continue; /* stale */
         a->len += b->len;
+        a->id = c.merged;
         a->next = b->next;
         if (b->next >= 0) w->sym[b->next].prev = c.l;
         b->len = 0;
@@ -163,8 +177,7 @@ static void spm_segment(spm_ws *w, const unsigned char *u, size_t m, int prefix_
     }
     for (int32_t k = 0; k >= 0 && k < ns; k = w->sym[k].next) {
         const spm_sym *y = &w->sym[k];
-        int32_t id = y->frozen ? -1 : tok__lookup(t, u + y->start, y->len);
-        if (id >= 0) tok__ids_push(out, id);
+        if (y->id >= 0) tok__ids_push(out, y->id);
         else emit_bytes(t, u + y->start, y->len, out);
     }
 }

@@ -44,9 +44,10 @@ typedef enum { TOK_KIND_BYTE_BPE = 1, TOK_KIND_SPM = 2 } tok_kind;
 /* Loads a tokenizer. `path` is a file (format detected from its content: GGUF magic, JSON
  * object, SentencePiece protobuf, tiktoken lines, llama2.c binary layout) or a directory, where
  * tokenizer.json, then tokenizer.model, then tokenizer.bin is used (a file of a kind this code
- * refuses, e.g. a byte_fallback tokenizer.json, passes to the next one). On success *out owns a new tok (free with
- * tok_destroy) and 0 is returned; on failure *out = NULL, a TOK_ERR_* code is returned and err
- * gets "PATH: what was wrong (line/field)". */
+ * refuses, e.g. a byte_fallback tokenizer.json, passes on to the next one). On success *out
+ * owns a new tok (free with tok_destroy) and 0 is returned; on failure *out = NULL, a
+ * TOK_ERR_* code is returned and err gets "PATH: what was wrong (line/field)". Unsupported
+ * kinds (Unigram/WordPiece models, HF normalizers such as NFC) are refused, never guessed. */
 int tok_load(const char *path, tok **out, char *err, size_t errlen);
 
 /* Frees *t and sets *t = NULL; tolerates NULL and *t == NULL. */
@@ -84,7 +85,7 @@ int tok_vocab_size(const tok *t);   /* number of ids, specials included (Llama-3
 int32_t tok_bos(const tok *t);      /* -1 if none */
 int32_t tok_eos(const tok *t);      /* the primary end id (Llama-3: <|end_of_text|>); -1 if none */
 tok_kind tok_get_kind(const tok *t);
-/* A short description such as "tiktoken byte-level BPE (128256 ids)"; lives as long as t. */
+/* A short description such as "tiktoken byte-level BPE, 128256 ids (...)"; lives as long as t. */
 const char *tok_describe(const tok *t);
 
 /* Id of a special / control token by its text (e.g. "<|eot_id|>", "<s>"), -1 if absent. */

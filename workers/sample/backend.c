@@ -8,15 +8,6 @@
 #include "common/log.h"
 #include "common/util.h"
 
-/* The native backend is the ENGINE engineer's workers/sample/native.c. It is linked when the
- * file exists at build time; until then a stub keeps every program linking. (If native.c
- * appears after this object was built, rebuild it: make -B build/workers/sample/backend.o.) */
-#if defined(__has_include)
-#if __has_include("native.c")
-#define SAMPLE_HAVE_NATIVE 1
-#endif
-#endif
-
 struct sample_backend_cache {
     sample_backend *b;
     char backend[16];
@@ -37,16 +28,6 @@ void sample_backend_cache_destroy(sample_backend_cache **c) {
 
 int sample_backend_cache_loads(const sample_backend_cache *c) { return c->loads; }
 
-static sample_backend *make_native(const char *path, const char *device, char *err, size_t errlen) {
-#ifdef SAMPLE_HAVE_NATIVE
-    return sample_backend_native_new(path, device, err, errlen);
-#else
-    (void)path; (void)device;
-    util_err(err, errlen, "native backend not built (workers/sample/native.c is missing in this build)");
-    return NULL;
-#endif
-}
-
 sample_backend *sample_backend_cache_get(sample_backend_cache *c, const char *backend, double corrupt,
                                          const char *path, const char *device, char *err, size_t errlen) {
     if (!backend || !*backend) backend = "replay";
@@ -61,7 +42,7 @@ sample_backend *sample_backend_cache_get(sample_backend_cache *c, const char *ba
         (is_replay ? c->corrupt == corrupt : strcmp(c->path, path) == 0 && strcmp(c->device, device) == 0))
         return c->b;
     if (c->b) c->b->destroy(&c->b);
-    sample_backend *b = is_replay ? sample_backend_replay_new(corrupt, err, errlen) : make_native(path, device, err, errlen);
+    sample_backend *b = is_replay ? sample_backend_replay_new(corrupt, err, errlen) : sample_backend_native_new(path, device, err, errlen);
     if (!b) return NULL;
     c->b = b;
     snprintf(c->backend, sizeof c->backend, "%s", backend);

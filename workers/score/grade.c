@@ -14,6 +14,7 @@
 
 #include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define GB 4096
@@ -109,7 +110,26 @@ static const char *last_ci(const char *s, const char *needle) {
     return last;
 }
 
+static int gsm8k_extract_ascii(const char *r, char *out, size_t cap);
+
+/* U+2212 (minus sign) before a number is a '-': rewrite it in a copy when present. */
 static int gsm8k_extract(const char *r, char *out, size_t cap) {
+    if (!strstr(r, "\xe2\x88\x92")) return gsm8k_extract_ascii(r, out, cap);
+    size_t n = strlen(r);
+    char *c = malloc(n + 1);
+    if (!c) return gsm8k_extract_ascii(r, out, cap);
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)r[i] == 0xe2 && (unsigned char)r[i + 1] == 0x88 && (unsigned char)r[i + 2] == 0x92) { c[o++] = '-'; i += 2; }
+        else c[o++] = r[i];
+    }
+    c[o] = 0;
+    int rc = gsm8k_extract_ascii(c, out, cap);
+    free(c);
+    return rc;
+}
+
+static int gsm8k_extract_ascii(const char *r, char *out, size_t cap) {
     char num[128];
     const char *p = NULL;
     /* 1. the last "#### N" */

@@ -22,9 +22,8 @@
 
 typedef enum { GRADER_GSM8K = 0, GRADER_MATH = 1 } grader_kind;
 
-/* Longest answer string any grade_* function produces (bytes, without the NUL). Answers longer
- * than this are truncated at extraction (and then never compare equal to a different answer of
- * the same prefix: truncated answers are marked with a trailing "\x01"). */
+/* Longest answer grade_extract/grade_answer return for MATH (bytes, without the NUL): a longer
+ * boxed content is truncated (such an answer is almost surely wrong anyway). */
 #define GRADE_ANSWER_MAX 1023
 
 /* "gsm8k" or "math" -> *out. Returns 0, or -1 for an unknown name (out untouched). */

@@ -760,6 +760,8 @@ static void canon_elem(span a, char *out, size_t cap) {
     snprintf(out, cap, "%s", s);
 }
 
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
 void matheval_canonical(const char *s, char *out, size_t cap) {
     if (cap == 0) return;
     out[0] = 0;
@@ -770,13 +772,24 @@ void matheval_canonical(const char *s, char *out, size_t cap) {
     span body = enc ? inner : a;
     span parts[ME_MAX_PARTS];
     int n = split_top(body.s, body.n, ",", parts, ME_MAX_PARTS);
-    if (n < 0 || (enc && n == 1 && o != '(')) { snprintf(out, cap, "%s", s); return; }
-    size_t o_len = 0;
-    char piece[EB];
-    if (enc && !(n == 1 && o == '(')) o_len += (size_t)snprintf(out + o_len, cap - o_len, "%s", o == '{' ? "\\{" : (char[]){o, 0});
-    for (int i = 0; i < n && o_len < cap; i++) {
-        canon_elem(parts[i], piece, sizeof piece);
-        o_len += (size_t)snprintf(out + o_len, cap - o_len, "%s%s", i ? "," : "", piece);
+    if (n < 0 || (enc && n == 1 && o == '[')) { snprintf(out, cap, "%s", s); return; }
+    /* sets and bare lists are unordered (as in matheval_equiv): sorted keys, no braces */
+    int unordered = (enc && o == '{') || (!enc && n > 1);
+    int keep_brackets = enc && o != '{' && !(n == 1 && o == '(');
+    char **keys = malloc(sizeof(char *) * (size_t)n);
+    if (!keys) { snprintf(out, cap, "%s", s); return; }
+    for (int i = 0; i < n; i++) {
+        keys[i] = malloc(EB);
+        if (keys[i]) canon_elem(parts[i], keys[i], EB);
     }
-    if (enc && !(n == 1 && o == '(') && o_len < cap) snprintf(out + o_len, cap - o_len, "%s", c == '}' ? "\\}" : (char[]){c, 0});
+    for (int i = 0; i < n; i++) if (!keys[i]) { for (int j = 0; j < n; j++) free(keys[j]); free(keys); snprintf(out, cap, "%s", s); return; }
+    if (unordered) qsort(keys, (size_t)n, sizeof(char *), cmp_str);
+    size_t len = 0;
+#define APPEND(str) do { size_t l_ = strlen(str); if (len + l_ < cap) { memcpy(out + len, str, l_); len += l_; out[len] = 0; } else len = cap; } while (0)
+    if (keep_brackets) { char b[2] = {o, 0}; APPEND(b); }
+    for (int i = 0; i < n; i++) { if (i) APPEND(","); APPEND(keys[i]); }
+    if (keep_brackets) { char b[2] = {c, 0}; APPEND(b); }
+#undef APPEND
+    for (int i = 0; i < n; i++) free(keys[i]);
+    free(keys);
 }

@@ -3,7 +3,8 @@
  * The rules merge Minerva's normalize_final_answer (Lewkowycz et al. 2022) and Hendrycks'
  * _strip_string (MATH / PRM800K math_normalize.py), but keep structure that the equivalence
  * checker needs (commas, brackets, '=' of equations, relations). Applied in this order:
- *   1. whitespace controls -> ' '; \! removed; \, \; \: \quad ~ "\ " -> ' '
+ *   1. whitespace controls -> ' '; Unicode minus, times, dot, pi, infinity, <=, >=, sqrt, cup ->
+ *      LaTeX; \! removed; \, \; \: \quad ~ "\ " -> ' '
  *   2. \dfrac \tfrac \cfrac -> \frac; \left \right \bigl.. (and a following '.') removed;
  *      \displaystyle removed
  *   3. degrees (^\circ, ^{\circ}, \circ, \degree), \% and %, \$ and $ removed
@@ -290,6 +291,18 @@ void mathnorm_normalize(const char *in, char *out, size_t cap) {
     if (cap == 0) return;
     cpy(s, sizeof s, in ? in : "", in ? strlen(in) : 0);
     for (char *p = s; *p; p++) if (*p == '\n' || *p == '\t' || *p == '\r') *p = ' ';
+    /* Unicode math that models write inside boxes -> LaTeX (the trailing space keeps "\\pi r"
+     * from becoming "\\pir"; spaces are dropped later where they separate nothing) */
+    replace_all(s, "\xe2\x88\x92", "-");          /* U+2212 minus */
+    replace_all(s, "\xc3\x97", "\\times ");       /* U+00D7 */
+    replace_all(s, "\xc2\xb7", "\\cdot ");        /* U+00B7 */
+    replace_all(s, "\xe2\x8b\x85", "\\cdot ");    /* U+22C5 */
+    replace_all(s, "\xcf\x80", "\\pi ");          /* U+03C0 */
+    replace_all(s, "\xe2\x88\x9e", "\\infty ");   /* U+221E */
+    replace_all(s, "\xe2\x89\xa4", "\\leq ");     /* U+2264 */
+    replace_all(s, "\xe2\x89\xa5", "\\geq ");     /* U+2265 */
+    replace_all(s, "\xe2\x88\x9a", "\\sqrt");     /* U+221A */
+    replace_all(s, "\xe2\x88\xaa", "\\cup ");     /* U+222A */
     /* 1 */
     {   /* one pass, so that a matrix row break (two backslashes) is not read as "backslash space" */
         size_t o = 0;
