@@ -11,6 +11,8 @@
  *   broker/taskq.c     task state machine and DAG release on the store
  *   broker/payload.c   task payloads and result outputs
  *   broker/registry.c  connected workers (in memory)
+ *   broker/zap.c       who may connect: CURVE client-key allow-list + ZAP handler thread
+ *   broker/zkey.c      CURVE key files
  */
 #ifndef THINKFAST_BROKER_H
 #define THINKFAST_BROKER_H
@@ -18,6 +20,9 @@
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "broker/zap.h"
+#include "broker/zkey.h"
 
 typedef struct brk_config {
     const char *db;               /* store directory (created if missing) */
@@ -29,6 +34,11 @@ typedef struct brk_config {
     uint32_t max_batch;           /* most messages per batch */
     int nosync;                   /* 1 = no fsync per commit ("fast, not durable") */
     size_t map_bytes;             /* initial LMDB map size (grows on demand) */
+    /* Security (borrowed; NULL = off). curve set: both endpoints are CURVE servers with this
+     * keypair. allow set too: a ZAP handler admits only the listed client keys; allow NULL with
+     * curve set accepts any client key (encryption without authentication: --allow-any-key). */
+    const zkey_pair *curve;
+    const zap_allowlist *allow;
 } brk_config;
 
 #define BRK_DEFAULT_GROUP_COMMIT_MS 0

@@ -36,6 +36,13 @@ static void usage(FILE *f) {
             "  --nosync              fast, not durable: commits are not fsync'd (a crash of the machine\n"
             "                        may lose acknowledged results; a crash of the broker does not)\n"
             "  --log-level L         debug|info|warn|error (default info; env THINKFAST_LOG)\n"
+            "  --curve-secret FILE   the broker's CURVE keypair (zcert format, from `jobctl keygen BASE`:\n"
+            "                        BASE.key); both endpoints then require CURVE (default: off, plaintext)\n"
+            "  --allow-keys FILE     client public keys allowed to connect, one Z85 key per line, '#'\n"
+            "                        comments (default: none; required with --curve-secret unless\n"
+            "                        --allow-any-key); others are refused by the ZAP handler and logged\n"
+            "  --allow-any-key       CURVE encryption without client authentication: accept any client\n"
+            "                        key (default: off)\n"
             "  --help                this text\n",
             d.db, d.clients_ep, d.workers_ep, d.lease_ms, d.max_attempts, d.group_commit_ms, d.map_bytes >> 20);
 }
@@ -56,13 +63,15 @@ int main(int argc, char **argv) {
     log_set_name("broker");
     brk_config cfg;
     brk_config_defaults(&cfg);
-    const char *level = NULL;
+    const char *level = NULL, *curve_secret = NULL, *allow_keys = NULL;
+    int allow_any = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         uint32_t x;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) { usage(stdout); return 0; }
         else if (strcmp(a, "--nosync") == 0) cfg.nosync = 1;
+        else if (strcmp(a, "--allow-any-key") == 0) allow_any = 1;
         else if (!v) { fprintf(stderr, "broker: %s needs a value (see --help)\n", a); return 2; }
         else if (strcmp(a, "--db") == 0) { cfg.db = v; i++; }
         else if (strcmp(a, "--clients") == 0) { cfg.clients_ep = v; i++; }
@@ -72,6 +81,8 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--group-commit-ms") == 0) { if (parse_u32(a, v, 0, 1000, &cfg.group_commit_ms)) return 2; i++; }
         else if (strcmp(a, "--map-mb") == 0) { if (parse_u32(a, v, 1, 1u << 24, &x)) return 2; cfg.map_bytes = (size_t)x << 20; i++; }
         else if (strcmp(a, "--log-level") == 0) { level = v; i++; }
+        else if (strcmp(a, "--curve-secret") == 0) { curve_secret = v; i++; }
+        else if (strcmp(a, "--allow-keys") == 0) { allow_keys = v; i++; }
         else { fprintf(stderr, "broker: unknown argument \"%s\" (see --help)\n", a); return 2; }
     }
     if (level) {
@@ -82,6 +93,48 @@ int main(int argc, char **argv) {
     if (strcmp(cfg.clients_ep, cfg.workers_ep) == 0) {
         fprintf(stderr, "broker: --clients and --workers must be different endpoints (both %s)\n", cfg.clients_ep);
         return 2;
+    }
+    zkey_pair curve;
+    zap_allowlist *allow = NULL;
+    if (!curve_secret && (allow_keys || allow_any)) {
+        fprintf(stderr, "broker: %s needs --curve-secret FILE (client keys mean nothing without CURVE)\n",
+                allow_keys ? "--allow-keys" : "--allow-any-key");
+        return 2;
+    }
+    if (curve_secret) {
+        char kerr[512];
+        if (allow_keys && allow_any) {
+            fprintf(stderr, "broker: --allow-keys and --allow-any-key contradict each other: pick one\n");
+            return 2;
+        }
+        if (!allow_keys && !allow_any) {
+            fprintf(stderr, "broker: --curve-secret without --allow-keys FILE would accept ANY client key (CURVE without\n"
+                            "a ZAP allow-list authenticates nobody). Pass --allow-keys FILE, or --allow-any-key to\n"
+                            "accept that explicitly.\n");
+            return 2;
+        }
+        if (!zkey_curve_available()) {
+            fprintf(stderr, "broker: --curve-secret: this libzmq was built without CURVE (zmq_has(\"curve\") == 0)\n");
+            return 2;
+        }
+        if (zkey_load(curve_secret, 1, &curve, kerr, sizeof kerr) != ZKEY_OK) {
+            fprintf(stderr, "broker: --curve-secret: %s\n", kerr);
+            return 2;
+        }
+        if (allow_keys && zap_allowlist_load(allow_keys, &allow, kerr, sizeof kerr) != ZKEY_OK) {
+            fprintf(stderr, "broker: --allow-keys: %s\n", kerr);
+            return 2;
+        }
+        cfg.curve = &curve;
+        cfg.allow = allow;
+        if (allow)
+            LOG_INFO("security: CURVE on both endpoints, server key %s, %zu allowed client key(s) from %s",
+                     curve.public_z85, zap_allowlist_count(allow), allow_keys);
+        else
+            LOG_WARN("security: CURVE on both endpoints, server key %s; --allow-any-key: ANY client key is accepted",
+                     curve.public_z85);
+    } else {
+        LOG_INFO("security: plaintext, no authentication (see --curve-secret)");
     }
     LOG_INFO("config db=%s clients=%s workers=%s lease_ms=%u max_attempts=%u group_commit_ms=%u "
              "map_mb=%zu sync=%s max_batch=%u",
@@ -96,6 +149,8 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     char err[1024] = "";
     int rc = brk_run(&cfg, &g_stop, err, sizeof err);
+    zap_allowlist_destroy(&allow);
+    memset(&curve, 0, sizeof curve);   /* the secret key */
     if (rc != 0) {
         LOG_ERROR("%s", err[0] ? err : "broker failed");
         return 1;

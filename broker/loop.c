@@ -63,6 +63,7 @@ typedef struct brk_loop {
     const brk_config *cfg;
     store *st;
     void *zctx, *cli, *wrk;
+    zap_handler *zap;              /* NULL unless CURVE with an allow-list */
     brk_registry reg, snap;
     in_msg *in;
     uint32_t n_in;
@@ -370,7 +371,7 @@ static int run_batch(store_txn *t, void *ctx) {
 
 /* ---------------------------------------------------------------- sockets */
 
-static void *make_router(brk_loop *L, const char *ep, char *err, size_t errlen) {
+static void *make_router(brk_loop *L, const char *ep, const char *zap_domain, char *err, size_t errlen) {
     void *s = zmq_socket(L->zctx, ZMQ_ROUTER);
     int one = 1, zero = 0, hwm = 100000;
     int64_t maxmsg = (int64_t)PROTO_MAX_BODY;   /* checked per frame: the body frame is the big one */
@@ -381,6 +382,11 @@ static void *make_router(brk_loop *L, const char *ep, char *err, size_t errlen) 
     zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
     zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    /* CURVE server: set before bind; the ZAP domain tells the handler which endpoint asks */
+    if (L->cfg->curve && zkey_apply_server(s, L->cfg->curve, zap_domain, err, errlen) != 0) {
+        zmq_close(s);
+        return NULL;
+    }
     if (zmq_bind(s, ep) != 0) {
         util_err(err, errlen, "broker: bind %s: %s", ep, zmq_strerror(zmq_errno()));
         zmq_close(s);
@@ -475,10 +481,15 @@ int brk_run(const brk_config *cfg, volatile sig_atomic_t *stop, char *err, size_
     store_set_nosync(L.st, cfg->nosync);
     L.zctx = zmq_ctx_new();
     L.in = xcalloc(cfg->max_batch ? cfg->max_batch : 1, sizeof *L.in);
-    if (!(L.cli = make_router(&L, cfg->clients_ep, err, errlen))) goto done;
-    if (!(L.wrk = make_router(&L, cfg->workers_ep, err, errlen))) goto done;
+    /* the ZAP handler must exist before a CURVE socket binds: a CURVE server that finds no
+     * handler admits every client key */
+    if (cfg->curve && cfg->allow && zap_handler_start(L.zctx, cfg->allow, &L.zap, err, errlen) != 0) goto done;
+    if (!(L.cli = make_router(&L, cfg->clients_ep, "clients", err, errlen))) goto done;
+    if (!(L.wrk = make_router(&L, cfg->workers_ep, "workers", err, errlen))) goto done;
     if (recover(&L, err, errlen) != 0) goto done;
-    LOG_INFO("loop: serving clients on %s, workers on %s", cfg->clients_ep, cfg->workers_ep);
+    LOG_INFO("loop: serving clients on %s, workers on %s (%s)", cfg->clients_ep, cfg->workers_ep,
+             !cfg->curve ? "plaintext, no authentication"
+             : cfg->allow ? "CURVE, clients restricted to the allow-list" : "CURVE, any client key accepted");
 
     int64_t now = util_now_ms();
     int64_t next_hb = now + PROTO_HEARTBEAT_MS;
@@ -550,6 +561,11 @@ int brk_run(const brk_config *cfg, volatile sig_atomic_t *stop, char *err, size_
     }
     if (ret == 0) LOG_INFO("loop: stopping (%llu batches, %llu messages, %llu tasks sent)",
                            (unsigned long long)L.batches, (unsigned long long)L.msgs, (unsigned long long)L.tasks_sent);
+    if (L.zap) {
+        uint64_t za, zr;
+        zap_handler_counts(L.zap, &za, &zr);
+        LOG_INFO("zap: %llu connection(s) allowed, %llu refused", (unsigned long long)za, (unsigned long long)zr);
+    }
 done:
     for (uint32_t i = 0; i < L.n_in; i++) proto_msg_destroy(&L.in[i].m);
     out_clear(&L);
@@ -559,6 +575,7 @@ done:
     free(L.undel_next);
     if (L.cli) zmq_close(L.cli);
     if (L.wrk) zmq_close(L.wrk);
+    zap_handler_stop(&L.zap);
     if (L.zctx) zmq_ctx_term(L.zctx);
     brk_registry_free(&L.reg);
     brk_registry_free(&L.snap);

@@ -21,6 +21,9 @@
  *   sampling.n (16) temperature (0.8) top_p (0.95) top_k (0) min_p (0) max_tokens (1024)
  *     seed (1) stop (string or array of up to 4 strings; none)
  *   score.grader "gsm8k"|"math" (from the dataset format: math -> math, else gsm8k)
+ *   score.reward (optional): {"model": DIR (required), "kind": "orm"|"prm" ("orm"),
+ *     "device" ("auto"), prm only: "prm_token" (required), "prm_separator" ("\n\n"),
+ *     "prm_aggregate" "last"|"min"|"prod" ("last")}
  *   aggregate.k: strictly increasing positive ints, each <= sampling.n (default: the powers of
  *     two below sampling.n, then sampling.n itself: n=16 -> [1,2,4,8,16], n=10 -> [1,2,4,8,10])
  *   chunk (8) problems per sample task, priority (0, higher first), max_attempts (3)
@@ -71,6 +74,14 @@ typedef struct job_spec {
     } sampling;
     struct {
         char grader[16];        /* "gsm8k" | "math" */
+        struct {                /* optional reward model (workers/score/reward.h); model "" = none */
+            char model[1024];   /* model directory (made absolute by job_spec_load) */
+            char kind[8];       /* "orm" | "prm" ("orm") */
+            char device[32];    /* "auto" | "cpu" | "cuda" | "cuda:N" ("auto") */
+            char prm_token[128];     /* prm: the token whose probability scores a step (required) */
+            char prm_separator[64];  /* prm: step separator ("\n\n") */
+            char prm_aggregate[8];   /* prm: "last" | "min" | "prod" ("last") */
+        } reward;
     } score;
     struct {
         int k[JOB_SPEC_MAX_K];

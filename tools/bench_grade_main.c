@@ -170,11 +170,15 @@ int main(int argc, char **argv) {
         int64_t t0 = util_now_ns();
         if (aggregate_compute(probs, P, ks, 11, 7, &st, err, sizeof err) != 0) { fprintf(stderr, "bench_grade: %s\n", err); return 1; }
         double secs = (double)(util_now_ns() - t0) / 1e9;
+        int mc_cells = 0;
+        double se_max = 0; /* the largest standard error of a job-level majority@k (Monte Carlo parts) */
+        for (int j = 0; j < 11; j++) { mc_cells += st.majority_mc[j]; if (st.majority_se[j] > se_max) se_max = st.majority_se[j]; }
         const char *te = getenv("THINKFAST_AGG_THREADS");
         long threads = te && *te ? strtol(te, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
         util_buf_printf(&js, ",\"aggregate%s\":{\"threads\":%ld,\"problems\":%d,\"samples_per_problem\":%d,\"k\":\"1..1024 (11 values)\",\"seconds\":%.3f,"
-                        "\"majority_exact\":%s,\"wbon_exact\":%s,\"coverage_k1024\":%.4f,\"majority_k1024\":%.4f}",
+                        "\"majority_exact\":%s,\"majority_mc_cells\":%d,\"cells\":%d,\"majority_se_max\":%.5f,\"wbon_exact\":%s,\"coverage_k1024\":%.4f,\"majority_k1024\":%.4f}",
                         with_rew ? (single ? "_with_rewards_1thread" : "_with_rewards") : (single ? "_1thread" : ""), threads, P, N, secs, st.majority_exact ? "true" : "false",
+                        mc_cells, P * 11, se_max,
                         with_rew ? (st.wbon_exact ? "true" : "false") : "null", st.coverage[10], st.majority[10]);
         agg_stats_free(&st);
     }

@@ -63,6 +63,13 @@ static int parse_ids(const char *s, int32_t **out, int *n) {
     return 0;
 }
 
+/* streams the text as it is generated (text mode) */
+static int on_token(void *ud, int request, uint32_t sample, int32_t id, const char *piece, size_t len) {
+    if (len) fwrite(piece, 1, len, stdout);
+    fflush(stdout);
+    return 0;
+}
+
 typedef struct gen_out { int32_t *ids; int n; char *text; int tokens; const char *finish; double time_s; } gen_out;
 static int on_result(void *ud, const eng_result *r) {
     gen_out *g = ud;
@@ -173,14 +180,13 @@ int main(int argc, char **argv) {
     memset(&r, 0, sizeof r);
     r.prompt = ids; r.n_prompt = n; r.n_samples = 1; r.temperature = (float)temperature; r.top_p = (float)top_p;
     r.top_k = top_k; r.min_p = (float)min_p; r.seed = seed; r.max_tokens = max_tokens;
+    int stream = !print_ids && tk;
+    if (stream) eng_set_token_callback(e, on_token, NULL);
     if (eng_run(e, &r, 1, on_result, &g, err, sizeof err)) { fprintf(stderr, "generate: %s\n", err); goto out; }
-    if (print_ids || !tk) {
+    if (!stream) {
         for (int i = 0; i < g.n; i++) printf("%s%d", i ? " " : "", g.ids[i]);
-        printf("\n");
-    } else {
-        fwrite(g.text, 1, strlen(g.text), stdout);
-        printf("\n");
     }
+    printf("\n");
     fflush(stdout);
     eng_stats st;
     eng_get_stats(e, &st);

@@ -5,6 +5,7 @@
  *   jobctl_cmds.c     submit, status, list, cancel, watch, report, workers (online)
  *   jobctl_offline.c  export, reaggregate (read-only store, no broker)
  *   jobctl_local.c    local: broker + workers as child processes, run one job, report, shut down
+ *   jobctl_keygen.c   keygen: a CURVE keypair (BASE.key, BASE.pub) for the broker or a client
  */
 #ifndef THINKFAST_JOBCTL_H
 #define THINKFAST_JOBCTL_H
@@ -12,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "broker/zkey.h"
 #include "common/util.h"
 #include "jobs/proto.h"
 
@@ -26,13 +28,18 @@ typedef struct jobctl_opts {
 /* ---- client ---- */
 typedef struct jobctl_client jobctl_client;
 
+/* Process-wide CURVE setting for every client created afterwards (borrowed; NULL = plaintext,
+ * the default). bin/jobctl sets it once from --curve-server-key/--curve-keyfile (or the env). */
+void jobctl_client_set_curve(const zkey_client *curve);
 jobctl_client *jobctl_client_new(const char *endpoint, int timeout_ms);
 void jobctl_client_destroy(jobctl_client **c);
 /* Starts a request body: "v", "cmd", "rid" are written; the caller writes n_fields pairs. */
 proto_writer *jobctl_req_new(jobctl_client *c, const char *cmd, uint32_t n_fields);
 /* Sends *req (consumed) and waits for the reply with the same rid. Returns 0 with *reply set
  * when the broker answered ok:true; -1 with err "broker: TEXT" for ok:false (reply NULL); -2
- * with err when nothing came back within the timeout or the socket failed. */
+ * with err when nothing came back within the timeout or the socket failed; -3 with err when the
+ * broker refused the connection (CURVE key not allowed, or a CURVE/plaintext mismatch: seen by
+ * the socket's handshake monitor; returned at once, without waiting for the timeout). */
 int jobctl_call(jobctl_client *c, proto_writer **req, proto_msg **reply, char *err, size_t errlen);
 /* Convenience: a request with one string field (e.g. status {job}). */
 int jobctl_call_job(jobctl_client *c, const char *cmd, const char *job, proto_msg **reply, char *err, size_t errlen);
@@ -59,6 +66,7 @@ int jobctl_cmd_workers(const jobctl_opts *o, int argc, char **argv);
 int jobctl_cmd_export(const jobctl_opts *o, int argc, char **argv);
 int jobctl_cmd_reaggregate(const jobctl_opts *o, int argc, char **argv);
 int jobctl_cmd_local(const jobctl_opts *o, int argc, char **argv);
+int jobctl_cmd_keygen(const jobctl_opts *o, int argc, char **argv);
 
 /* Shared pieces used by `local`. */
 int jobctl_submit_spec(jobctl_client *c, const char *path, char *job_id, size_t cap, char *err, size_t errlen);

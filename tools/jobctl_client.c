@@ -3,6 +3,10 @@
  * One DEALER socket per jobctl process. Every request carries a fresh "rid" and replies with
  * any other rid (late answers to a request that timed out) are discarded, so a retried request
  * never reads a stale reply.
+ *
+ * With CURVE (jobctl_client_set_curve) a socket monitor reports handshake failures: a refusal by
+ * the broker's ZAP handler ends the call at once with a message naming our key, instead of a
+ * bare timeout.
  */
 #include "tools/jobctl.h"
 
@@ -15,8 +19,14 @@
 
 #include "common/check.h"
 
+static const zkey_client *g_curve;   /* process-wide: set once by main before any client */
+
+void jobctl_client_set_curve(const zkey_client *curve) { g_curve = curve; }
+
 struct jobctl_client {
     void *zctx, *sock;
+    void *mon;                       /* PAIR end of the handshake monitor (NULL if unavailable) */
+    const zkey_client *curve;
     char endpoint[512];
     int timeout_ms;
     uint64_t next_rid;
@@ -36,6 +46,22 @@ jobctl_client *jobctl_client_new(const char *endpoint, int timeout_ms) {
     snprintf(c->endpoint, sizeof c->endpoint, "%s", endpoint);
     c->timeout_ms = timeout_ms;
     c->next_rid = ((uint64_t)getpid() << 20) + 1;
+    c->curve = g_curve;
+    if (c->curve) {
+        char err[256];
+        if (zkey_apply_client(c->sock, c->curve, err, sizeof err) != 0) {
+            fprintf(stderr, "jobctl: %s\n", err);
+            zmq_close(c->sock);
+            c->sock = NULL;
+            return c;
+        }
+    }
+    if (zmq_socket_monitor(c->sock, "inproc://jobctl-monitor", ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                           ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) == 0) {
+        c->mon = zmq_socket(c->zctx, ZMQ_PAIR);
+        zmq_setsockopt(c->mon, ZMQ_LINGER, &zero, sizeof zero);
+        if (c->mon && zmq_connect(c->mon, "inproc://jobctl-monitor") != 0) { zmq_close(c->mon); c->mon = NULL; }
+    }
     if (zmq_connect(c->sock, endpoint) != 0) {
         fprintf(stderr, "jobctl: --broker %s: %s\n", endpoint, zmq_strerror(zmq_errno()));
         zmq_close(c->sock);
@@ -46,6 +72,7 @@ jobctl_client *jobctl_client_new(const char *endpoint, int timeout_ms) {
 
 void jobctl_client_destroy(jobctl_client **cp) {
     if (!cp || !*cp) return;
+    if ((*cp)->mon) zmq_close((*cp)->mon);
     if ((*cp)->sock) zmq_close((*cp)->sock);
     zmq_ctx_term((*cp)->zctx);
     free(*cp);
@@ -59,6 +86,36 @@ proto_writer *jobctl_req_new(jobctl_client *c, const char *cmd, uint32_t n_field
     return w;
 }
 
+/* Reads one monitor event; 1 with a refusal message in err when it is a handshake failure. */
+static int monitor_refusal(jobctl_client *c, char *err, size_t errlen) {
+    zmq_msg_t ev, addr;
+    zmq_msg_init(&ev);
+    if (zmq_msg_recv(&ev, c->mon, ZMQ_DONTWAIT) < 0) { zmq_msg_close(&ev); return 0; }
+    uint16_t event = 0;
+    uint32_t value = 0;
+    if (zmq_msg_size(&ev) >= 6) {
+        memcpy(&event, zmq_msg_data(&ev), 2);
+        memcpy(&value, (const char *)zmq_msg_data(&ev) + 2, 4);
+    }
+    int more = zmq_msg_more(&ev);
+    zmq_msg_close(&ev);
+    if (more) { zmq_msg_init(&addr); zmq_msg_recv(&addr, c->mon, ZMQ_DONTWAIT); zmq_msg_close(&addr); }
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+        util_err(err, errlen, "the broker at %s refused our CURVE key %s (ZAP status %u): it is not in the broker's "
+                 "--allow-keys file", c->endpoint, c->curve ? c->curve->mine.public_z85 : "(none)", value);
+        return 1;
+    }
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL || event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
+        util_err(err, errlen, "handshake with the broker at %s failed (%s, code 0x%x): %s", c->endpoint,
+                 event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ? "protocol error" : "no detail", value,
+                 c->curve ? "wrong --curve-server-key, or the broker does not use CURVE"
+                          : "the broker requires CURVE: pass --curve-server-key and --curve-keyfile (or $"
+                            ZKEY_ENV_SERVER_KEY " and $" ZKEY_ENV_KEYFILE ")");
+        return 1;
+    }
+    return 0;
+}
+
 int jobctl_call(jobctl_client *c, proto_writer **req, proto_msg **reply, char *err, size_t errlen) {
     *reply = NULL;
     uint64_t rid = c->next_rid - 1;
@@ -70,10 +127,14 @@ int jobctl_call(jobctl_client *c, proto_writer **req, proto_msg **reply, char *e
     for (;;) {
         int64_t left = deadline - util_now_ms();
         if (left <= 0) break;
-        zmq_pollitem_t it = {.socket = c->sock, .events = ZMQ_POLLIN};
-        int n = zmq_poll(&it, 1, (long)left);
+        zmq_pollitem_t it[2] = {{.socket = c->sock, .events = ZMQ_POLLIN}, {.socket = c->mon, .events = ZMQ_POLLIN}};
+        int n = zmq_poll(it, c->mon ? 2 : 1, (long)left);
         if (n < 0) { if (zmq_errno() == EINTR) continue; break; }
         if (n == 0) continue;
+        if (c->mon && (it[1].revents & ZMQ_POLLIN)) {
+            if (monitor_refusal(c, err, errlen)) return -3;
+            if (!(it[0].revents & ZMQ_POLLIN)) continue;
+        }
         proto_msg *m = NULL;
         char perr[256];
         int r = proto_recv(c->sock, 0, NULL, 0, NULL, &m, ZMQ_DONTWAIT, perr, sizeof perr);

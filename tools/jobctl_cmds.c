@@ -202,6 +202,7 @@ int jobctl_watch_job(jobctl_client *c, const char *job, int quiet, volatile int 
         int rc = jobctl_call_job(c, "watch", job, &reply, err, sizeof err);
         int64_t now = util_now_ms();
         if (rc == -1) { if (tty && !quiet) fprintf(stderr, "\n"); fprintf(stderr, "jobctl watch: %s\n", err); return 1; }
+        if (rc == -3) { if (tty && !quiet) fprintf(stderr, "\n"); fprintf(stderr, "jobctl watch: %s\n", err); return 3; }
         if (rc != 0) {
             if (now - last_ok > 30000) { fprintf(stderr, "jobctl watch: %s\n", err); return 3; }
             if (!quiet) fprintf(stderr, "%sjobctl watch: %s; retrying\n", tty ? "\n" : "", err);

@@ -16,7 +16,7 @@
  * the table compares them at equal cost.
  *
  * Output: a table for people, or --json: one JSON object per line per job
- *   {"job":"j-000001","name":..,"state":..,"problems_total":N,"samples_per_problem":n,
+ *   {"job":"j-000001","name":..,"label":..,"db":DIR,"state":..,"problems_total":N,"samples_per_problem":n,
  *    "stats":{agg_stats_to_json, with by_subject/by_level/time},
  *    "budget":{"budget_s":[..],"coverage":[..],"majority":[..]}   (--budget-axis only)}
  * --plot FILE.svg|FILE.png: a figure with panels coverage@k, majority@k (log-2 k axis) and
@@ -44,7 +44,8 @@ static const char cmp_usage[] =
     "offline from the store (read-only; a running broker is fine). JOB is an id (j-000001, 1) or a\n"
     "job name. Prints coverage@k, majority@k (and best-of-N with rewards) with bootstrap 95%\n"
     "intervals, accuracy vs GPU-seconds per problem, and the MATH subject / level breakdown.\n"
-    "  --db DIR        the broker's store directory (default $THINKFAST_DB)\n"
+    "  --db DIR        the broker's store directory (default $THINKFAST_DB); jobs in several stores:\n"
+    "                  each --db applies to the JOBs after it (--db A teacher --db B student)\n"
     "  --json          one JSON object per job and line instead of the tables\n"
     "  --plot FILE     write the figure: FILE.svg, or FILE.png (needs rsvg-convert or librsvg;\n"
     "                  the SVG is always written too)\n"
@@ -63,6 +64,7 @@ typedef struct cmp_job {
 
 typedef struct cmp_args {
     const char *jobs[CMP_MAX_JOBS];
+    const char *job_db[CMP_MAX_JOBS];   /* the store each job is read from */
     int n_jobs;
     const char *db, *plot, *klist, *title;
     int json, budget_axis;
@@ -71,7 +73,7 @@ typedef struct cmp_args {
 static int parse_args(int argc, char **argv, cmp_args *a) {
     memset(a, 0, sizeof *a);
     const char *env = getenv("THINKFAST_DB");
-    a->db = env && *env ? env : NULL;
+    const char *first_db = NULL, *cur_db = NULL;
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
         if (!strcmp(s, "--help") || !strcmp(s, "-h")) { printf("%s", cmp_usage); return 1; }
@@ -80,7 +82,7 @@ static int parse_args(int argc, char **argv, cmp_args *a) {
         if (!strcmp(s, "--db") || !strcmp(s, "--plot") || !strcmp(s, "--k") || !strcmp(s, "--title")) {
             if (i + 1 >= argc || !argv[i + 1][0]) { fprintf(stderr, "jobctl %s: %s needs a value\n", argv[0], s); return 2; }
             const char *v = argv[++i];
-            if (!strcmp(s, "--db")) a->db = v;
+            if (!strcmp(s, "--db")) { cur_db = v; if (!first_db) first_db = v; }
             else if (!strcmp(s, "--plot")) a->plot = v;
             else if (!strcmp(s, "--k")) a->klist = v;
             else a->title = v;
@@ -88,8 +90,12 @@ static int parse_args(int argc, char **argv, cmp_args *a) {
         }
         if (s[0] == '-' && s[1]) { fprintf(stderr, "jobctl %s: unknown flag %s\n%s", argv[0], s, cmp_usage); return 2; }
         if (a->n_jobs >= CMP_MAX_JOBS) { fprintf(stderr, "jobctl %s: at most %d jobs\n", argv[0], CMP_MAX_JOBS); return 2; }
+        a->job_db[a->n_jobs] = cur_db;
         a->jobs[a->n_jobs++] = s;
     }
+    /* --db applies to the jobs after it; jobs before the first --db use the first one */
+    a->db = first_db ? first_db : env && *env ? env : NULL;
+    for (int j = 0; j < a->n_jobs; j++) if (!a->job_db[j]) a->job_db[j] = a->db;
     if (a->n_jobs == 0) { fprintf(stderr, "jobctl %s: name at least one JOB\n%s", argv[0], cmp_usage); return 2; }
     if (!a->db) { fprintf(stderr, "jobctl %s: --db DIR is required (or set THINKFAST_DB)\n", argv[0]); return 2; }
     if (a->plot) {
@@ -274,8 +280,15 @@ static void print_slices_cmp(const char *what, cmp_job *jobs, int n_jobs, int le
     for (int i = 0; i < n_names; i++) if ((int)strlen(names[i]) > w) w = (int)strlen(names[i]);
     if (w > 32) w = 32;
     int jlo = 0, jhi = n_k - 1;
-    printf("\nby %s: problems, coverage@%d, coverage@%d, majority@%d per job\n%-*s", what, k[jlo], k[jhi], k[jhi], w, what);
-    for (int j = 0; j < n_jobs; j++) printf("  | %-27.27s", jobs[j].label);
+    char h[96], c1[24], c2[24], c3[24];
+    snprintf(c1, sizeof c1, "cov@%d", k[jlo]);
+    snprintf(c2, sizeof c2, "cov@%d", k[jhi]);
+    snprintf(c3, sizeof c3, "maj@%d", k[jhi]);
+    snprintf(h, sizeof h, "%5s%7s%7s%7s", "probs", c1, c2, c3);
+    printf("\nby %s (problems, coverage@%d, coverage@%d, majority@%d)\n%-*s", what, k[jlo], k[jhi], k[jhi], w, "");
+    for (int j = 0; j < n_jobs; j++) printf(" | %-26.26s", jobs[j].label);
+    printf("\n%-*s", w, what);
+    for (int j = 0; j < n_jobs; j++) printf(" | %26.26s", h);
     printf("\n");
     for (int i = 0; i < n_names; i++) {
         printf("%-*.*s", w, w, names[i]);
@@ -284,8 +297,8 @@ static void print_slices_cmp(const char *what, cmp_job *jobs, int n_jobs, int le
             const agg_curve *c = level ? s->by_level : s->by_subject, *hit = NULL;
             int n = level ? s->n_level : s->n_subject;
             for (int q = 0; q < n; q++) if (!strcmp(c[q].name, names[i])) hit = &c[q];
-            if (!hit) { printf("  | %-27s", "-"); continue; }
-            printf("  | %4d ", hit->problems);
+            if (!hit) { printf(" | %26s", "-"); continue; }
+            printf(" | %5d", hit->problems);
             print_num(hit->coverage[jlo], 7);
             print_num(hit->coverage[jhi], 7);
             print_num(hit->majority[jhi], 7);
@@ -295,7 +308,14 @@ static void print_slices_cmp(const char *what, cmp_job *jobs, int n_jobs, int le
 }
 
 static void print_tables(const cmp_args *a, cmp_job *jobs, int n_jobs, const int *k, int n_k, const double *grid, int n_grid) {
-    printf("compare: %d job%s from %s\n", n_jobs, n_jobs == 1 ? "" : "s", a->db);
+    int one_db = 1;
+    for (int j = 1; j < n_jobs; j++) one_db &= !strcmp(a->job_db[j], a->job_db[0]);
+    if (one_db) printf("compare: %d job%s from %s\n", n_jobs, n_jobs == 1 ? "" : "s", a->db);
+    else {
+        printf("compare: %d jobs from", n_jobs);
+        for (int j = 0; j < n_jobs; j++) printf("%s %s:%s", j ? "," : "", a->job_db[j], a->jobs[j]);
+        printf("\n");
+    }
     printf("  %-10s %-24s %-9s %9s %8s %9s %11s\n", "job", "name", "state", "problems", "samples", "correct", "t/sample");
     int any_reward = 0, any_time = 0;
     for (int j = 0; j < n_jobs; j++) {
@@ -369,7 +389,7 @@ static void json_arr(util_buf *b, const double *v, int n) {
     util_buf_append(b, "]", 1);
 }
 
-static int print_json(cmp_job *jobs, int n_jobs, const double *grid, int n_grid) {
+static int print_json(const cmp_args *a, cmp_job *jobs, int n_jobs, const double *grid, int n_grid) {
     util_buf b;
     util_buf_init(&b);
     int rc = 0;
@@ -382,6 +402,8 @@ static int print_json(cmp_job *jobs, int n_jobs, const double *grid, int n_grid)
         json_str(&b, c->d.job.name);
         util_buf_append(&b, ",\"label\":", 9);
         json_str(&b, c->label);
+        util_buf_append(&b, ",\"db\":", 6);
+        json_str(&b, a->job_db[j]);
         util_buf_append(&b, ",\"state\":", 9);
         json_str(&b, c->d.job.state);
         util_buf_printf(&b, ",\"problems_total\":%u,\"samples_per_problem\":%u,\"generations\":%llu,\"scores\":%llu,\"stats\":",
@@ -450,8 +472,8 @@ static int build_figure(const cmp_args *a, cmp_job *jobs, int n_jobs, const doub
             double v = n_grid > 0 ? (i < n_grid ? grid[i] : NAN) : jobs[j].st.budget_s[i];
             tx[(size_t)j * AGG_MAX_K + i] = v * tscale;
         }
-    static const char *titles[NP] = {"Coverage (pass@k)", "Majority vote", "Best-of-N (reward model)",
-                                     "Weighted best-of-N", "Coverage vs compute", "Majority vote vs compute"};
+    static const char *titles[NP] = {"Coverage (pass@k), 95% CI shaded", "Majority vote, 95% CI shaded",
+                                     "Best-of-N (reward model), 95% CI shaded", "Weighted best-of-N, 95% CI shaded", "Coverage vs compute", "Majority vote vs compute"};
     static const char *ylabels[NP] = {"coverage@k", "majority@k", "best-of-N@k", "weighted best-of-N@k", "coverage", "majority accuracy"};
     for (int q = 0; q < nk; q++) {
         int kind = kinds[q];
@@ -489,6 +511,25 @@ static int build_figure(const cmp_args *a, cmp_job *jobs, int n_jobs, const doub
         p->y_max = NAN;
         p->series = ps;
         p->n_series = n_jobs;
+    }
+    /* One y range for every panel (so that panels compare at a glance): from the lowest value or
+     * interval bound, rounded down to 10%, to 100% plus room for the markers drawn at 100%. */
+    double ylo = INFINITY, yhi = -INFINITY;
+    for (int q = 0; q < np; q++)
+        for (int j = 0; j < pan[q].n_series; j++) {
+            const plot_series *se = &pan[q].series[j];
+            for (int i = 0; i < se->n; i++) {
+                double v[3] = {se->y[i], se->y_lo ? se->y_lo[i] : NAN, se->y_hi ? se->y_hi[i] : NAN};
+                for (int t = 0; t < 3; t++) if (isfinite(v[t])) { if (v[t] < ylo) ylo = v[t]; if (v[t] > yhi) yhi = v[t]; }
+            }
+        }
+    if (ylo <= yhi) {
+        double lo = floor(ylo * 10 - 1e-9) / 10, hi = ceil(yhi * 10 - 1e-9) / 10;
+        if (lo < 0) lo = 0;
+        if (hi > 1) hi = 1;
+        if (hi - lo < 0.2) { lo = lo - 0.1 < 0 ? 0 : lo - 0.1; hi = hi + 0.1 > 1 ? 1 : hi + 0.1; }
+        double pad = (hi - lo) * 0.025;   /* markers at the limits stay whole */
+        for (int q = 0; q < np; q++) { pan[q].y_min = lo > 0 ? lo - pad : -pad; pan[q].y_max = hi + pad; }
     }
     char title[512];
     if (a->title) snprintf(title, sizeof title, "%s", a->title);
@@ -551,15 +592,18 @@ int jobctl_cmd_compare(const jobctl_opts *o, int argc, char **argv) {
         fprintf(stderr, "jobctl %s: %s\n", argv[0], err);
         return 2;
     }
-    store *st;
-    if (jobctl_open_store_ro(a.db, argv[0], &st)) return 1;
+    store *st = NULL;
     cmp_job *jobs = xcalloc((size_t)a.n_jobs, sizeof *jobs);
     int n_loaded = 0;
     rc = 1;
     for (int j = 0; j < a.n_jobs; j++) {
-        if (jobctl_jobdata_load(st, a.jobs[j], 0, &jobs[j].d, err, sizeof err) != 0) {
+        /* one store open at a time (LMDB: one environment per process) */
+        if (jobctl_open_store_ro(a.job_db[j], argv[0], &st)) goto out;
+        int lrc = jobctl_jobdata_load(st, a.jobs[j], 0, &jobs[j].d, err, sizeof err);
+        store_close(&st);
+        if (lrc != 0) {
             jobctl_jobdata_free(&jobs[j].d);
-            fprintf(stderr, "jobctl %s: %s: %s\n", argv[0], a.db, err);
+            fprintf(stderr, "jobctl %s: %s: %s\n", argv[0], a.job_db[j], err);
             goto out;
         }
         n_loaded++;
@@ -567,7 +611,6 @@ int jobctl_cmd_compare(const jobctl_opts *o, int argc, char **argv) {
         int kk[AGG_MAX_K];
         jobctl_jobdata_k(&jobs[j].d, kk, &jobs[j].seed);
     }
-    store_close(&st);
     /* Labels: the job name, disambiguated by id when two jobs share one. */
     for (int j = 0; j < a.n_jobs; j++) {
         const char *nm = jobs[j].d.job.name[0] ? jobs[j].d.job.name : jobs[j].d.id;
@@ -575,6 +618,18 @@ int jobctl_cmd_compare(const jobctl_opts *o, int argc, char **argv) {
         for (int q = 0; q < a.n_jobs; q++) dup |= q != j && !strcmp(jobs[q].d.job.name, jobs[j].d.job.name);
         if (dup) snprintf(jobs[j].label, sizeof jobs[j].label, "%s (%s)", nm, jobs[j].d.id);
         else snprintf(jobs[j].label, sizeof jobs[j].label, "%s", nm);
+    }
+    for (int j = 0; j < a.n_jobs; j++) {   /* same name and id in two stores: add the store's folder name */
+        int dup = 0;
+        for (int q = 0; q < a.n_jobs; q++) dup |= q != j && !strcmp(jobs[q].label, jobs[j].label);
+        if (!dup) continue;
+        const char *dbn = a.job_db[j];
+        size_t L = strlen(dbn);
+        while (L > 1 && dbn[L - 1] == '/') L--;
+        size_t b = L;
+        while (b > 0 && dbn[b - 1] != '/') b--;
+        const char *nm = jobs[j].d.job.name[0] ? jobs[j].d.job.name : jobs[j].d.id;
+        snprintf(jobs[j].label, sizeof jobs[j].label, "%s (%.*s:%s)", nm, (int)(L - b), dbn + b, jobs[j].d.id);
     }
     if (!a.klist) n_k = union_k(jobs, a.n_jobs, k);
     for (int j = 0; j < a.n_jobs; j++) {
@@ -599,7 +654,7 @@ int jobctl_cmd_compare(const jobctl_opts *o, int argc, char **argv) {
             if (jobs[j].have_st) eval_grid(&jobs[j], grid, n_grid);
         }
     }
-    if (a.json) rc = print_json(jobs, a.n_jobs, grid, n_grid);
+    if (a.json) rc = print_json(&a, jobs, a.n_jobs, grid, n_grid);
     else { print_tables(&a, jobs, a.n_jobs, k, n_k, grid, n_grid); rc = fflush(stdout) ? 1 : 0; }
     if (rc == 0 && a.plot) {
         int any = 0;

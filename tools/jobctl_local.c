@@ -158,6 +158,11 @@ int jobctl_cmd_local(const jobctl_opts *o, int argc, char **argv) {
     sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
     sigaction(SIGCHLD, &sa, NULL);
 
+    /* loopback ipc in a private directory, no CURVE: children must not pick up the user's
+     * CURVE settings from the environment (they would try CURVE against a plaintext broker) */
+    unsetenv(ZKEY_ENV_SERVER_KEY);
+    unsetenv(ZKEY_ENV_KEYFILE);
+    jobctl_client_set_curve(NULL);
     child *kids = xcalloc(LOCAL_MAX_CHILDREN, sizeof *kids);
     int n_kids = 0, rc = 1;
     child *broker = &kids[n_kids++];

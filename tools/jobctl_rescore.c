@@ -11,7 +11,8 @@
  *      does (workers/wrk_score.c); rewards are kept; generations not scored yet are left alone
  *      (the broker scores them when the job resumes, and its counters stay right);
  *   4. recompute the stats with the aggregate worker's code and input (wrk_aggregate_stats, as
- *      `jobctl reaggregate`), so unchanged scores give byte-identical stats;
+ *      `jobctl reaggregate`), so unchanged scores give identical stats (with the problems'
+ *      subject/level breakdowns exactly when the stored stats have them);
  *   5. write the changed scores and the stats in one LMDB transaction (all or nothing), then
  *      read every rewritten score back through the store API to check it.
  *
@@ -66,7 +67,7 @@ static int take_writer_lock(const char *dir, char *err, size_t errlen) {
         if (n > 0) { pid[n] = 0; pid[strcspn(pid, "\n")] = 0; } else snprintf(pid, sizeof pid, "?");
         close(fd);
         return util_err(err, errlen,
-                        "the store %s is held by a running broker (pid %s); rescore rewrites scores and needs the "
+                        "the store %s is held by another writer, normally a running broker (pid %s); rescore rewrites scores and needs the "
                         "store to itself: stop the broker first (--dry-run only reads and works while it runs)",
                         dir, pid);
     }
@@ -290,7 +291,12 @@ int jobctl_cmd_rescore(const jobctl_opts *o, int argc, char **argv) {
     int k[AGG_MAX_K];
     uint64_t seed;
     int n_k = jobctl_jobdata_k(&d, k, &seed);
-    jobctl_jobdata_agg_input(&d, 0);
+    if (have_old && stats_json(old.msgpack, old.msgpack_len, &old_json) != 0) have_old = 0;
+    /* Subject/level breakdowns: match the stored stats' form (they exist when the broker's
+     * aggregate payload carries the problems' subject and level), else include them. */
+    int with_meta = !have_old || strstr(old_json.data ? old_json.data : "", "\"by_subject\":") ||
+                    strstr(old_json.data ? old_json.data : "", "\"by_level\":");
+    jobctl_jobdata_agg_input(&d, with_meta);
     w = proto_writer_new(NULL, 0);
     if (wrk_aggregate_stats(d.ap, d.n_ap, k, n_k, seed, w, err, sizeof err) != 0) {
         fprintf(stderr, "jobctl %s: job %s: recomputing stats: %s\n", argv[0], d.id, err);
@@ -299,7 +305,6 @@ int jobctl_cmd_rescore(const jobctl_opts *o, int argc, char **argv) {
     size_t new_len;
     const void *new_stats = proto_writer_data(w, &new_len);
     if (stats_json(new_stats, new_len, &new_json) != 0) { fprintf(stderr, "jobctl %s: internal: stats do not decode\n", argv[0]); goto done; }
-    if (have_old && stats_json(old.msgpack, old.msgpack_len, &old_json) != 0) have_old = 0;
     int stats_changed = !have_old || old_json.len != new_json.len || memcmp(old_json.data, new_json.data, new_json.len) != 0;
     if (d.n_ap == 0) stats_changed = 0;   /* nothing scored: leave the (absent) stats alone */
 

@@ -1,7 +1,7 @@
 /* workers/worker_main.c — bin/worker: the worker daemon's command line (loop: wrk_worker.c).
  *
  *   bin/worker --role sample|score|aggregate --connect ENDPOINT [--credit N] [--id NAME]
- *              [--log-level L] [--heartbeat-ms MS]
+ *              [--log-level L] [--heartbeat-ms MS] [--curve-server-key FILE --curve-keyfile FILE]
  */
 #include <signal.h>
 #include <stdio.h>
@@ -11,6 +11,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "broker/zkey.h"
 #include "jobs/proto.h"
 #include "workers/wrk_worker.h"
 
@@ -28,10 +29,14 @@ static void usage(FILE *f) {
             "  --id NAME          worker id (default ROLE-HOST-PID)\n"
             "  --log-level L      debug | info | warn | error (default info, or $THINKFAST_LOG)\n"
             "  --heartbeat-ms MS  heartbeat period (default %d; tests only)\n"
+            "  --curve-server-key FILE  the broker's CURVE public key (BASE.pub of its keypair); with\n"
+            "                     --curve-keyfile, connect with CURVE (default: $%s, else off)\n"
+            "  --curve-keyfile FILE     our own CURVE keypair (BASE.key from `jobctl keygen BASE`; its\n"
+            "                     public key must be in the broker's --allow-keys) (default: $%s, else off)\n"
             "  --help             this text\n\n"
             "Environment (tests only): THINKFAST_FAULT_CRASH_PROBLEM=N makes the sample role abort()\n"
             "when it reaches problem N; THINKFAST_FAULT_DELAY_MS=N sleeps N ms before each sample.\n",
-            PROTO_HEARTBEAT_MS);
+            PROTO_HEARTBEAT_MS, ZKEY_ENV_SERVER_KEY, ZKEY_ENV_KEYFILE);
 }
 
 static int parse_int(const char *flag, const char *v, int lo, int hi, int *out) {
@@ -47,7 +52,7 @@ static int parse_int(const char *flag, const char *v, int lo, int hi, int *out) 
 
 int main(int argc, char **argv) {
     log_set_name("worker");
-    const char *role = NULL, *id = NULL, *level = NULL;
+    const char *role = NULL, *id = NULL, *level = NULL, *curve_server = NULL, *curve_keyfile = NULL;
     const char *endpoint = getenv("THINKFAST_WORKERS");
     if (!endpoint || !*endpoint) endpoint = "tcp://127.0.0.1:5556";
     int credit = 1, hb = PROTO_HEARTBEAT_MS;
@@ -60,6 +65,8 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--connect") == 0) endpoint = v;
         else if (strcmp(a, "--id") == 0) id = v;
         else if (strcmp(a, "--log-level") == 0) level = v;
+        else if (strcmp(a, "--curve-server-key") == 0) curve_server = v;
+        else if (strcmp(a, "--curve-keyfile") == 0) curve_keyfile = v;
         else if (strcmp(a, "--credit") == 0) { if (parse_int(a, v, 1, 10000, &credit)) return 2; }
         else if (strcmp(a, "--heartbeat-ms") == 0) { if (parse_int(a, v, 10, 600000, &hb)) return 2; }
         else { fprintf(stderr, "worker: unknown flag %s\n", a); usage(stderr); return 2; }
@@ -73,6 +80,13 @@ int main(int argc, char **argv) {
         int l = log_level_parse(level);
         if (l < 0) { fprintf(stderr, "worker: --log-level: unknown level \"%s\"\n", level); return 2; }
         log_set_level((log_level)l);
+    }
+    static zkey_client curve;   /* static: not on the stack for the life of the process */
+    int curve_on = 0;
+    char kerr[1024];
+    if (zkey_client_resolve(curve_server, curve_keyfile, &curve, &curve_on, kerr, sizeof kerr) != 0) {
+        fprintf(stderr, "worker: %s\n", kerr);
+        return 2;
     }
     char host[64] = "localhost";
     gethostname(host, sizeof host - 1);
@@ -88,8 +102,10 @@ int main(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    LOG_INFO("config: role=%s connect=%s credit=%d id=%s host=%s pid=%d heartbeat_ms=%d", role, endpoint, credit, id,
-             host, (int)getpid(), hb);
-    wrk_worker_cfg cfg = {.endpoint = endpoint, .role = role, .id = id, .host = host, .credit = credit, .heartbeat_ms = hb};
+    LOG_INFO("config: role=%s connect=%s credit=%d id=%s host=%s pid=%d heartbeat_ms=%d security=%s%s%s", role,
+             endpoint, credit, id, host, (int)getpid(), hb, curve_on ? "CURVE (our key " : "plaintext",
+             curve_on ? curve.mine.public_z85 : "", curve_on ? ")" : "");
+    wrk_worker_cfg cfg = {.endpoint = endpoint, .role = role, .id = id, .host = host, .credit = credit, .heartbeat_ms = hb,
+                          .curve = curve_on ? &curve : NULL};
     return wrk_worker_run(&cfg, &g_stop);
 }

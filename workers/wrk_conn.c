@@ -1,7 +1,8 @@
-/* workers/wrk_conn.c — DEALER socket lifecycle, registration, heartbeats, back-off. */
+/* workers/wrk_conn.c — DEALER socket lifecycle, registration, heartbeats, back-off, CURVE. */
 #include "workers/wrk_conn.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
@@ -13,6 +14,9 @@ struct wrk_conn {
     void *zctx;
     wrk_conn_cfg cfg;
     void *sock;
+    void *mon;              /* PAIR end of sock's handshake monitor (NULL when unavailable) */
+    int mon_logged;         /* a handshake failure was logged for the current socket */
+    int auth_failures;
     int64_t last_heard_ms;
     int64_t last_beat_ms;
     int backoff_ms;
@@ -29,6 +33,12 @@ wrk_conn *wrk_conn_new(void *zctx, const wrk_conn_cfg *cfg) {
 }
 
 static void close_sock(wrk_conn *c, int linger_ms) {
+    if (c->mon) {
+        int zero = 0;
+        zmq_setsockopt(c->mon, ZMQ_LINGER, &zero, sizeof zero);
+        zmq_close(c->mon);
+        c->mon = NULL;
+    }
     if (!c->sock) return;
     zmq_setsockopt(c->sock, ZMQ_LINGER, &linger_ms, sizeof linger_ms);
     zmq_close(c->sock);
@@ -54,6 +64,23 @@ int wrk_conn_open(wrk_conn *c) {
     zmq_setsockopt(c->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(c->sock, ZMQ_SNDTIMEO, &sndto, sizeof sndto);
     zmq_setsockopt(c->sock, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
+    if (c->cfg.curve) {
+        char err[256];
+        if (zkey_apply_client(c->sock, c->cfg.curve, err, sizeof err) != 0) {
+            LOG_ERROR("%s", err);
+            close_sock(c, 0);
+            return -2;
+        }
+    }
+    /* handshake monitor: the only place a refusal by the broker becomes visible */
+    char mep[96];
+    snprintf(mep, sizeof mep, "inproc://wrk-conn-monitor-%p-%d", (void *)c, c->opens);
+    c->mon_logged = 0;
+    if (zmq_socket_monitor(c->sock, mep, ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                                             ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) == 0) {
+        c->mon = zmq_socket(c->zctx, ZMQ_PAIR);
+        if (c->mon && zmq_connect(c->mon, mep) != 0) { zmq_close(c->mon); c->mon = NULL; }
+    }
     if (zmq_connect(c->sock, c->cfg.endpoint) != 0) {
         int e = zmq_errno();
         LOG_ERROR("connect %s: %s", c->cfg.endpoint, zmq_strerror(e));
@@ -72,8 +99,8 @@ int wrk_conn_open(wrk_conn *c) {
     int rc = proto_send(c->sock, NULL, 0, w, 0);
     proto_writer_destroy(&w);
     if (rc != 0) { LOG_WARN("send ready: %s", zmq_strerror(zmq_errno())); return -1; }
-    LOG_INFO("connected to %s as %s (role %s, credit %d)%s", c->cfg.endpoint, c->cfg.id, c->cfg.role,
-             c->cfg.credit, c->opens > 1 ? " [re-registered]" : "");
+    LOG_INFO("connected to %s as %s (role %s, credit %d, %s)%s", c->cfg.endpoint, c->cfg.id, c->cfg.role,
+             c->cfg.credit, c->cfg.curve ? "CURVE" : "plaintext", c->opens > 1 ? " [re-registered]" : "");
     return 0;
 }
 
@@ -98,7 +125,39 @@ int wrk_conn_silent(const wrk_conn *c, int64_t now_ms) {
     return now_ms - c->last_heard_ms > (int64_t)WRK_DEAD_BEATS * c->cfg.heartbeat_ms;
 }
 
+/* Reads pending monitor events; logs the first handshake failure of this socket. */
+static void drain_monitor(wrk_conn *c) {
+    for (int i = 0; c->mon && i < 64; i++) {
+        zmq_msg_t ev, addr;
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, c->mon, ZMQ_DONTWAIT) < 0) { zmq_msg_close(&ev); return; }
+        uint16_t event = 0;
+        uint32_t value = 0;
+        if (zmq_msg_size(&ev) >= 6) {
+            memcpy(&event, zmq_msg_data(&ev), 2);
+            memcpy(&value, (const char *)zmq_msg_data(&ev) + 2, 4);
+        }
+        int more = zmq_msg_more(&ev);
+        zmq_msg_close(&ev);
+        if (more) { zmq_msg_init(&addr); zmq_msg_recv(&addr, c->mon, ZMQ_DONTWAIT); zmq_msg_close(&addr); }
+        if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) c->auth_failures++;
+        if (c->mon_logged) continue;
+        c->mon_logged = 1;
+        if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+            LOG_ERROR("the broker at %s refused us (ZAP status %u): is our public key %s in its --allow-keys file?",
+                      c->cfg.endpoint, value, c->cfg.curve ? c->cfg.curve->mine.public_z85 : "(none: plaintext)");
+        else
+            LOG_ERROR("handshake with %s failed (%s, code 0x%x): %s", c->cfg.endpoint,
+                      event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ? "protocol error" : "no detail", value,
+                      c->cfg.curve ? "wrong --curve-server-key, or the broker does not use CURVE?"
+                                   : "the broker probably requires CURVE (--curve-server-key, --curve-keyfile)");
+    }
+}
+
+int wrk_conn_auth_failures(const wrk_conn *c) { return c->auth_failures; }
+
 int wrk_conn_tick(wrk_conn *c, int64_t now_ms) {
+    drain_monitor(c);
     if (now_ms - c->last_beat_ms < c->cfg.heartbeat_ms) return 0;
     proto_writer *w = proto_writer_new("heartbeat", 2);
     proto_w_key(w, "worker"); proto_w_str(w, c->cfg.id);

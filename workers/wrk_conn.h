@@ -7,12 +7,18 @@
  * (linger 0) and a FRESH one connected, then `ready` is sent again; reconnect attempts back off
  * exponentially from WRK_BACKOFF_MIN_MS to WRK_BACKOFF_MAX_MS and the back-off resets once the
  * broker answers.
+ *
+ * Security: with cfg.curve set the socket is a CURVE client (broker/zkey.h). A socket monitor
+ * watches the handshake so that a refusal is logged once per connection with its likely cause
+ * (our key not in the broker's allow-list; wrong broker key or CURVE on one side only) instead
+ * of appearing only as "broker silent".
  */
 #ifndef THINKFAST_WRK_CONN_H
 #define THINKFAST_WRK_CONN_H
 
 #include <stdint.h>
 
+#include "broker/zkey.h"
 #include "jobs/proto.h"
 
 #define WRK_DEAD_BEATS 3
@@ -28,6 +34,7 @@ typedef struct wrk_conn_cfg {
     const char *host;
     int64_t pid;
     int heartbeat_ms;       /* PROTO_HEARTBEAT_MS unless a test overrides it */
+    const zkey_client *curve; /* NULL = plaintext; else our keypair + the broker's key (borrowed) */
 } wrk_conn_cfg;
 
 typedef struct wrk_conn wrk_conn;
@@ -48,7 +55,8 @@ int wrk_conn_send(wrk_conn *c, const proto_writer *w);
 void wrk_conn_heard(wrk_conn *c);
 /* 1 when the broker has been silent longer than WRK_DEAD_BEATS heartbeats. */
 int wrk_conn_silent(const wrk_conn *c, int64_t now_ms);
-/* Sends `heartbeat {worker, credit}` if one is due; 0 ok, -1 send failure. */
+/* Sends `heartbeat {worker, credit}` if one is due; 0 ok, -1 send failure. Also logs
+ * handshake failures reported by the socket monitor (once per connection). */
 int wrk_conn_tick(wrk_conn *c, int64_t now_ms);
 /* Milliseconds until the next heartbeat is due (>= 0). */
 int wrk_conn_next_beat_ms(const wrk_conn *c, int64_t now_ms);
@@ -56,5 +64,8 @@ int wrk_conn_next_beat_ms(const wrk_conn *c, int64_t now_ms);
 int wrk_conn_backoff_next(wrk_conn *c);
 /* Number of times wrk_conn_open ran (1 after the first connect). */
 int wrk_conn_opens(const wrk_conn *c);
+/* Handshake failures seen by the monitor since wrk_conn_new (auth = refused by the broker's
+ * ZAP handler). Updated by wrk_conn_tick. */
+int wrk_conn_auth_failures(const wrk_conn *c);
 
 #endif

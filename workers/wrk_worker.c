@@ -180,7 +180,8 @@ int wrk_worker_run(const wrk_worker_cfg *cfg, volatile sig_atomic_t *stop) {
     void *zctx = zmq_ctx_new();
     CHECK(zctx != NULL, "zmq_ctx_new: %s", zmq_strerror(zmq_errno()));
     wrk_conn_cfg cc = {.endpoint = cfg->endpoint, .id = cfg->id, .role = cfg->role, .credit = cfg->credit,
-                       .host = cfg->host, .pid = (int64_t)getpid(), .heartbeat_ms = cfg->heartbeat_ms};
+                       .host = cfg->host, .pid = (int64_t)getpid(), .heartbeat_ms = cfg->heartbeat_ms,
+                       .curve = cfg->curve};
     int hb = cfg->heartbeat_ms > 0 ? cfg->heartbeat_ms : PROTO_HEARTBEAT_MS;
     wrk_roles *roles = wrk_roles_new();
     wrk_state s = {.cfg = cfg};

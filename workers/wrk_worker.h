@@ -13,6 +13,8 @@
 
 #include <signal.h>
 
+#include "broker/zkey.h"
+
 typedef struct wrk_worker_cfg {
     const char *endpoint;   /* broker's worker endpoint */
     const char *role;       /* sample | score | aggregate */
@@ -20,6 +22,7 @@ typedef struct wrk_worker_cfg {
     const char *host;
     int credit;             /* tasks held at once (>= 1) */
     int heartbeat_ms;       /* 0 = PROTO_HEARTBEAT_MS */
+    const zkey_client *curve; /* NULL = plaintext; else CURVE client keys (borrowed) */
 } wrk_worker_cfg;
 
 /* Runs until *stop becomes non-zero. Returns the process exit status (0 clean). */

@@ -119,9 +119,9 @@ static void ssd_head_task(void *arg, int h, int tid) {
     ssd_job *j = arg;
     int H = j->H, P = j->P, N = j->N, Q = j->Q, G = j->G, g = h / (H / G);
     size_t xs = (size_t)H * P, bs = (size_t)G * N;
-    float *M = (float *)(void *)(j->scratch + (size_t)tid * j->per_thread);
+    double *cum = (double *)(void *)(j->scratch + (size_t)tid * j->per_thread); /* 64-byte aligned */
+    float *M = (float *)(void *)(cum + Q);
     float *xw = M + (size_t)Q * Q, *ys = xw + (size_t)Q * P;
-    double *cum = (double *)(void *)(ys + (size_t)Q * P);
     float *S = j->state + (size_t)h * P * N;
     double A = -exp((double)j->A_log[h]);
     for (int c = 0; c < j->n_chunks; c++) {

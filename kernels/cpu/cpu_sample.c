@@ -70,9 +70,7 @@ int32_t cpu_sample_row(const float *logits, int V, const op_sample_params *p, vo
     if (!isfinite(mx)) return argmax(logits, V);
     for (int i = 0; i < V; i++) e[i] = expf((logits[i] - mx) * inv_t);
     int n = 0;
-    /* min-p is a ratio to the most probable token, which every filter keeps: apply it first. */
-    float minp = p->min_p > 0.0f ? p->min_p : 0.0f;
-    for (int i = 0; i < V; i++) if (e[i] > 0.0f && e[i] >= minp) cand[n++] = i;
+    for (int i = 0; i < V; i++) if (e[i] > 0.0f) cand[n++] = i;
     int sorted_by_prob = 0;
     if (p->top_k > 0 && p->top_k < n) {
         int k = p->top_k;
@@ -112,6 +110,13 @@ int32_t cpu_sample_row(const float *logits, int V, const op_sample_params *p, vo
         for (int i = 0; i < keep; i++) cand[i] = pr[i].id;
         n = keep;
         sorted_by_prob = 1;
+    }
+    /* min-p last (transformers' order): a ratio to the most probable token (e = 1), which
+     * top-k and top-p always keep */
+    if (p->min_p > 0.0f) {
+        int m = 0;
+        for (int i = 0; i < n; i++) if (e[cand[i]] >= p->min_p) cand[m++] = cand[i];
+        n = m;
     }
     if (sorted_by_prob) qsort(cand, (size_t)n, sizeof(int32_t), cmp_i32);
     double mass = 0.0;

@@ -27,6 +27,7 @@ typedef struct att_args {
     const bf16 *q, *kc, *vc;
     const int32_t *bt, *cu, *pos;
     int max_pages, n_seq, T, Hq, Hkv, hd, page_size, G, BQ;
+    int hd8_shift, page_shift; /* log2(hd/8), log2(page_size); -1 when not a power of 2 */
     float scale;
     int decode, n_splits, split_len;
     float *part_o, *part_ml; /* split partials (n_splits > 1) */
@@ -229,15 +230,15 @@ static __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.asyn
 template <int N>
 static __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
-template <int HDM>
+template <int HDM, int GM>
 __global__ void __launch_bounds__(ATT_NT) k_attn_decode(att_args a) {
     extern __shared__ __align__(16) unsigned char smem[];
     const int LDK = HDM + 8;
-    bf16 *Ks = (bf16 *)smem;                  /* [2][ATT_TK][LDK] */
-    bf16 *Vs = Ks + 2 * ATT_TK * LDK;         /* [2][ATT_TK][LDK] */
-    float *qs = (float *)(Vs + 2 * ATT_TK * LDK); /* [G][HDM] */
-    float *Ps = qs + DEC_GMAX * HDM;          /* [G][ATT_TK] */
-    __shared__ float m_s[DEC_GMAX], l_s[DEC_GMAX], corr_s[DEC_GMAX];
+    bf16 *Ks = (bf16 *)smem;                      /* [2][ATT_TK][LDK] */
+    bf16 *Vs = Ks + 2 * ATT_TK * LDK;             /* [2][ATT_TK][LDK] */
+    float *qs = (float *)(Vs + 2 * ATT_TK * LDK); /* [GM][HDM] */
+    float *Ps = qs + GM * HDM;                    /* [ATT_TK][GM]: a key's probabilities for all rows together */
+    __shared__ float m_s[GM], l_s[GM], corr_s[GM];
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int s = blockIdx.x, kvh = blockIdx.y, hd = a.hd, G = a.G;
@@ -252,29 +253,34 @@ __global__ void __launch_bounds__(ATT_NT) k_attn_decode(att_args a) {
         int r = idx / hd, d = idx % hd;
         qs[r * HDM + d] = __bfloat162float(a.q[((int64_t)t * a.Hq + kvh * G + r) * hd + d]) * a.scale;
     }
-    if (tid < DEC_GMAX) { m_s[tid] = -INFINITY; l_s[tid] = 0.f; corr_s[tid] = 1.f; }
+    if (tid < GM) { m_s[tid] = -INFINITY; l_s[tid] = 0.f; corr_s[tid] = 1.f; }
 
-    constexpr int NP = HDM / 64; /* dim pairs per lane */
-    float acc[DEC_GMAX][NP][2];
+    constexpr int NP = HDM / 64; /* dim pairs per lane in P.V */
+    float acc[GM][NP][2];
 #pragma unroll
-    for (int r = 0; r < DEC_GMAX; r++)
+    for (int r = 0; r < GM; r++)
 #pragma unroll
         for (int i = 0; i < NP; i++) acc[r][i][0] = acc[r][i][1] = 0.f;
 
-    const int hd8 = hd / 8;
+    const int hd8 = hd >> 3;
     const int64_t kv_row_stride = (int64_t)a.Hkv * hd;
-    const int64_t bt_base = (int64_t)s * a.max_pages;
+    const int64_t head_off = (int64_t)kvh * hd;
+    const int32_t *bt = a.bt + (int64_t)s * a.max_pages;
+    /* 16-byte chunk idx of the tile -> (key j, chunk c): shifts when hd/8 and the page size are powers of 2 */
     auto load_tile = [&](int stage, int kt) {
         int nk = min(ATT_TK, k_end - kt);
         bf16 *ks = Ks + stage * ATT_TK * LDK, *vs = Vs + stage * ATT_TK * LDK;
         for (int idx = tid; idx < ATT_TK * hd8; idx += ATT_NT) {
-            int j = idx / hd8, c = idx % hd8;
+            int j, c;
+            if (a.hd8_shift >= 0) { j = idx >> a.hd8_shift; c = idx & (hd8 - 1); }
+            else { j = idx / hd8; c = idx - j * hd8; }
             const bf16 *kp = a.kc, *vp = a.vc;
             int bytes = 0;
             if (j < nk) {
-                int key = kt + j;
-                int page = a.bt[bt_base + key / a.page_size];
-                int64_t off = ((int64_t)page * a.page_size + key % a.page_size) * kv_row_stride + (int64_t)kvh * hd + c * 8;
+                int key = kt + j, pg, in;
+                if (a.page_shift >= 0) { pg = key >> a.page_shift; in = key & (a.page_size - 1); }
+                else { pg = key / a.page_size; in = key - pg * a.page_size; }
+                int64_t off = ((int64_t)bt[pg] * a.page_size + in) * kv_row_stride + head_off + c * 8;
                 kp = a.kc + off;
                 vp = a.vc + off;
                 bytes = 16;
@@ -286,7 +292,11 @@ __global__ void __launch_bounds__(ATT_NT) k_attn_decode(att_args a) {
     if (k_begin < k_end) load_tile(0, k_begin);
     cp_async_commit();
     int stage = 0;
-    const int half = tid / ATT_TK, jq = tid % ATT_TK; /* QK: key jq, rows half, half+2, ... */
+    /* QK: thread -> key jq; rows rh, rh + RSTEP, ... (all 128 threads busy when GM >= 2) */
+    constexpr int RSTEP = GM >= 2 ? 2 : 1;
+    constexpr int RPT = GM / RSTEP;
+    const int jq = tid % ATT_TK, rh = (tid / ATT_TK) % RSTEP;
+    const bool qk_active = GM >= 2 || tid < ATT_TK;
     for (int kt = k_begin; kt < k_end; kt += ATT_TK) {
         const int nk = min(ATT_TK, k_end - kt);
         if (kt + ATT_TK < k_end) load_tile(stage ^ 1, kt + ATT_TK);
@@ -294,44 +304,41 @@ __global__ void __launch_bounds__(ATT_NT) k_attn_decode(att_args a) {
         cp_async_wait<1>();
         __syncthreads();
         const bf16 *ks = Ks + stage * ATT_TK * LDK, *vs = Vs + stage * ATT_TK * LDK;
-        /* scores */
-        {
-            float d[DEC_GMAX / 2];
+        if (qk_active) {
+            float d[RPT];
 #pragma unroll
-            for (int i = 0; i < DEC_GMAX / 2; i++) d[i] = 0.f;
+            for (int i = 0; i < RPT; i++) d[i] = 0.f;
             const bf16 *kr = ks + jq * LDK;
+#pragma unroll 4
             for (int c = 0; c < hd8; c++) {
                 uint4 u = *(const uint4 *)(kr + c * 8);
                 const __nv_bfloat162 *h2 = (const __nv_bfloat162 *)&u;
                 float2 k0 = __bfloat1622float2(h2[0]), k1 = __bfloat1622float2(h2[1]);
                 float2 k2 = __bfloat1622float2(h2[2]), k3 = __bfloat1622float2(h2[3]);
 #pragma unroll
-                for (int i = 0; i < DEC_GMAX / 2; i++) {
-                    int r = half + 2 * i;
-                    if (r < G) {
-                        const float *qr = qs + r * HDM + c * 8;
-                        float4 qa = *(const float4 *)qr, qb = *(const float4 *)(qr + 4);
-                        d[i] += qa.x * k0.x + qa.y * k0.y + qa.z * k1.x + qa.w * k1.y + qb.x * k2.x + qb.y * k2.y +
-                                qb.z * k3.x + qb.w * k3.y;
-                    }
+                for (int i = 0; i < RPT; i++) {
+                    const float *qr = qs + (rh + RSTEP * i) * HDM + c * 8;
+                    float4 qa = *(const float4 *)qr, qb = *(const float4 *)(qr + 4);
+                    d[i] += qa.x * k0.x + qa.y * k0.y + qa.z * k1.x + qa.w * k1.y + qb.x * k2.x + qb.y * k2.y +
+                            qb.z * k3.x + qb.w * k3.y;
                 }
             }
 #pragma unroll
-            for (int i = 0; i < DEC_GMAX / 2; i++) {
-                int r = half + 2 * i;
-                if (r < G) Ps[r * ATT_TK + jq] = (jq < nk) ? d[i] : -INFINITY;
+            for (int i = 0; i < RPT; i++) {
+                int r = rh + RSTEP * i;
+                Ps[jq * GM + r] = r < G ? (jq < nk ? d[i] : -INFINITY) : 0.f; /* padding rows: p = 0 */
             }
         }
         __syncthreads();
         /* online softmax: a warp per row */
         for (int r = warp; r < G; r += ATT_NT / 32) {
-            float s0 = Ps[r * ATT_TK + lane], s1 = Ps[r * ATT_TK + lane + 32];
+            float s0 = Ps[lane * GM + r], s1 = Ps[(lane + 32) * GM + r];
             float mx = fmaxf(s0, s1);
             for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
             float m_old = m_s[r], m_new = fmaxf(m_old, mx);
             float p0 = __expf(s0 - m_new), p1 = __expf(s1 - m_new), corr = __expf(m_old - m_new);
-            Ps[r * ATT_TK + lane] = p0;
-            Ps[r * ATT_TK + lane + 32] = p1;
+            Ps[lane * GM + r] = p0;
+            Ps[(lane + 32) * GM + r] = p1;
             float sum = p0 + p1;
             for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
             if (lane == 0) {
@@ -341,15 +348,14 @@ __global__ void __launch_bounds__(ATT_NT) k_attn_decode(att_args a) {
             }
         }
         __syncthreads();
-        /* P.V: warp w takes keys [16w, 16w+16) of the tile */
+        /* P.V: warp w takes keys [16w, 16w+16) of the tile; rows >= G have p = 0 */
         {
-            float cr[DEC_GMAX];
 #pragma unroll
-            for (int r = 0; r < DEC_GMAX; r++) cr[r] = r < G ? corr_s[r] : 1.f;
+            for (int r = 0; r < GM; r++) {
+                float cr = corr_s[r];
 #pragma unroll
-            for (int r = 0; r < DEC_GMAX; r++)
-#pragma unroll
-                for (int i = 0; i < NP; i++) { acc[r][i][0] *= cr[r]; acc[r][i][1] *= cr[r]; }
+                for (int i = 0; i < NP; i++) { acc[r][i][0] *= cr; acc[r][i][1] *= cr; }
+            }
             const int j0 = warp * (ATT_TK / 4), j1 = min(j0 + ATT_TK / 4, nk);
             for (int j = j0; j < j1; j++) {
                 float2 v[NP];
@@ -358,14 +364,21 @@ __global__ void __launch_bounds__(ATT_NT) k_attn_decode(att_args a) {
                     int d = 2 * lane + 64 * i;
                     v[i] = d < hd ? __bfloat1622float2(*(const __nv_bfloat162 *)(vs + j * LDK + d)) : make_float2(0.f, 0.f);
                 }
+                float p[GM];
+                if (GM >= 4) {
 #pragma unroll
-                for (int r = 0; r < DEC_GMAX; r++) {
-                    if (r < G) {
-                        float p = Ps[r * ATT_TK + j];
-#pragma unroll
-                        for (int i = 0; i < NP; i++) { acc[r][i][0] += p * v[i].x; acc[r][i][1] += p * v[i].y; }
+                    for (int r4 = 0; r4 < GM; r4 += 4) {
+                        float4 q4 = *(const float4 *)(Ps + j * GM + r4);
+                        p[r4] = q4.x; p[(r4 + 1) % GM] = q4.y; p[(r4 + 2) % GM] = q4.z; p[(r4 + 3) % GM] = q4.w;
                     }
+                } else {
+#pragma unroll
+                    for (int r = 0; r < GM; r++) p[r] = Ps[j * GM + r];
                 }
+#pragma unroll
+                for (int r = 0; r < GM; r++)
+#pragma unroll
+                    for (int i = 0; i < NP; i++) { acc[r][i][0] += p[r] * v[i].x; acc[r][i][1] += p[r] * v[i].y; }
             }
         }
         __syncthreads();
@@ -374,16 +387,16 @@ __global__ void __launch_bounds__(ATT_NT) k_attn_decode(att_args a) {
     cp_async_wait<0>();
     __syncthreads();
     /* sum the 4 warps' partial outputs (reusing the K/V buffers) */
-    float *red = (float *)smem; /* [4][G][HDM] */
+    float *red = (float *)smem; /* [4][GM][HDM] */
 #pragma unroll
-    for (int r = 0; r < DEC_GMAX; r++) {
+    for (int r = 0; r < GM; r++) {
         if (r < G) {
 #pragma unroll
             for (int i = 0; i < NP; i++) {
                 int d = 2 * lane + 64 * i;
                 if (d < hd) {
-                    red[(warp * DEC_GMAX + r) * HDM + d] = acc[r][i][0];
-                    red[(warp * DEC_GMAX + r) * HDM + d + 1] = acc[r][i][1];
+                    red[(warp * GM + r) * HDM + d] = acc[r][i][0];
+                    red[(warp * GM + r) * HDM + d + 1] = acc[r][i][1];
                 }
             }
         }
@@ -391,8 +404,8 @@ __global__ void __launch_bounds__(ATT_NT) k_attn_decode(att_args a) {
     __syncthreads();
     for (int o = tid; o < G * hd; o += ATT_NT) {
         int r = o / hd, d = o % hd;
-        float v = red[(0 * DEC_GMAX + r) * HDM + d] + red[(1 * DEC_GMAX + r) * HDM + d] + red[(2 * DEC_GMAX + r) * HDM + d] +
-                  red[(3 * DEC_GMAX + r) * HDM + d];
+        float v = red[(0 * GM + r) * HDM + d] + red[(1 * GM + r) * HDM + d] + red[(2 * GM + r) * HDM + d] +
+                  red[(3 * GM + r) * HDM + d];
         int hq = kvh * G + r;
         if (a.n_splits > 1) {
             int64_t pi = ((int64_t)s * a.Hq + hq) * a.n_splits + blockIdx.z;
@@ -408,15 +421,22 @@ __global__ void __launch_bounds__(ATT_NT) k_attn_decode(att_args a) {
     }
 }
 
-template <int HDM>
+template <int HDM, int GM>
 static void dec_launch(cudaStream_t st, const att_args &a, dim3 grid) {
     size_t kv = (size_t)4 * ATT_TK * (HDM + 8) * sizeof(bf16);
-    size_t red = (size_t)4 * DEC_GMAX * HDM * sizeof(float);
-    size_t smem = (kv > red ? kv : red) + (size_t)DEC_GMAX * HDM * 4 + (size_t)DEC_GMAX * ATT_TK * 4;
+    size_t red = (size_t)4 * GM * HDM * sizeof(float);
+    size_t smem = (kv > red ? kv : red) + (size_t)GM * HDM * 4 + (size_t)GM * ATT_TK * 4;
     if (smem > 48 * 1024)
-        CUDA_CHECK(cudaFuncSetAttribute(k_attn_decode<HDM>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    k_attn_decode<HDM><<<grid, ATT_NT, smem, st>>>(a);
+        CUDA_CHECK(cudaFuncSetAttribute(k_attn_decode<HDM, GM>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    k_attn_decode<HDM, GM><<<grid, ATT_NT, smem, st>>>(a);
     CUDA_CHECK_LAUNCH();
+}
+template <int HDM>
+static void dec_dispatch_g(cudaStream_t st, const att_args &a, dim3 grid) {
+    if (a.G <= 1) dec_launch<HDM, 1>(st, a, grid);
+    else if (a.G <= 2) dec_launch<HDM, 2>(st, a, grid);
+    else if (a.G <= 4) dec_launch<HDM, 4>(st, a, grid);
+    else dec_launch<HDM, 8>(st, a, grid);
 }
 
 /* Merges the splits of each (sequence, head): a block per pair, a thread per dimension. */
@@ -484,6 +504,11 @@ void cu_attention(op_backend *b, void *out, const void *q, const void *k_cache, 
     a.Hkv = Hkv;
     a.hd = hd;
     a.page_size = page_size;
+    a.hd8_shift = a.page_shift = -1;
+    for (int k = 0; k < 31; k++) {
+        if ((hd / 8) == (1 << k)) a.hd8_shift = k;
+        if (page_size == (1 << k)) a.page_shift = k;
+    }
     a.G = Hq / Hkv;
     a.scale = scale;
     a.decode = (T == n_seq);
@@ -507,10 +532,10 @@ void cu_attention(op_backend *b, void *out, const void *q, const void *k_cache, 
             a.part_ml = scr + np * hd;
         }
         dim3 grid(n_seq, Hkv, a.n_splits);
-        if (a.G <= DEC_GMAX) {
-            if (hd <= 64) dec_launch<64>(c->stream, a, grid);
-            else if (hd <= 128) dec_launch<128>(c->stream, a, grid);
-            else dec_launch<256>(c->stream, a, grid);
+        if (a.G <= DEC_GMAX && !c->attn_generic) {
+            if (hd <= 64) dec_dispatch_g<64>(c->stream, a, grid);
+            else if (hd <= 128) dec_dispatch_g<128>(c->stream, a, grid);
+            else dec_dispatch_g<256>(c->stream, a, grid);
         } else {
             att_dispatch_hd<32>(c->stream, a, grid);
         }

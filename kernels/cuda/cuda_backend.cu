@@ -30,7 +30,11 @@ void *cu_scratch(cu_impl *c, size_t bytes) {
     if (bytes <= c->scratch_bytes) return c->scratch;
     CHECK(!c->capturing,
           "scratch must grow to %zu bytes during graph capture: run the step eagerly before capturing it", bytes);
-    if (c->scratch) CUDA_CHECK(cudaFree(c->scratch));
+    /* The old buffer may be referenced by graphs captured earlier: retire it, free at destroy. */
+    if (c->scratch) {
+        if (c->n_retired < CU_RETIRED_MAX) c->retired[c->n_retired++] = c->scratch;
+        else CUDA_CHECK(cudaFree(c->scratch));
+    }
     size_t n = bytes + bytes / 4;
     CUDA_CHECK(cudaMalloc(&c->scratch, n));
     c->scratch_bytes = n;
@@ -110,7 +114,34 @@ static int align_class(const void *p) {
     while (a > 2 && (u % (uintptr_t)a)) a >>= 1;
     return a;
 }
-static cu_mm_plan *mm_plan(cu_impl *c, int T, int K, int N, int acc, int f32out, int align) {
+/* Times each heuristic candidate on the real operands (output to scratch) and returns the
+ * index of the fastest: cuBLASLt's first choice is often slow for skinny decode shapes. */
+static int mm_autotune(cu_impl *c, cu_mm_plan *p, const cublasLtMatmulHeuristicResult_t *res, int got, const void *w,
+                       const void *x, int T, int N, int f32out) {
+    void *scr = cu_scratch(c, (size_t)T * N * (f32out ? 4 : 2) + 256);
+    float alpha = 1.f, beta = p->accumulate ? 1.f : 0.f;
+    int best = 0;
+    float best_ms = 1e30f;
+    for (int i = 0; i < got; i++) {
+        cublasStatus_t st = cublasLtMatmul(c->lt, p->op, &alpha, w, p->a, x, p->b, &beta, scr, p->c, scr, p->d,
+                                           &res[i].algo, c->lt_ws, c->lt_ws_bytes, c->stream);
+        if (st != CUBLAS_STATUS_SUCCESS) continue;
+        CUDA_CHECK(cudaEventRecord(c->ev[0], c->stream));
+        for (int k = 0; k < 3; k++)
+            (void)cublasLtMatmul(c->lt, p->op, &alpha, w, p->a, x, p->b, &beta, scr, p->c, scr, p->d, &res[i].algo,
+                                 c->lt_ws, c->lt_ws_bytes, c->stream);
+        CUDA_CHECK(cudaEventRecord(c->ev[1], c->stream));
+        CUDA_CHECK(cudaEventSynchronize(c->ev[1]));
+        float ms = 0.f;
+        CUDA_CHECK(cudaEventElapsedTime(&ms, c->ev[0], c->ev[1]));
+        if (ms < best_ms) { best_ms = ms; best = i; }
+    }
+    CUDA_CHECK_LAUNCH();
+    return best;
+}
+
+static cu_mm_plan *mm_plan(cu_impl *c, int T, int K, int N, int acc, int f32out, int align, const void *w,
+                           const void *x) {
     for (int i = 0; i < CU_MM_CACHE; i++) {
         cu_mm_plan *p = &c->mm[i];
         if (p->valid && p->T == T && p->K == K && p->N == N && p->accumulate == acc && p->f32out == f32out &&
@@ -145,12 +176,14 @@ static cu_mm_plan *mm_plan(cu_impl *c, int T, int K, int N, int acc, int f32out,
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al, sizeof al));
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al, sizeof al));
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al, sizeof al));
-    cublasLtMatmulHeuristicResult_t res;
+    cublasLtMatmulHeuristicResult_t res[8];
     int got = 0;
-    CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(c->lt, p->op, p->a, p->b, p->c, p->d, pref, 1, &res, &got));
+    CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(c->lt, p->op, p->a, p->b, p->c, p->d, pref, 8, res, &got));
     cublasLtMatmulPreferenceDestroy(pref);
     CHECK(got > 0, "cuBLASLt has no algorithm for matmul T=%d K=%d N=%d (align %d)", T, K, N, align);
-    p->algo = res.algo;
+    p->accumulate = acc;
+    int pick = (got > 1 && !c->capturing && c->mm_autotune) ? mm_autotune(c, p, res, got, w, x, T, N, f32out) : 0;
+    p->algo = res[pick].algo;
     p->T = T;
     p->K = K;
     p->N = N;
@@ -167,7 +200,7 @@ static void mm_run(op_backend *b, void *y, const void *x, const void *w, int T, 
     int ax = align_class(x), aw = align_class(w);
     if (ax < al) al = ax;
     if (aw < al) al = aw;
-    cu_mm_plan *p = mm_plan(c, T, K, N, acc, f32out, al);
+    cu_mm_plan *p = mm_plan(c, T, K, N, acc, f32out, al, w, x);
     float alpha = 1.f, beta = acc ? 1.f : 0.f;
     CUBLAS_CHECK(cublasLtMatmul(c->lt, p->op, &alpha, w, p->a, x, p->b, &beta, y, p->c, y, p->d, &p->algo, c->lt_ws,
                                 c->lt_ws_bytes, c->stream));
@@ -351,6 +384,7 @@ static void cu_destroy(op_backend **pb) {
         if (c->lt) cublasLtDestroy(c->lt);
         cudaFree(c->lt_ws);
         cudaFree(c->scratch);
+        for (int i = 0; i < c->n_retired; i++) cudaFree(c->retired[i]);
         cudaFree(c->stage);
         cudaFree(c->samp_params);
         cudaFree(c->samp_ids);
@@ -400,6 +434,12 @@ extern "C" op_backend *op_cuda_new(int device, char *err, size_t errlen) {
     c->lt_ws_bytes = CU_LT_WS_BYTES;
     CUDA_CHECK(cudaMalloc(&c->lt_ws, c->lt_ws_bytes));
     c->stage_bytes = CU_STAGE_BYTES;
+    {
+        const char *at = getenv("THINKFAST_MM_AUTOTUNE"); /* "0" turns the matmul autotuning off */
+        c->mm_autotune = !(at && strcmp(at, "0") == 0);
+        const char *ad = getenv("THINKFAST_ATTN_DECODE"); /* "generic": the general attention kernel for decode */
+        c->attn_generic = ad && strcmp(ad, "generic") == 0;
+    }
     CUDA_CHECK(cudaMalloc(&c->stage, c->stage_bytes));
     (void)cu_scratch(c, (size_t)16 << 20);
     samp_reserve(c, 256);

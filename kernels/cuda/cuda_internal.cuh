@@ -18,7 +18,8 @@
 typedef __nv_bfloat16 bf16;
 
 #define CU_MM_CACHE 96
-#define CU_PROF_MAX 4096 /* cached cuBLASLt matmul plans (shape, accumulate, out type) */
+#define CU_PROF_MAX 4096
+#define CU_RETIRED_MAX 32 /* cached cuBLASLt matmul plans (shape, accumulate, out type) */
 
 typedef struct cu_mm_plan {
     int T, K, N, accumulate, f32out, valid;
@@ -41,9 +42,13 @@ typedef struct cu_impl {
     size_t lt_ws_bytes;
     cu_mm_plan mm[CU_MM_CACHE];
     int mm_next;          /* round-robin eviction */
+    int attn_generic;     /* THINKFAST_ATTN_DECODE=generic: decode through the general kernel */
+    int mm_autotune;      /* time the heuristic's candidates per new shape (THINKFAST_MM_AUTOTUNE=0: off) */
     /* Scratch for split-K attention partials and sampling; grown outside graph capture only. */
     void *scratch;
     size_t scratch_bytes;
+    void *retired[CU_RETIRED_MAX]; /* earlier scratch buffers (graphs may still use them) */
+    int n_retired;
     int capturing;        /* inside op_cuda_graph_begin/end */
     /* Sampling: device params, device ids, pinned host ids. */
     void *samp_params;    /* op_sample_params[samp_cap] (device) */

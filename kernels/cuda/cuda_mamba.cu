@@ -17,41 +17,52 @@ static __device__ __forceinline__ float silu_f(float x) { return x / (1.f + __ex
 
 /* ---------------- conv1d ---------------- */
 #define CONV_KMAX 8
-__global__ void k_conv1d(bf16 *out, const bf16 *x, const bf16 *w, const bf16 *bias, float *state,
-                         const int32_t *cu, const int32_t *slots, int C, int K) {
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
-    int s = blockIdx.y;
-    if (c >= C) return;
-    int64_t slot = slots[s];
-    float *st = state + (slot * C + c) * (K - 1);
-    float win[CONV_KMAX], wk[CONV_KMAX];
+#define CONV_NT 128
+/* A block owns CONV_NT channels of one sequence. Its slice of the conv state is contiguous
+ * ([slot][c0 .. c0+CONV_NT)[K-1]), so it is staged through shared memory with coalesced loads
+ * and stores instead of each thread touching K-1 floats at a stride. */
+__global__ void __launch_bounds__(CONV_NT) k_conv1d(bf16 *out, const bf16 *x, const bf16 *w, const bf16 *bias,
+                                                   float *state, const int32_t *cu, const int32_t *slots, int C, int K) {
+    __shared__ float sst[CONV_NT * (CONV_KMAX - 1)];
+    const int c0 = blockIdx.x * CONV_NT, c = c0 + threadIdx.x, s = blockIdx.y;
+    const int Km = K - 1;
+    const int nc = min(CONV_NT, C - c0);
+    const int64_t slot = slots[s];
+    float *gst = state + (slot * C + c0) * Km;
+    for (int i = threadIdx.x; i < nc * Km; i += CONV_NT) sst[i] = gst[i];
+    __syncthreads();
+    if (c < C) {
+        float win[CONV_KMAX], wk[CONV_KMAX];
 #pragma unroll
-    for (int k = 0; k < CONV_KMAX; k++) {
-        win[k] = (k < K - 1) ? st[k] : 0.f;
-        wk[k] = (k < K) ? __bfloat162float(w[(int64_t)c * K + k]) : 0.f;
-    }
-    float bv = bias ? __bfloat162float(bias[c]) : 0.f;
-    int t0 = cu[s], t1 = cu[s + 1];
-    for (int t = t0; t < t1; t++) {
-        float xt = __bfloat162float(x[(int64_t)t * C + c]);
-        float acc = bv;
+        for (int k = 0; k < CONV_KMAX; k++) {
+            win[k] = (k < Km) ? sst[threadIdx.x * Km + k] : 0.f;
+            wk[k] = (k < K) ? __bfloat162float(w[(int64_t)c * K + k]) : 0.f;
+        }
+        float bv = bias ? __bfloat162float(bias[c]) : 0.f;
+        int t0 = cu[s], t1 = cu[s + 1];
+        for (int t = t0; t < t1; t++) {
+            float xt = __bfloat162float(x[(int64_t)t * C + c]);
+            float acc = bv;
+#pragma unroll
+            for (int k = 0; k < CONV_KMAX - 1; k++)
+                if (k < Km) acc += wk[k] * win[k];
+            /* current input times the last tap */
+#pragma unroll
+            for (int k = 0; k < CONV_KMAX; k++)
+                if (k == Km) acc += wk[k] * xt;
+            out[(int64_t)t * C + c] = __float2bfloat16(silu_f(acc));
+#pragma unroll
+            for (int k = 0; k < CONV_KMAX - 1; k++) {
+                if (k < Km - 1) win[k] = win[k + 1];
+                else if (k == Km - 1) win[k] = xt;
+            }
+        }
 #pragma unroll
         for (int k = 0; k < CONV_KMAX - 1; k++)
-            if (k < K - 1) acc += wk[k] * win[k];
-        /* current input times the last tap */
-#pragma unroll
-        for (int k = 0; k < CONV_KMAX; k++)
-            if (k == K - 1) acc += wk[k] * xt;
-        out[(int64_t)t * C + c] = __float2bfloat16(silu_f(acc));
-#pragma unroll
-        for (int k = 0; k < CONV_KMAX - 1; k++) {
-            if (k < K - 2) win[k] = win[k + 1];
-            else if (k == K - 2) win[k] = xt;
-        }
+            if (k < Km) sst[threadIdx.x * Km + k] = win[k];
     }
-#pragma unroll
-    for (int k = 0; k < CONV_KMAX - 1; k++)
-        if (k < K - 1) st[k] = win[k];
+    __syncthreads();
+    for (int i = threadIdx.x; i < nc * Km; i += CONV_NT) gst[i] = sst[i];
 }
 
 void cu_conv1d(op_backend *b, void *out, const void *x, const void *w, const void *bias, float *conv_state,
@@ -59,8 +70,8 @@ void cu_conv1d(op_backend *b, void *out, const void *x, const void *w, const voi
     CHECK(n_seq >= 0 && T >= 0 && C > 0 && K >= 2 && K <= CONV_KMAX, "conv1d: n_seq=%d T=%d C=%d K=%d (K in 2..%d)",
           n_seq, T, C, K, CONV_KMAX);
     if (n_seq == 0) return;
-    dim3 grid(cu_blocks(C, 128), n_seq);
-    k_conv1d<<<grid, 128, 0, cu_of(b)->stream>>>((bf16 *)out, (const bf16 *)x, (const bf16 *)w,
+    dim3 grid(cu_blocks(C, CONV_NT), n_seq);
+    k_conv1d<<<grid, CONV_NT, 0, cu_of(b)->stream>>>((bf16 *)out, (const bf16 *)x, (const bf16 *)w,
                                                  (const bf16 *)bias, conv_state, cu_seqlens, slots, C, K);
     CUDA_CHECK_LAUNCH();
 }

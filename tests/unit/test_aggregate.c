@@ -69,6 +69,7 @@ TEST(small_job) {
         EXPECT_NEAR(jat(o, "coverage", 1), s.coverage[1], 1e-9);
         EXPECT_NEAR(jat(o, "majority", 2), s.majority[2], 1e-9);
         EXPECT(json_is_true(json_object_get(o, "majority_exact")));
+        EXPECT_EQ_INT(json_integer_value(json_array_get(json_object_get(o, "majority_mc"), 2)), 0);
         EXPECT(json_object_get(o, "bon") == NULL);
         EXPECT(json_object_get(json_object_get(o, "by_subject"), "Geometry") != NULL);
         EXPECT_EQ_INT(json_array_size(json_object_get(o, "per_problem")), 3);

@@ -116,6 +116,11 @@ TEST(stories260k_greedy_matches_model_card) {
 
 static size_t kv_cap_bytes; /* 0 = no cap */
 static int pack_prefill, step_tokens = 5;
+static int cb_count[8];
+static int count_tokens(void *ud, int request, uint32_t sample, int32_t id, const char *piece, size_t len) {
+    if (sample < 8) cb_count[sample]++;
+    return 0;
+}
 static void run_reqs(model *m, int max_seqs, int max_prompts, const eng_request *rq, int n, got *g) {
     char err[512];
     engine *e = NULL;
@@ -123,6 +128,8 @@ static void run_reqs(model *m, int max_seqs, int max_prompts, const eng_request 
     memset(g, 0, sizeof *g);
     EXPECT(eng_new(m, NULL, &cfg, &e, err, sizeof err) == 0);
     if (e) eng_set_prefill_pack(e, pack_prefill);
+    memset(cb_count, 0, sizeof cb_count);
+    if (e) eng_set_token_callback(e, count_tokens, NULL);
     EXPECT_MSG(eng_run(e, rq, n, collect, g, err, sizeof err) == 0, "%s", err);
     eng_destroy(&e);
 }
@@ -232,6 +239,7 @@ TEST(greedy_engine_equals_manual_argmax) {
         for (int t = 0; t < ng; t++) if (seq[np + t] == 2) { eos_at = t; break; }
         for (int i = 0; i < g.n; i++) {
             EXPECT_EQ_INT(g.n_ids[i], eos_at);
+            EXPECT_EQ_INT(cb_count[g.sample[i]], eos_at); /* the streaming hook saw every token */
             EXPECT(!memcmp(g.ids[i], seq + np, sizeof(int32_t) * eos_at));
         }
         free(lg);

@@ -7,6 +7,7 @@
 
 #include "workers/score/grade.h"
 #include "workers/score/math_norm.h"
+#include "workers/sample/replay.h"
 
 #include <jansson.h>
 #include <stdint.h>
@@ -368,6 +369,54 @@ TEST(canonical_keys_sound) {
     free(pool);
 }
 
+/* The replay backend's calibration depends on the graders: every corrupted sample (reference
+ * solution with its final answer changed) must grade wrong and every clean one right, on the
+ * real MATH500 and GSM8K test sets, so that pass@k = 1 - corrupt^k holds end to end. */
+TEST(replay_calibration) {
+    const char *files[2] = {"math500/test.jsonl", "gsm8k/test.jsonl"};
+    for (int fi = 0; fi < 2; fi++) {
+        FILE *f = fopen(unit_data_path(files[fi]), "r");
+        if (!f) { unit_skip("shared data not found"); return; }
+        grader_kind k = fi ? GRADER_GSM8K : GRADER_MATH;
+        char *line = NULL;
+        size_t cap = 0;
+        int p = 0, n = 0, wrong_ok = 0, clean_ok = 0;
+        while (getline(&line, &cap, f) > 0) {
+            json_error_t je;
+            json_t *o = json_loads(line, 0, &je);
+            const char *sol = o ? json_string_value(json_object_get(o, fi ? "answer" : "solution")) : NULL;
+            const char *ans = o ? json_string_value(json_object_get(o, "answer")) : NULL;
+            if (!sol || !ans) { json_decref(o); continue; }
+            char ref[512];
+            const char *h = fi ? strstr(ans, "#### ") : NULL;
+            snprintf(ref, sizeof ref, "%s", h ? h + 5 : ans);
+            for (int smp = 0; smp < 4; smp++) {
+                util_buf b;
+                util_buf_init(&b);
+                replay_render(sol, ref, 1, 11, p, smp, &b);
+                char ex[1100];
+                int c = grade_answer(k, b.data, ref, ex, sizeof ex);
+                if (!c) wrong_ok++;
+                else EXPECT_MSG(0, "%s #%d sample %d: corrupted answer [%s] graded correct against [%s]", files[fi], p, smp, ex, ref);
+                util_buf_free(&b);
+                n++;
+            }
+            util_buf b;
+            util_buf_init(&b);
+            replay_render(sol, ref, 0, 11, p, 0, &b);
+            clean_ok += grade_answer(k, b.data, ref, NULL, 0);
+            util_buf_free(&b);
+            p++;
+            json_decref(o);
+        }
+        free(line);
+        fclose(f);
+        EXPECT_EQ_INT(wrong_ok, n);
+        EXPECT_EQ_INT(clean_ok, p);
+        EXPECT(p >= 500);
+    }
+}
+
 /* ---- real data ---- */
 
 TEST(math500_solutions) {
@@ -435,6 +484,7 @@ int main(void) {
     RUN(equivalent_table);
     RUN(canonical_keys_sound);
     RUN(math500_solutions);
+    RUN(replay_calibration);
     RUN(gsm8k_answers);
     return unit_summary();
 }

@@ -236,6 +236,11 @@ TEST(wbon_brute_force_and_mc) {
     EXPECT(!e.exact);
     double want = brute_vote(grp, rew, gc, n, G, 12);
     EXPECT_MSG(fabs(e.value - want) <= 4 * e.se + 1e-9, "mc %.5f want %.5f se %.5f", e.value, want, e.se);
+    /* k > n/2: the sampler draws the complement */
+    EXPECT_EQ_INT(metrics_wbon_ex(rew, grp, gc, n, G, 18, 4, &e), 0);
+    EXPECT(!e.exact);
+    want = brute_vote(grp, rew, gc, n, G, 18);
+    EXPECT_MSG(fabs(e.value - want) <= 4 * e.se + 1e-9, "complement: mc %.5f want %.5f se %.5f", e.value, want, e.se);
     EXPECT_EQ_INT(metrics_wbon_ex(rew, grp, gc, n, G, 25, 3, &e), -1);
 }
 

@@ -519,6 +519,13 @@ TEST(sample_filters_exclude) {
     memset(cnt, 0, sizeof cnt);
     for (int s = 0; s < 500; s++) { op_sample_params p = sp(1, 0.5f, 2, 0, (uint32_t)s); int32_t id; be->sample(be, &id, l, 1, V, &p); cnt[id]++; }
     EXPECT_EQ_INT(cnt[3], 500);
+    /* min-p applies after top-p (transformers' order): p = .4/.35/.25, top_p .5 keeps {0, 1}
+     * (the nucleus is computed before min-p removes id 2); min_p .7 (cut .28) keeps both */
+    float l3[3] = {logf(0.4f), logf(0.35f), logf(0.25f)};
+    memset(cnt, 0, sizeof cnt);
+    for (int s = 0; s < 2000; s++) { op_sample_params p = sp(1, 0.5f, 0, 0.7f, (uint32_t)s); int32_t id; be->sample(be, &id, l3, 1, 3, &p); cnt[id]++; }
+    EXPECT(cnt[2] == 0 && cnt[0] > 0 && cnt[1] > 0);
+    EXPECT_NEAR((double)cnt[1] / 2000, 0.35 / 0.75, 0.04);
     /* large vocabulary: top-p with a long tail takes the prefilter path */
     int BV = 50000;
     float *big = malloc(sizeof(float) * BV);

@@ -259,7 +259,7 @@ int aggregate_compute(const agg_problem *problems, int n_problems, const int *k,
             sc += v;
             sm += s->problem_majority[at];
             m2 += w.mse2[at];
-            if (!w.mexact[at]) s->majority_exact = 0;
+            if (!w.mexact[at]) { s->majority_exact = 0; s->majority_mc[j]++; }
             double b = pbon[at], ww = pwbon[at];
             if (!isnan(b) && !isnan(ww)) {
                 cb++; sb += b; sw += ww; w2 += w.wse2[at];
@@ -400,6 +400,9 @@ void agg_stats_to_json_ex(const agg_stats *s, int per_problem, util_buf *b) {
     jci(b, "majority_ci", s->majority_lo, s->majority_hi, n);
     util_buf_printf(b, ",\"majority_exact\":%s", s->majority_exact ? "true" : "false");
     jarr(b, "majority_se", s->majority_se, n);
+    util_buf_printf(b, ",\"majority_mc\":[");
+    for (int i = 0; i < n; i++) util_buf_printf(b, "%s%d", i ? "," : "", s->majority_mc[i]);
+    util_buf_append(b, "]", 1);
     if (s->has_reward) {
         jarr(b, "bon", s->bon, n);
         jci(b, "bon_ci", s->bon_lo, s->bon_hi, n);

@@ -6,14 +6,23 @@
  * that do not yet have k samples are left out of the k column (counted[] says how many were
  * used), so partial results are unbiased over the problems they cover.
  *
+ * Voting: samples are grouped by canonical key; "" / NULL keys abstain (take a place in the
+ * subset, never win); a group is correct when more than half of its samples are graded correct.
+ * Computation runs over problems in parallel ($THINKFAST_AGG_THREADS, default: all CPUs); the
+ * result does not depend on the thread count or on the order of the problems.
+ *
  * JSON (agg_stats_to_json), every array indexed like "k":
  *   {"k":[1,2,4], "problems":P, "samples":M, "correct":C,
  *    "coverage":[..], "coverage_ci":[[lo,hi],..], "majority":[..], "majority_ci":[[lo,hi],..],
- *    "majority_exact":true|false, "majority_se":[..], "counted":[..],
+ *    "majority_exact":true|false, "majority_se":[..], "majority_mc":[..], "counted":[..],
  *    "bon":[..]|absent, "bon_ci", "wbon":[..], "wbon_ci", "wbon_exact", "wbon_se",  (rewards only)
  *    "by_subject":{"Algebra":{"problems":n,"coverage":[..],"majority":[..]},..},  (when known)
  *    "by_level":{"1":{...},..},                                                    (when known)
- *    "time":{"mean_sample_s":t, "budget_s":[..], "coverage":[..], "majority":[..]} (when known)}
+ *    "time":{"mean_sample_s":t, "budget_s":[..], "coverage":[..], "majority":[..]}, (when known)
+ *    "bootstrap_reps":1000, "seed":S}
+ * "counted"[i]: problems with at least k[i] samples (the ones averaged in column i).
+ * "majority_se": the standard error of the job mean due to Monte Carlo parts (0 when exact);
+ * "majority_mc"[i]: how many of the counted problems were estimated rather than exact.
  * Values that are undefined (no problem has k samples) are written as null.
  * The msgpack form (workers engineer) uses the same keys.
  */
@@ -59,6 +68,7 @@ typedef struct agg_stats {
     double majority[AGG_MAX_K], majority_lo[AGG_MAX_K], majority_hi[AGG_MAX_K];
     double majority_se[AGG_MAX_K];  /* standard error of the job mean from Monte Carlo parts (0 if exact) */
     int majority_exact;             /* 1 if every per-problem majority value was exact */
+    int majority_mc[AGG_MAX_K];     /* problems in column i whose majority value is a Monte Carlo estimate */
 
     int has_reward;                 /* some problem had a finite reward */
     double bon[AGG_MAX_K], bon_lo[AGG_MAX_K], bon_hi[AGG_MAX_K];

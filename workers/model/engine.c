@@ -54,7 +54,12 @@ struct engine {
     int cap_ids;
     eng_stats st;
     int prefill_pack;
+    eng_token_fn on_token;
+    void *on_token_ud;
+    int token_abort;
 };
+
+void eng_set_token_callback(engine *e, eng_token_fn fn, void *ud) { e->on_token = fn; e->on_token_ud = ud; }
 
 void eng_set_prefill_pack(engine *e, int on) { e->prefill_pack = on ? 1 : 0; }
 
@@ -171,9 +176,12 @@ static void seq_push(engine *e, run_seq *s, const eng_request *r, int max_tokens
     s->tokens++;
     if (is_eos(e, t)) { s->finish = "stop"; return; }
     s->ids[s->n_ids++] = t;
+    size_t n = 0;
+    const char *piece = e->tk ? tok_piece_after(e->tk, s->prev, t, &n) : NULL;
+    if (e->on_token && e->on_token(e->on_token_ud, s->req, s->sample, t, piece ? piece : "", piece ? n : 0))
+        e->token_abort = 1;
     if (e->tk) {
-        size_t n = 0, old = s->text.len;
-        const char *piece = tok_piece_after(e->tk, s->prev, t, &n);
+        size_t old = s->text.len;
         if (piece && n) util_buf_append(&s->text, piece, n);
         for (int i = 0; i < r->n_stop && !s->finish; i++) {
             size_t sl = strlen(r->stop[i]);
@@ -280,6 +288,7 @@ int eng_run(engine *e, const eng_request *reqs, int n_reqs, eng_emit_fn emit, vo
     const model_config *c = model_cfg(e->m);
     int V = c->vocab_size;
     memset(&e->st, 0, sizeof e->st);
+    e->token_abort = 0;
     if (n_reqs <= 0) return 0;
     int max_len = 1, max_tok = 1;
     int *mt = xmalloc(sizeof(int) * n_reqs); /* effective max_tokens */
@@ -342,6 +351,7 @@ int eng_run(engine *e, const eng_request *reqs, int n_reqs, eng_emit_fn emit, vo
                 s->time_s += (double)(util_now_ns() - t0) * 1e-9;
                 seq_push(e, s, r, mt[s->req], t);
                 n_active++;
+                if (e->token_abort) { rc = util_err(err, errlen, "engine: aborted by the caller"); goto done; }
                 if (h->next_sample >= r->n_samples) { /* every sample started: drop the prompt */
                     kv_seq_release(e->kv, &h->seq);
                     held_prompt tmp = e->held[0];
@@ -397,6 +407,7 @@ int eng_run(engine *e, const eng_request *reqs, int n_reqs, eng_emit_fn emit, vo
             run_seq *s = order[i];
             s->time_s += dt / n;
             seq_push(e, s, &reqs[s->req], mt[s->req], e->ids_host[i]);
+            if (e->token_abort) { rc = util_err(err, errlen, "engine: aborted by the caller"); goto done; }
             if (s->finish) {
                 n_active--;
                 if (emit_seq(e, s, reqs, emit, ud)) { rc = util_err(err, errlen, "engine: aborted by the caller"); goto done; }

@@ -86,6 +86,12 @@ void eng_set_prefill_pack(engine *e, int on);
 int eng_run(engine *e, const eng_request *reqs, int n_reqs, eng_emit_fn emit, void *ud, char *err,
             size_t errlen);
 
+/* Optional per-token hook (streaming output): called for every generated token that is not an
+ * EOS, with its decoded bytes (piece, len; "" without a tokenizer). Return non-zero to abort
+ * eng_run. NULL disables it. */
+typedef int (*eng_token_fn)(void *ud, int request, uint32_t sample, int32_t id, const char *piece, size_t len);
+void eng_set_token_callback(engine *e, eng_token_fn fn, void *ud);
+
 /* Statistics of the last eng_run. */
 typedef struct eng_stats {
     double prefill_s, decode_s;

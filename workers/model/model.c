@@ -511,3 +511,10 @@ const float *model_forward(model *m, kv_cache *kv, const kv_batch *b, int all_lo
     }
     return w->logits;
 }
+
+/* The normed rows model_forward leaves in its workspace: xn (every token) or last (last token of
+ * each sequence). Keep in step with model_forward's tail. */
+const void *model_forward_hidden(model *m, kv_cache *kv, const kv_batch *b, int all_tokens) {
+    model_forward(m, kv, b, all_tokens);
+    return all_tokens ? m->ws.xn : m->ws.last;
+}

@@ -40,4 +40,10 @@ size_t model_weight_bytes(const model *m);
  * [b->n_seq, V]. Returns fp32 logits in backend memory, valid until the next call. */
 const float *model_forward(model *m, kv_cache *kv, const kv_batch *b, int all_logits);
 
+/* Reward-model support (workers/score/reward.c): runs model_forward and returns the final-normed
+ * hidden states it fed to the LM head, in the backend's activation dtype (act_dtype) and
+ * memory: [b->T, hidden] when all_tokens = 1, else [b->n_seq, hidden] for the last token of
+ * each sequence. Valid until the next forward. */
+const void *model_forward_hidden(model *m, kv_cache *kv, const kv_batch *b, int all_tokens);
+
 #endif

@@ -1,16 +1,20 @@
 /* workers/model/tok_spm.c — SentencePiece-style BPE (Llama-2 vocabularies: GGUF "llama" model,
- * llama2.c tokenizer.bin).
+ * SentencePiece tokenizer.model, HF byte_fallback tokenizer.json, llama2.c tokenizer.bin).
  *
- * The text run gets the dummy-prefix space (when asked), spaces become "▁" for GGUF vocabularies
- * (llama2.c keeps plain ' '), and is cut into initial symbols:
- *   - GGUF (llama.cpp's llm_tokenizer_spm): one symbol per UTF-8 character, its length taken
- *     from the lead byte and clamped to the text end; unknown characters stay symbols;
+ * The text run gets the dummy-prefix space (when asked), spaces become "▁" (llama2.c keeps
+ * plain ' '), and it is cut into initial symbols:
+ *   - GGUF / SentencePiece (llama.cpp's llm_tokenizer_spm): one symbol per UTF-8 character, its
+ *     length taken from the lead byte and clamped to the text end; unknown characters stay
+ *     symbols;
  *   - llama2.c (run.c's encode): a character that is not in the vocabulary becomes its bytes
  *     right away, as frozen <0xXX> symbols that never merge.
+ *   - HF tokenizer.json with byte_fallback: characters as in llama.cpp, but an unknown one
+ *     becomes frozen bytes right away (HF's merge_word).
  * Then the adjacent pair whose concatenation is a vocabulary token with the highest score is
- * merged (ties: leftmost), through a max-heap with stale-entry checks (O(n log n)). Finally a
- * symbol that is not a token is emitted as <0xXX> byte tokens (or <unk> when the vocabulary has
- * no byte tokens).
+ * merged (ties: leftmost) — or, when the vocabulary came with a merge table (tokenizer.json),
+ * the listed pair with the lowest rank — through a heap with stale-entry checks (O(n log n)).
+ * Finally a symbol that is not a token is emitted as <0xXX> byte tokens (or <unk> when the
+ * vocabulary has no byte tokens).
  *
  * Invalid UTF-8 (which neither reference can be given from Python strings) is encoded so that
  * decode(encode(x)) == x: stray bytes become <0xXX> tokens, and a truncated sequence never

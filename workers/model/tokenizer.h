@@ -7,9 +7,10 @@
  *     Llama-3 pre-tokenizer regex (PCRE2, Unicode classes), then each piece is merged by lowest
  *     merge rank. Any byte string round-trips exactly, invalid UTF-8 included.
  *   - SentencePiece-style BPE (Llama-2 / llama2.c): llama2.c `tokenizer.bin` (plain spaces),
- *     GGUF with tokenizer.ggml.model = "llama" and SentencePiece `tokenizer.model` protobufs of
- *     BPE type (spaces stored as U+2581). A dummy-prefix space is prepended, pieces merge by
- *     highest score, and unknown characters fall back to <0xXX> bytes.
+ *     GGUF with tokenizer.ggml.model = "llama", SentencePiece `tokenizer.model` protobufs of BPE
+ *     type, and HF `tokenizer.json` SentencePiece conversions (byte_fallback; spaces stored as
+ *     U+2581). A dummy-prefix space is prepended, pieces merge by highest score (or, for
+ *     tokenizer.json, by merge rank), and unknown characters fall back to <0xXX> bytes.
  *
  * Files: tok_load.c (format detection, shared tables), tok_bpe.c (byte-level BPE core),
  * tok_spm.c (score-greedy BPE core), tok_pretok.c (regex split), one loader per format

@@ -19,7 +19,8 @@
  *   9. shorthands: \frac12 -> \frac{1}{2}, \frac1{x} -> \frac{1}{x}, \sqrt2 -> \sqrt{2}
  *  10. trailing '.', ',', ';', '\\' removed
  *  11. a whole answer of the form 1,234,567(.89) loses its commas
- *  12. a short left-hand side of a single '=' ("x=", "k=", "a_1=", "\theta=") is removed
+ *  12. a short left-hand side of a single '=' ("x=", "k=", "a_1=", "\theta=") is removed, and
+ *      likewise a leading "x \in" ("x \in [2, 5)" -> "[2,5)")
  *  13. "(C)" -> "C" (multiple-choice letters); leading ".5" -> "0.5"
  */
 #include "workers/score/math_norm.h"
@@ -403,6 +404,12 @@ void mathnorm_normalize(const char *in, char *out, size_t cap) {
         }
         if (neq == 1 && is_short_lhs(s, eqat) && s[eqat + 1]) splice(s, 0, eqat + 1, "");
         else if (neq == 1 && eqat > 0 && is_short_lhs(s + eqat + 1, strlen(s + eqat + 1))) s[eqat] = 0; /* "4=x" */
+    }
+    /* 12b: "x \in [2,5)" -> "[2,5)" (membership written out) */
+    {
+        char *mem = strstr(s, "\\in");
+        if (mem && mem > s && !isalpha((unsigned char)mem[3]) && is_short_lhs(s, (size_t)(mem - s)) && mem[3])
+            splice(s, 0, (size_t)(mem - s) + 3, "");
     }
     /* 13 */
     if (s[0] == '(' && isupper((unsigned char)s[1]) && s[2] == ')' && s[3] == 0) { s[0] = s[1]; s[1] = 0; }

@@ -1,0 +1,83 @@
+/* broker/zap.h — who may connect: the client-key allow-list and the ZAP handler that enforces it.
+ *
+ * CURVE alone encrypts and authenticates the SERVER; without a ZAP handler libzmq accepts any
+ * client key. ZAP (ZeroMQ RFC 27) is how a CURVE server asks "may this key connect?": libzmq
+ * sends every handshake's credentials to a REP socket bound at inproc://zeromq.zap.01 in the
+ * same context and waits for the answer. This module runs that REP socket in a small thread
+ * (so an fsync in the broker's batch loop never stalls handshakes) and answers from an
+ * immutable allow-list loaded at start.
+ *
+ *   handshake ─► libzmq ──ZAP request──► [zap thread: REP inproc://zeromq.zap.01]
+ *                 (CURVE server)             zap_decide(allow-list, request)
+ *                        ◄──"200" / "400"──  (refusals logged, rate-limited)
+ *
+ * Request frames: "1.0", request_id, domain, address, routing_id, mechanism, credentials...
+ * (CURVE: one 32-byte client public key). Reply: "1.0", request_id, status_code, status_text,
+ * user_id, metadata. Only mechanism CURVE with a listed key gets "200"; everything else "400".
+ *
+ * Allow-list file: one Z85 public key (40 characters) per line; blank lines and '#' comment
+ * lines are ignored, and text after the key separated by whitespace must be a '#' comment
+ * ("KEY  # alice's laptop"). Lines `public-key = "KEY"` and the zcert section names `metadata`
+ * and `curve` are accepted too, so a BASE.pub file written by `jobctl keygen` can be appended
+ * as is. ('#' is itself a Z85 character: a line whose first word is a valid 40-character key
+ * is a key even when it begins with '#'.)
+ */
+#ifndef THINKFAST_ZAP_H
+#define THINKFAST_ZAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker/zkey.h"
+
+#define ZAP_ENDPOINT "inproc://zeromq.zap.01"
+#define ZAP_MAX_KEYS 100000
+
+/* ---- allow-list ---- */
+typedef struct zap_allowlist zap_allowlist;
+
+/* Parses allow-list text (len bytes, not NUL-terminated; `path` names the file in messages).
+ * Returns ZKEY_OK with *out (caller destroys), or ZKEY_ERR_PARSE with err "PATH:LINE: what",
+ * ZKEY_ERR_MISSING when the file holds no key at all. Duplicate keys are kept once. */
+int zap_allowlist_parse(const char *text, size_t len, const char *path, zap_allowlist **out, char *err, size_t errlen);
+/* Reads and parses PATH (ZKEY_ERR_IO when unreadable). */
+int zap_allowlist_load(const char *path, zap_allowlist **out, char *err, size_t errlen);
+void zap_allowlist_destroy(zap_allowlist **al);
+/* Number of distinct keys. */
+size_t zap_allowlist_count(const zap_allowlist *al);
+/* 1 when the 32-byte key is listed. */
+int zap_allowlist_has(const zap_allowlist *al, const uint8_t key[ZKEY_BYTES]);
+
+/* ---- the decision on one request (pure; unit-tested without sockets) ---- */
+typedef struct zap_request {
+    const void *frame[8];      /* the request's frames, borrowed */
+    size_t frame_len[8];
+    int n_frames;              /* >= 7 for a well-formed CURVE request (extra frames: bad) */
+} zap_request;
+
+typedef struct zap_verdict {
+    int allowed;                        /* 1 = "200" */
+    const char *status_code;            /* "200" | "400" | "500" */
+    char status_text[96];               /* why (sent to the client, logged on refusal) */
+    char user_id[ZKEY_Z85_LEN + 1];     /* Z85 of the client key when allowed, else "" */
+    char client_key[ZKEY_Z85_LEN + 1];  /* Z85 of the offered key ("" when none) */
+    char domain[32], address[64], mechanism[16];   /* printable copies, truncated */
+} zap_verdict;
+
+/* Decides one request against the allow-list (al == NULL: refuse every key). Never fails:
+ * malformed requests get "500" (zap version/format) or "400". */
+void zap_decide(const zap_allowlist *al, const zap_request *req, zap_verdict *v);
+
+/* ---- the handler thread ---- */
+typedef struct zap_handler zap_handler;
+
+/* Binds the ZAP endpoint in zctx and starts the thread. Must run BEFORE the CURVE sockets of
+ * zctx bind (a CURVE server finding no handler accepts everyone). Borrows `al` (must outlive
+ * the handler). 0 ok, -1 with err (e.g. a handler already bound in this context). */
+int zap_handler_start(void *zctx, const zap_allowlist *al, zap_handler **out, char *err, size_t errlen);
+/* Stops and joins the thread, closes its socket; *h = NULL. Call before zmq_ctx_term. */
+void zap_handler_stop(zap_handler **h);
+/* Counters since start (thread-safe reads). */
+void zap_handler_counts(const zap_handler *h, uint64_t *allowed, uint64_t *refused);
+
+#endif

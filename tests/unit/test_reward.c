@@ -1,0 +1,553 @@
+/* tests/unit/test_reward.c — reward models (workers/score/reward.h) on small constructed models.
+ *
+ * Models are written here through model_random + the safetensors writer, with the stories260K
+ * tokenizer (tok512.bin, 512 ids) from ../shared/data linked in:
+ *   - "zeroed" Llamas whose attention o_proj and MLP down_proj are zero, so the residual stream
+ *     of every token is its embedding and the expected ORM score / PRM probability is a
+ *     hand-computed dot product (independent of the engine);
+ *   - random Llamas, checked against model_forward logits of the equivalent causal LM whose
+ *     lm_head rows are the ORM's score.weight rows (ORM) or of the PRM itself run token by token
+ *     through the cache (PRM), and batch vs one-at-a-time.
+ * Plus step splitting, aggregation rules, spec validation (score.reward) and load errors.
+ */
+#include <jansson.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "jobs/spec.h"
+#include "tests/unit/model_testutil.h"
+#include "tests/unit/unit.h"
+#include "workers/model/safetensors.h"
+#include "workers/model/tokenizer.h"
+#include "workers/score/reward.h"
+
+/* ------------------------------------------------------------------ pure helpers */
+
+TEST(aggregate_rules) {
+    double s[4] = {0.9, 0.2, 0.7, 0.5};
+    EXPECT_NEAR(reward_aggregate(REWARD_AGG_LAST, s, 4), 0.5, 0);
+    EXPECT_NEAR(reward_aggregate(REWARD_AGG_MIN, s, 4), 0.2, 0);
+    EXPECT_NEAR(reward_aggregate(REWARD_AGG_PROD, s, 4), 0.9 * 0.2 * 0.7 * 0.5, 1e-15);
+    EXPECT_NEAR(reward_aggregate(REWARD_AGG_MIN, s, 1), 0.9, 0);
+    EXPECT(isnan(reward_aggregate(REWARD_AGG_LAST, s, 0)));
+    double t[3] = {0.4, NAN, 0.8};
+    EXPECT(isnan(reward_aggregate(REWARD_AGG_MIN, t, 3)));
+    reward_agg a;
+    reward_kind k;
+    EXPECT(reward_parse_agg("prod", &a) == 0 && a == REWARD_AGG_PROD);
+    EXPECT(reward_parse_agg(NULL, &a) == 0 && a == REWARD_AGG_LAST);
+    EXPECT(reward_parse_agg("mean", &a) == -1);
+    EXPECT(reward_parse_kind("prm", &k) == 0 && k == REWARD_PRM);
+    EXPECT(reward_parse_kind("", &k) == 0 && k == REWARD_ORM);
+    EXPECT(reward_parse_kind("bt", &k) == -1);
+}
+
+static int split(const char *r, const char *sep, size_t *out, int cap) {
+    size_t *e;
+    int n = reward_split_steps(r, strlen(r), sep, &e);
+    for (int i = 0; i < n && i < cap; i++) out[i] = e[i];
+    free(e);
+    return n;
+}
+
+TEST(split_steps) {
+    size_t e[8];
+    int n = split("a\n\nbc\n\nd", NULL, e, 8);
+    EXPECT_EQ_INT(n, 3);
+    EXPECT_EQ_INT(e[0], 3); EXPECT_EQ_INT(e[1], 7); EXPECT_EQ_INT(e[2], 8);
+    n = split("a\n\nbc\n\n", "\n\n", e, 8);   /* no tail: two steps */
+    EXPECT_EQ_INT(n, 2);
+    EXPECT_EQ_INT(e[1], 7);
+    n = split("a\n\nbc\n\n  \n", "\n\n", e, 8); /* whitespace tail is not a step */
+    EXPECT_EQ_INT(n, 2);
+    n = split("\n\n\n\nx\n\n", "\n\n", e, 8);   /* empty steps merge into the next */
+    EXPECT_EQ_INT(n, 1);
+    EXPECT_EQ_INT(e[0], 7);
+    n = split("", NULL, e, 8);                   /* always one step, at the end */
+    EXPECT_EQ_INT(n, 1);
+    EXPECT_EQ_INT(e[0], 0);
+    n = split("no separator here", NULL, e, 8);
+    EXPECT_EQ_INT(n, 1);
+    EXPECT_EQ_INT(e[0], 17);
+    n = split("s1 ки s2 ки s3", " ки", e, 8);
+    EXPECT_EQ_INT(n, 3);
+    EXPECT_EQ_INT(e[0], 2 + strlen(" ки"));
+}
+
+/* ------------------------------------------------------------------ model construction */
+
+typedef struct tensor_edit {
+    int zero_mixers;          /* zero every o_proj / down_proj (residual = embedding) */
+    const float *score;       /* add score.weight [labels, D] */
+    int labels;
+    const float *lm_head;     /* add lm_head.weight [V, D] (untied) */
+} tensor_edit;
+
+/* Copies the random model at src into dst with edits and a config rewritten: architectures =
+ * arch, tie_word_embeddings = tie, num_labels (if > 0); links the stories260K tokenizer. */
+static int derive_model(const char *src, const char *dst, const char *arch, int tie, int num_labels,
+                        const tensor_edit *ed) {
+    char p[1024], err[512];
+    snprintf(p, sizeof p, "%s/config.json", src);
+    json_t *cfg = json_load_file(p, 0, NULL);
+    if (!cfg) return -1;
+    json_object_set_new(cfg, "architectures", json_pack("[s]", arch));
+    json_object_set_new(cfg, "tie_word_embeddings", json_boolean(tie));
+    if (num_labels > 0) json_object_set_new(cfg, "num_labels", json_integer(num_labels));
+    json_object_set_new(cfg, "bos_token_id", json_integer(1));
+    json_object_set_new(cfg, "eos_token_id", json_integer(2));
+    snprintf(p, sizeof p, "%s/config.json", dst);
+    int rc = json_dump_file(cfg, p, JSON_INDENT(1));
+    int64_t D = json_integer_value(json_object_get(cfg, "hidden_size"));
+    int64_t V = json_integer_value(json_object_get(cfg, "vocab_size"));
+    json_decref(cfg);
+    if (rc) return -1;
+    st_file *f;
+    if (st_open(src, &f, err, sizeof err)) { printf("  %s\n", err); return -1; }
+    snprintf(p, sizeof p, "%s/model.safetensors", dst);
+    st_writer *w = st_writer_new(p);
+    float **tmp = calloc(st_count(f), sizeof *tmp);
+    for (int i = 0; i < st_count(f); i++) {
+        const st_tensor *t = st_at(f, i);
+        if (!strcmp(t->name, "lm_head.weight")) continue;
+        tmp[i] = st_tensor_to_f32(t);
+        if (ed && ed->zero_mixers && (strstr(t->name, "o_proj") || strstr(t->name, "down_proj")))
+            memset(tmp[i], 0, sizeof(float) * st_numel(t));
+        st_writer_add(w, t->name, OP_F32, t->ndim, t->shape, tmp[i]);
+    }
+    if (ed && ed->score) {
+        int64_t sh[2] = {ed->labels, D};
+        st_writer_add(w, "score.weight", OP_F32, 2, sh, ed->score);
+    }
+    if (ed && ed->lm_head) {
+        int64_t sh[2] = {V, D};
+        st_writer_add(w, "lm_head.weight", OP_F32, 2, sh, ed->lm_head);
+    }
+    rc = st_writer_finish(&w, err, sizeof err);
+    if (rc) printf("  %s\n", err);
+    for (int i = 0; i < st_count(f); i++) free(tmp[i]);
+    free(tmp);
+    st_close(&f);
+    char tk[PATH_MAX];
+    if (!realpath(unit_data_path("models/stories260K/tok512.bin"), tk)) return -1;
+    snprintf(p, sizeof p, "%s/tokenizer.bin", dst);
+    if (symlink(tk, p) != 0) return -1;
+    return rc;
+}
+
+static model_random_spec small_llama(uint64_t seed) {
+    model_random_spec s = mt_spec(MT_LLAMA_GQA);
+    s.vocab = 512;
+    s.layers = 2;
+    s.seed = seed;
+    return s;
+}
+
+static float *rand_vec(int n, uint64_t seed, float scale) {
+    float *v = malloc(sizeof(float) * n);
+    uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (int i = 0; i < n; i++) {
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        v[i] = scale * (float)((double)(x >> 11) / (double)(1ull << 53) * 2.0 - 1.0);
+    }
+    return v;
+}
+
+static int have_tokenizer(void) { return access(unit_data_path("models/stories260K/tok512.bin"), R_OK) == 0; }
+
+/* Host reference for a zeroed model: rmsnorm(embed[id]) * norm_w, in double. */
+static void zeroed_hidden(st_file *f, const model_config *c, int32_t id, double *h) {
+    const st_tensor *E = st_find(f, "model.embed_tokens.weight"), *N = st_find(f, "model.norm.weight");
+    float *e = st_tensor_to_f32(E), *nw = st_tensor_to_f32(N);
+    int D = c->hidden;
+    double ss = 0;
+    for (int i = 0; i < D; i++) ss += (double)e[(size_t)id * D + i] * e[(size_t)id * D + i];
+    double r = 1.0 / sqrt(ss / D + c->rms_eps);
+    for (int i = 0; i < D; i++) h[i] = e[(size_t)id * D + i] * r * nw[i];
+    free(e);
+    free(nw);
+}
+
+static const char *PROMPT = "Question: Lily had 3 apples and got 4 more. How many?\nAnswer: Let's think step by step.\n";
+static const char *RESP[4] = {
+    "Lily had 3 apples.\n\nShe got 4 more, so 3 + 4 = 7.\n\nThe answer is 7.",
+    "Once upon a time there was a dog.\n\nThe answer is 12.",
+    "",
+    "She got 4 more.\n\n\n\nSo 7 apples.\n\n",
+};
+
+/* ------------------------------------------------------------------ ORM */
+
+TEST(orm_zeroed_model_matches_hand_computation) {
+    if (!have_tokenizer()) { unit_skip("no ../shared/data/models/stories260K/tok512.bin"); return; }
+    char *base = mt_tmpdir("rm_base"), *orm = mt_tmpdir("rm_orm");
+    char err[1024] = "";
+    model_random_spec s = small_llama(11);
+    EXPECT(model_write_random(base, &s, err, sizeof err) == 0);
+    float *w = rand_vec(2 * s.hidden, 5, 1.0f);
+    tensor_edit ed = {1, w, 2, NULL};
+    EXPECT(derive_model(base, orm, "LlamaForSequenceClassification", 0, 2, &ed) == 0);
+    reward_spec rs = {orm, "orm", "cpu", NULL, NULL, NULL};
+    reward_model *rm = NULL;
+    int rc = reward_load(&rs, &rm, err, sizeof err);
+    EXPECT_MSG(rc == 0, "%s", err);
+    if (rc == 0) {
+        EXPECT_EQ_INT(reward_num_labels(rm), 2);
+        st_file *f;
+        EXPECT(st_open(orm, &f, err, sizeof err) == 0);
+        model_config c;
+        EXPECT(model_config_load(base, &c, err, sizeof err) == 0);
+        for (int i = 0; i < 4; i++) {
+            int32_t *ids;
+            int n, *pos, ns;
+            EXPECT(reward_tokenize(rm, PROMPT, RESP[i], &ids, &n, &pos, &ns, err, sizeof err) == 0);
+            EXPECT_EQ_INT(ns, 1);
+            EXPECT_EQ_INT(pos[0], n - 1);
+            EXPECT_EQ_INT(ids[0], 1); /* BOS */
+            double h[64], l0 = 0, l1 = 0;
+            zeroed_hidden(f, &c, ids[n - 1], h);
+            for (int d = 0; d < c.hidden; d++) { l0 += w[d] * h[d]; l1 += w[c.hidden + d] * h[d]; }
+            double expect = 1.0 / (1.0 + exp(l0 - l1)); /* softmax(l)[1] */
+            reward_item it = {PROMPT, RESP[i]};
+            reward_result r;
+            EXPECT(reward_score_batch(rm, &it, 1, &r, err, sizeof err) == 0);
+            EXPECT_NEAR(r.reward, expect, 1e-5);
+            EXPECT(r.steps == NULL && r.n_steps == 0);
+            reward_result_free(&r, 1);
+            free(ids);
+            free(pos);
+        }
+        st_close(&f);
+    }
+    reward_destroy(&rm);
+    free(w);
+    mt_rmdir(base);
+    mt_rmdir(orm);
+}
+
+TEST(orm_matches_causal_lm_with_score_rows_as_lm_head) {
+    if (!have_tokenizer()) { unit_skip("no tok512.bin"); return; }
+    char *base = mt_tmpdir("rm_base"), *orm = mt_tmpdir("rm_orm"), *clm = mt_tmpdir("rm_clm");
+    char err[1024] = "";
+    model_random_spec s = small_llama(12);
+    EXPECT(model_write_random(base, &s, err, sizeof err) == 0);
+    float *w = rand_vec(s.hidden, 6, 0.5f);
+    tensor_edit e1 = {0, w, 1, NULL};
+    EXPECT(derive_model(base, orm, "LlamaForSequenceClassification", 0, 1, &e1) == 0);
+    float *head = calloc((size_t)s.vocab * s.hidden, sizeof(float));
+    memcpy(head + (size_t)7 * s.hidden, w, sizeof(float) * s.hidden); /* row 7 = the score row */
+    tensor_edit e2 = {0, NULL, 0, head};
+    EXPECT(derive_model(base, clm, "LlamaForCausalLM", 0, 0, &e2) == 0);
+    reward_spec rs = {orm, "orm", "cpu", NULL, NULL, NULL};
+    reward_model *rm = NULL;
+    int rc = reward_load(&rs, &rm, err, sizeof err);
+    EXPECT_MSG(rc == 0, "%s", err);
+    op_backend *be = op_backend_new("cpu", err, sizeof err);
+    model *m = NULL;
+    EXPECT_MSG(model_load(clm, be, &m, err, sizeof err) == 0, "%s", err);
+    if (rc == 0 && m) {
+        kv_cache *kv;
+        EXPECT(kv_cache_new(be, model_cfg(m), 16, 64, 0, &kv, err, sizeof err) == 0);
+        reward_item items[4];
+        for (int i = 0; i < 4; i++) { items[i].prompt = PROMPT; items[i].response = RESP[i]; }
+        reward_result res[4];
+        EXPECT(reward_score_batch(rm, items, 4, res, err, sizeof err) == 0); /* packed in one forward */
+        int V = s.vocab;
+        double seen[4];
+        for (int i = 0; i < 4; i++) {
+            int32_t *ids;
+            int n, *pos, ns;
+            EXPECT(reward_tokenize(rm, PROMPT, RESP[i], &ids, &n, &pos, &ns, err, sizeof err) == 0);
+            float *lg = malloc(sizeof(float) * (size_t)n * V);
+            mt_run_seq(m, kv, ids, n, 5, lg); /* token chunks of 5: another code path */
+            double expect = lg[(size_t)(n - 1) * V + 7];
+            EXPECT_NEAR(res[i].reward, expect, 1e-4 + 1e-4 * fabs(expect));
+            /* one at a time through the ids API gives the same */
+            reward_result one;
+            EXPECT(reward_score_ids(rm, ids, n, pos, ns, &one, err, sizeof err) == 0);
+            EXPECT_NEAR(one.reward, res[i].reward, 1e-4);
+            reward_set_max_step(rm, 9); /* chunked */
+            EXPECT(reward_score_ids(rm, ids, n, pos, ns, &one, err, sizeof err) == 0);
+            EXPECT_NEAR(one.reward, res[i].reward, 1e-4);
+            reward_set_max_step(rm, 2048);
+            seen[i] = res[i].reward;
+            free(lg);
+            free(ids);
+            free(pos);
+        }
+        EXPECT(seen[0] != seen[1]); /* the head actually distinguishes inputs */
+        kv_cache_destroy(&kv);
+    }
+    model_destroy(&m);
+    if (be) be->destroy(&be);
+    reward_destroy(&rm);
+    free(w);
+    free(head);
+    mt_rmdir(base);
+    mt_rmdir(orm);
+    mt_rmdir(clm);
+}
+
+TEST(orm_load_errors) {
+    if (!have_tokenizer()) { unit_skip("no tok512.bin"); return; }
+    char *base = mt_tmpdir("rm_base"), *d1 = mt_tmpdir("rm_e1"), *d2 = mt_tmpdir("rm_e2");
+    char err[1024] = "";
+    model_random_spec s = small_llama(13);
+    EXPECT(model_write_random(base, &s, err, sizeof err) == 0);
+    EXPECT(derive_model(base, d1, "LlamaForSequenceClassification", 0, 1, NULL) == 0); /* no score head */
+    reward_spec rs = {d1, "orm", "cpu", NULL, NULL, NULL};
+    reward_model *rm = NULL;
+    EXPECT(reward_load(&rs, &rm, err, sizeof err) == -1 && rm == NULL);
+    EXPECT_MSG(strstr(err, "score.weight is missing") != NULL, "%s", err);
+    float *w = rand_vec(3 * s.hidden, 1, 1.0f);
+    tensor_edit ed = {0, w, 3, NULL};
+    EXPECT(derive_model(base, d2, "LlamaForSequenceClassification", 0, 2, &ed) == 0); /* num_labels 2 vs 3 rows */
+    rs.model = d2;
+    EXPECT(reward_load(&rs, &rm, err, sizeof err) == -1);
+    EXPECT_MSG(strstr(err, "num_labels") != NULL, "%s", err);
+    rs.kind = "bt";
+    EXPECT(reward_load(&rs, &rm, err, sizeof err) == -1);
+    EXPECT_MSG(strstr(err, "reward.kind") != NULL, "%s", err);
+    char *d3 = mt_tmpdir("rm_e3");
+    EXPECT(derive_model(base, d3, "LlamaForCausalLM", 1, 0, NULL) == 0);
+    rs.model = d3;
+    rs.kind = "prm";
+    rs.prm_token = NULL;
+    EXPECT(reward_load(&rs, &rm, err, sizeof err) == -1);
+    EXPECT_MSG(strstr(err, "reward.prm_token") != NULL, "%s", err);
+    rs.prm_token = "hello world again";
+    EXPECT(reward_load(&rs, &rm, err, sizeof err) == -1);
+    EXPECT_MSG(strstr(err, "tokens for this tokenizer") != NULL, "%s", err);
+    rs.prm_token = "The";
+    rs.prm_aggregate = "mean";
+    EXPECT(reward_load(&rs, &rm, err, sizeof err) == -1);
+    EXPECT_MSG(strstr(err, "reward.prm_aggregate") != NULL, "%s", err);
+    rs.prm_aggregate = NULL;
+    rs.kind = "orm"; /* a causal LM has no score head */
+    EXPECT(reward_load(&rs, &rm, err, sizeof err) == -1);
+    EXPECT_MSG(strstr(err, "score.weight is missing") != NULL, "%s", err);
+    mt_rmdir(d3);
+    rs.model = "/nonexistent/rm";
+    EXPECT(reward_load(&rs, &rm, err, sizeof err) == -1);
+    EXPECT_MSG(strstr(err, "/nonexistent/rm") != NULL, "%s", err);
+    free(w);
+    mt_rmdir(base);
+    mt_rmdir(d1);
+    mt_rmdir(d2);
+}
+
+/* ------------------------------------------------------------------ PRM */
+
+TEST(prm_step_positions_follow_the_text) {
+    if (!have_tokenizer()) { unit_skip("no tok512.bin"); return; }
+    char *base = mt_tmpdir("rm_base"), *prm = mt_tmpdir("rm_prm");
+    char err[1024] = "";
+    model_random_spec s = small_llama(14);
+    EXPECT(model_write_random(base, &s, err, sizeof err) == 0);
+    EXPECT(derive_model(base, prm, "LlamaForCausalLM", 1, 0, NULL) == 0);
+    reward_spec rs = {prm, "prm", "cpu", "The", NULL, NULL};
+    reward_model *rm = NULL;
+    int rc = reward_load(&rs, &rm, err, sizeof err);
+    EXPECT_MSG(rc == 0, "%s", err);
+    if (rc == 0) {
+        tok *tk;
+        EXPECT(tok_load(prm, &tk, err, sizeof err) == 0);
+        for (int i = 0; i < 4; i++) {
+            int32_t *ids;
+            int n, *pos, ns;
+            EXPECT(reward_tokenize(rm, PROMPT, RESP[i], &ids, &n, &pos, &ns, err, sizeof err) == 0);
+            size_t *ends;
+            int ne = reward_split_steps(RESP[i], strlen(RESP[i]), "\n\n", &ends);
+            EXPECT_EQ_INT(ns, ne);
+            for (int k = 0; k < ns && k < ne; k++) {
+                /* the tokens up to the step end decode to the text up to the step end */
+                util_buf b;
+                util_buf_init(&b);
+                tok_decode(tk, ids, pos[k] + 1, &b);
+                size_t want = strlen(PROMPT) + ends[k];
+                char *full = malloc(want + 1);
+                snprintf(full, want + 1, "%s%s", PROMPT, RESP[i]);
+                /* decode renders BOS as "<s>"-like text for llama2.c? it drops nothing but the BOS piece */
+                const char *dec = b.data ? b.data : "";
+                size_t skip = strlen(dec) >= want ? strlen(dec) - want : 0;
+                EXPECT_MSG(strlen(dec) >= want && !strcmp(dec + skip, full), "step %d of resp %d: [%s] vs [%s]", k, i, dec, full);
+                free(full);
+                util_buf_free(&b);
+            }
+            if (ns > 1) EXPECT(pos[ns - 2] < pos[ns - 1]);
+            free(ends);
+            free(ids);
+            free(pos);
+        }
+        tok_destroy(&tk);
+    }
+    reward_destroy(&rm);
+    mt_rmdir(base);
+    mt_rmdir(prm);
+}
+
+TEST(prm_zeroed_model_matches_hand_computation) {
+    if (!have_tokenizer()) { unit_skip("no tok512.bin"); return; }
+    char *base = mt_tmpdir("rm_base"), *prm = mt_tmpdir("rm_prm");
+    char err[1024] = "";
+    model_random_spec s = small_llama(15);
+    EXPECT(model_write_random(base, &s, err, sizeof err) == 0);
+    tensor_edit ed = {1, NULL, 0, NULL};
+    EXPECT(derive_model(base, prm, "LlamaForCausalLM", 1, 0, &ed) == 0);
+    const char *aggs[3] = {"last", "min", "prod"};
+    for (int a = 0; a < 3; a++) {
+        reward_spec rs = {prm, "prm", "cpu", "The", "\n\n", aggs[a]};
+        reward_model *rm = NULL;
+        int rc = reward_load(&rs, &rm, err, sizeof err);
+        EXPECT_MSG(rc == 0, "%s", err);
+        if (rc) break;
+        int32_t good = reward_prm_token_id(rm);
+        EXPECT(good > 2 && good < 512);
+        st_file *f;
+        EXPECT(st_open(prm, &f, err, sizeof err) == 0);
+        model_config c;
+        EXPECT(model_config_load(prm, &c, err, sizeof err) == 0);
+        float *E = st_tensor_to_f32(st_find(f, "model.embed_tokens.weight")); /* tied lm_head */
+        reward_item items[4];
+        for (int i = 0; i < 4; i++) { items[i].prompt = PROMPT; items[i].response = RESP[i]; }
+        reward_result res[4];
+        EXPECT(reward_score_batch(rm, items, 4, res, err, sizeof err) == 0);
+        for (int i = 0; i < 4; i++) {
+            int32_t *ids;
+            int n, *pos, ns;
+            EXPECT(reward_tokenize(rm, PROMPT, RESP[i], &ids, &n, &pos, &ns, err, sizeof err) == 0);
+            EXPECT_EQ_INT(res[i].n_steps, ns);
+            double agg = a == 2 ? 1.0 : a == 1 ? INFINITY : 0;
+            for (int k = 0; k < ns && k < res[i].n_steps; k++) {
+                double h[64], mx = -INFINITY, z = 0, lg[512];
+                zeroed_hidden(f, &c, ids[pos[k]], h);
+                for (int v = 0; v < c.vocab_size; v++) {
+                    double d = 0;
+                    for (int j = 0; j < c.hidden; j++) d += (double)E[(size_t)v * c.hidden + j] * h[j];
+                    lg[v] = d;
+                    if (d > mx) mx = d;
+                }
+                for (int v = 0; v < c.vocab_size; v++) z += exp(lg[v] - mx);
+                double p = exp(lg[good] - mx) / z;
+                EXPECT_NEAR(res[i].steps[k], p, 1e-5);
+                if (a == 0) agg = p;
+                else if (a == 1) agg = p < agg ? p : agg;
+                else agg *= p;
+            }
+            EXPECT_NEAR(res[i].reward, agg, 1e-5);
+            free(ids);
+            free(pos);
+        }
+        EXPECT_EQ_INT(res[0].n_steps, 3);
+        EXPECT_EQ_INT(res[2].n_steps, 1); /* empty response: one step at the end of the prompt */
+        EXPECT_EQ_INT(res[3].n_steps, 2);
+        reward_result_free(res, 4);
+        free(E);
+        st_close(&f);
+        reward_destroy(&rm);
+    }
+    mt_rmdir(base);
+    mt_rmdir(prm);
+}
+
+TEST(prm_random_model_matches_model_forward) {
+    if (!have_tokenizer()) { unit_skip("no tok512.bin"); return; }
+    char *base = mt_tmpdir("rm_base"), *prm = mt_tmpdir("rm_prm");
+    char err[1024] = "";
+    model_random_spec s = small_llama(16);
+    EXPECT(model_write_random(base, &s, err, sizeof err) == 0);
+    EXPECT(derive_model(base, prm, "LlamaForCausalLM", 1, 0, NULL) == 0);
+    reward_spec rs = {prm, "prm", "cpu", "The", NULL, "min"};
+    reward_model *rm = NULL;
+    int rc = reward_load(&rs, &rm, err, sizeof err);
+    EXPECT_MSG(rc == 0, "%s", err);
+    op_backend *be = op_backend_new("cpu", err, sizeof err);
+    model *m = NULL;
+    EXPECT_MSG(model_load(prm, be, &m, err, sizeof err) == 0, "%s", err);
+    if (rc == 0 && m) {
+        kv_cache *kv;
+        EXPECT(kv_cache_new(be, model_cfg(m), 16, 64, 0, &kv, err, sizeof err) == 0);
+        reward_item items[4];
+        for (int i = 0; i < 4; i++) { items[i].prompt = PROMPT; items[i].response = RESP[i]; }
+        reward_result res[4];
+        EXPECT(reward_score_batch(rm, items, 4, res, err, sizeof err) == 0);
+        int V = s.vocab, good = reward_prm_token_id(rm);
+        for (int i = 0; i < 4; i++) {
+            int32_t *ids;
+            int n, *pos, ns;
+            EXPECT(reward_tokenize(rm, PROMPT, RESP[i], &ids, &n, &pos, &ns, err, sizeof err) == 0);
+            float *lg = malloc(sizeof(float) * (size_t)n * V);
+            mt_run_seq(m, kv, ids, n, 1, lg); /* decode-style, one token per step */
+            double mn = INFINITY;
+            for (int k = 0; k < ns; k++) {
+                const float *row = lg + (size_t)pos[k] * V;
+                double mx = -INFINITY, z = 0;
+                for (int v = 0; v < V; v++) if (row[v] > mx) mx = row[v];
+                for (int v = 0; v < V; v++) z += exp(row[v] - mx);
+                double p = exp(row[good] - mx) / z;
+                EXPECT_NEAR(res[i].steps[k], p, 1e-5);
+                if (p < mn) mn = p;
+            }
+            EXPECT_NEAR(res[i].reward, mn, 1e-5);
+            /* chunked through the cache (7 tokens per forward) gives the same */
+            reward_set_max_step(rm, 7);
+            reward_result ch;
+            EXPECT(reward_score_batch(rm, &items[i], 1, &ch, err, sizeof err) == 0);
+            EXPECT_EQ_INT(ch.n_steps, res[i].n_steps);
+            for (int k = 0; k < ch.n_steps && k < res[i].n_steps; k++) EXPECT_NEAR(ch.steps[k], res[i].steps[k], 1e-5);
+            reward_result_free(&ch, 1);
+            reward_set_max_step(rm, 2048);
+            free(lg);
+            free(ids);
+            free(pos);
+        }
+        reward_result_free(res, 4);
+        kv_cache_destroy(&kv);
+    }
+    model_destroy(&m);
+    if (be) be->destroy(&be);
+    reward_destroy(&rm);
+    mt_rmdir(base);
+    mt_rmdir(prm);
+}
+
+TEST(cache_reloads_only_on_change) {
+    if (!have_tokenizer()) { unit_skip("no tok512.bin"); return; }
+    char *base = mt_tmpdir("rm_base"), *prm = mt_tmpdir("rm_prm");
+    char err[1024] = "";
+    model_random_spec s = small_llama(17);
+    EXPECT(model_write_random(base, &s, err, sizeof err) == 0);
+    EXPECT(derive_model(base, prm, "LlamaForCausalLM", 1, 0, NULL) == 0);
+    reward_cache *c = reward_cache_new();
+    reward_spec rs = {prm, "prm", "cpu", "The", NULL, NULL};
+    reward_model *a = reward_cache_get(c, &rs, err, sizeof err);
+    reward_model *b = reward_cache_get(c, &rs, err, sizeof err);
+    EXPECT(a && a == b);
+    EXPECT_EQ_INT(reward_cache_loads(c), 1);
+    rs.prm_aggregate = "prod";
+    EXPECT(reward_cache_get(c, &rs, err, sizeof err) != NULL);
+    EXPECT_EQ_INT(reward_cache_loads(c), 2);
+    rs.prm_token = "a b c d";
+    EXPECT(reward_cache_get(c, &rs, err, sizeof err) == NULL);
+    reward_cache_destroy(&c);
+    EXPECT(c == NULL);
+    mt_rmdir(base);
+    mt_rmdir(prm);
+}
+
+int main(void) {
+    RUN(aggregate_rules);
+    RUN(split_steps);
+    RUN(orm_zeroed_model_matches_hand_computation);
+    RUN(orm_matches_causal_lm_with_score_rows_as_lm_head);
+    RUN(orm_load_errors);
+    RUN(prm_step_positions_follow_the_text);
+    RUN(prm_zeroed_model_matches_hand_computation);
+    RUN(prm_random_model_matches_model_forward);
+    RUN(cache_reloads_only_on_change);
+    return unit_summary();
+}
