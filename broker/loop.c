@@ -64,6 +64,9 @@ typedef struct brk_loop {
     store *st;
     void *zctx, *cli, *wrk;
     zap_handler *zap;              /* NULL unless CURVE with an allow-list */
+    void *cli_mon, *wrk_mon;       /* handshake monitors (CURVE only; NULL otherwise) */
+    int64_t hs_window_ms;
+    uint32_t hs_logged, hs_suppressed;
     brk_registry reg, snap;
     in_msg *in;
     uint32_t n_in;
@@ -459,6 +462,30 @@ static void send_outbox(brk_loop *L) {
     out_clear(L);
 }
 
+/* Logs handshake failures seen on one endpoint (CURVE mode): a plaintext peer or a wrong server
+ * key never reaches the ZAP handler, so this is where such refusals show. Key refusals are
+ * logged by the ZAP handler itself. Rate-limited like malformed messages. */
+static void drain_monitor(brk_loop *L, void *mon, const char *name, const char *ep) {
+    uint16_t event;
+    uint32_t value;
+    for (int i = 0; i < 256 && zap_monitor_read(mon, &event, &value); i++) {
+        if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) continue;   /* the ZAP handler logged it */
+        int64_t now = util_now_ms();
+        if (now - L->hs_window_ms >= 1000) {
+            if (L->hs_suppressed) LOG_WARN("loop: %u more failed handshake(s) not logged", L->hs_suppressed);
+            L->hs_window_ms = now;
+            L->hs_logged = 0;
+            L->hs_suppressed = 0;
+        }
+        char what[160];
+        if (L->hs_logged++ < 20)
+            LOG_WARN("loop: refused a connection on the %s endpoint %s: %s", name, ep,
+                     zap_handshake_describe(event, value, what, sizeof what));
+        else
+            L->hs_suppressed++;
+    }
+}
+
 static void heartbeat_all(brk_loop *L) {
     proto_writer *hb = proto_writer_new("heartbeat", 0);
     for (int i = 0; i < L->reg.n; i++)
@@ -486,6 +513,10 @@ int brk_run(const brk_config *cfg, volatile sig_atomic_t *stop, char *err, size_
     if (cfg->curve && cfg->allow && zap_handler_start(L.zctx, cfg->allow, &L.zap, err, errlen) != 0) goto done;
     if (!(L.cli = make_router(&L, cfg->clients_ep, "clients", err, errlen))) goto done;
     if (!(L.wrk = make_router(&L, cfg->workers_ep, "workers", err, errlen))) goto done;
+    if (cfg->curve) {
+        L.cli_mon = zap_monitor_open(L.zctx, L.cli);
+        L.wrk_mon = zap_monitor_open(L.zctx, L.wrk);
+    }
     if (recover(&L, err, errlen) != 0) goto done;
     LOG_INFO("loop: serving clients on %s, workers on %s (%s)", cfg->clients_ep, cfg->workers_ep,
              !cfg->curve ? "plaintext, no authentication"
@@ -497,20 +528,26 @@ int brk_run(const brk_config *cfg, volatile sig_atomic_t *stop, char *err, size_
     int64_t next_lease = now + lease_tick;
     int64_t next_maint = now + 10000;
     int64_t next_log = now + 10000;
-    zmq_pollitem_t items[2] = {{L.cli, 0, ZMQ_POLLIN, 0}, {L.wrk, 0, ZMQ_POLLIN, 0}};
+    zmq_pollitem_t items[4] = {{L.cli, 0, ZMQ_POLLIN, 0}, {L.wrk, 0, ZMQ_POLLIN, 0},
+                               {L.cli_mon, 0, ZMQ_POLLIN, 0}, {L.wrk_mon, 0, ZMQ_POLLIN, 0}};
+    int n_items = L.cli_mon && L.wrk_mon ? 4 : 2;
     ret = 0;
     while (!*stop) {
         now = util_now_ms();
         int64_t wake = next_hb < next_lease ? next_hb : next_lease;
         long timeout = wake > now ? (long)(wake - now) : 0;
         if (L.n_undel_next) timeout = 0;
-        int n = zmq_poll(items, 2, timeout);
+        int n = zmq_poll(items, n_items, timeout);
         if (n < 0 && zmq_errno() != EINTR) {
             util_err(err, errlen, "broker: zmq_poll: %s", zmq_strerror(zmq_errno()));
             ret = -1;
             break;
         }
         L.n_in = 0;
+        if (n > 0 && n_items == 4) {
+            if (items[2].revents & ZMQ_POLLIN) drain_monitor(&L, L.cli_mon, "clients", cfg->clients_ep);
+            if (items[3].revents & ZMQ_POLLIN) drain_monitor(&L, L.wrk_mon, "workers", cfg->workers_ep);
+        }
         if (n > 0) {
             drain_socket(&L, L.cli, 0);
             drain_socket(&L, L.wrk, 1);
@@ -573,6 +610,8 @@ done:
     free(L.in);
     free(L.undel);
     free(L.undel_next);
+    if (L.cli_mon) zmq_close(L.cli_mon);
+    if (L.wrk_mon) zmq_close(L.wrk_mon);
     if (L.cli) zmq_close(L.cli);
     if (L.wrk) zmq_close(L.wrk);
     zap_handler_stop(&L.zap);

@@ -11,7 +11,8 @@
 
 void payload_params_encode(const job_spec *spec, uint8_t **out, size_t *len) {
     proto_writer *w = proto_writer_new(NULL, 0);
-    proto_w_map(w, 6);
+    int has_reward = spec->score.reward.model[0] != 0; /* optional reward model (REWARD engineer) */
+    proto_w_map(w, has_reward ? 7 : 6);
     proto_w_key(w, "model");
     proto_w_map(w, 4);
     proto_w_key(w, "backend"); proto_w_str(w, spec->model.backend);
@@ -41,6 +42,16 @@ void payload_params_encode(const job_spec *spec, uint8_t **out, size_t *len) {
     proto_w_array(w, (uint32_t)nk);
     for (int i = 0; i < nk; i++) proto_w_i64(w, spec->aggregate.k[i]);
     proto_w_key(w, "seed"); proto_w_u64(w, spec->sampling.seed);
+    if (has_reward) {
+        proto_w_key(w, "reward");
+        proto_w_map(w, 6);
+        proto_w_key(w, "model"); proto_w_str(w, spec->score.reward.model);
+        proto_w_key(w, "kind"); proto_w_str(w, spec->score.reward.kind);
+        proto_w_key(w, "device"); proto_w_str(w, spec->score.reward.device);
+        proto_w_key(w, "prm_token"); proto_w_str(w, spec->score.reward.prm_token);
+        proto_w_key(w, "prm_separator"); proto_w_str(w, spec->score.reward.prm_separator);
+        proto_w_key(w, "prm_aggregate"); proto_w_str(w, spec->score.reward.prm_aggregate);
+    }
     size_t n;
     const void *d = proto_writer_data(w, &n);
     *out = xmalloc(n);
@@ -87,10 +98,16 @@ static int write_score(store_txn *t, const store_job *job, const store_task *tas
                        proto_writer *w) {
     char jid[24];
     store_job_id_format(job->id, jid, sizeof jid);
-    proto_w_map(w, 4);
+    /* with a reward model the scorer also needs the prompt: {template, system} + each question */
+    const proto_val *reward = proto_get(params, "reward");
+    proto_w_map(w, reward ? 6 : 4);
     proto_w_key(w, "job"); proto_w_str(w, jid);
     proto_w_key(w, "chunk"); proto_w_u64(w, task->chunk);
     proto_w_key(w, "grader"); w_param(w, params, "grader", 0);
+    if (reward) {
+        proto_w_key(w, "reward"); proto_w_val(w, reward);
+        proto_w_key(w, "prompt"); w_param(w, params, "prompt", 1);
+    }
     proto_w_key(w, "items");
     /* a score chunk is released only when its sample chunk is complete: every (p, s) exists */
     proto_w_array(w, (task->p_end - task->p_begin) * job->n_samples);
@@ -103,11 +120,12 @@ static int write_score(store_txn *t, const store_job *job, const store_task *tas
             rc = store_generation_get(t, job->id, p, s, &g);
             if (rc == STORE_ERR_NOTFOUND) { g.text = ""; g.text_len = 0; }
             else if (rc) return rc;
-            proto_w_map(w, 4);
+            proto_w_map(w, reward ? 5 : 4);
             proto_w_key(w, "p"); proto_w_u64(w, p);
             proto_w_key(w, "s"); proto_w_u64(w, s);
             proto_w_key(w, "text"); proto_w_strn(w, g.text, g.text_len);
             proto_w_key(w, "answer"); proto_w_str(w, pr.answer);
+            if (reward) { proto_w_key(w, "question"); proto_w_str(w, pr.question); }
         }
     }
     return STORE_OK;

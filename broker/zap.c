@@ -345,3 +345,65 @@ void zap_handler_counts(const zap_handler *h, uint64_t *allowed, uint64_t *refus
     if (allowed) *allowed = h ? (uint64_t)atomic_load(&m->allowed) : 0;
     if (refused) *refused = h ? (uint64_t)atomic_load(&m->refused) : 0;
 }
+
+/* ---------------------------------------------------------------- handshake monitor */
+
+void *zap_monitor_open(void *zctx, void *sock) {
+    char ep[64];
+    snprintf(ep, sizeof ep, "inproc://thinkfast-monitor-%p", sock);
+    if (zmq_socket_monitor(sock, ep, ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                                         ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) != 0) {
+        LOG_DEBUG("zap: socket monitor unavailable: %s", zmq_strerror(zmq_errno()));
+        return NULL;
+    }
+    void *pair = zmq_socket(zctx, ZMQ_PAIR);
+    if (!pair) return NULL;
+    int zero = 0;
+    zmq_setsockopt(pair, ZMQ_LINGER, &zero, sizeof zero);
+    if (zmq_connect(pair, ep) != 0) {
+        LOG_DEBUG("zap: connect %s: %s", ep, zmq_strerror(zmq_errno()));
+        zmq_close(pair);
+        return NULL;
+    }
+    return pair;
+}
+
+int zap_monitor_read(void *pair, uint16_t *event, uint32_t *value) {
+    if (!pair) return 0;
+    zmq_msg_t ev;
+    zmq_msg_init(&ev);
+    if (zmq_msg_recv(&ev, pair, ZMQ_DONTWAIT) < 0) { zmq_msg_close(&ev); return 0; }
+    *event = 0;
+    *value = 0;
+    if (zmq_msg_size(&ev) >= 6) {   /* 4.x event frame: u16 event, u32 value (native order) */
+        memcpy(event, zmq_msg_data(&ev), 2);
+        memcpy(value, (const char *)zmq_msg_data(&ev) + 2, 4);
+    }
+    int more = zmq_msg_more(&ev);
+    zmq_msg_close(&ev);
+    while (more) {   /* the endpoint frame */
+        zmq_msg_t part;
+        zmq_msg_init(&part);
+        if (zmq_msg_recv(&part, pair, ZMQ_DONTWAIT) < 0) { zmq_msg_close(&part); break; }
+        more = zmq_msg_more(&part);
+        zmq_msg_close(&part);
+    }
+    return 1;
+}
+
+const char *zap_handshake_describe(uint16_t event, uint32_t value, char *buf, size_t cap) {
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+        snprintf(buf, cap, "refused by the ZAP handler (status %u)", value);
+    } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
+        const char *what = value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH ? "security mechanism mismatch (CURVE on one side only)"
+                           : value == ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC ? "cryptographic error (wrong server key?)"
+                           : value == ZMQ_PROTOCOL_ERROR_ZMTP_KEY_EXCHANGE ? "key exchange failed"
+                           : (value & 0xF0000000u) == 0x20000000u ? "bad ZAP reply" : "ZMTP error";
+        snprintf(buf, cap, "protocol error: %s (0x%08x)", what, value);
+    } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
+        snprintf(buf, cap, "connection dropped during the handshake (%s)", value ? strerror((int)value) : "no detail");
+    } else {
+        snprintf(buf, cap, "socket event 0x%x (value %u)", event, value);
+    }
+    return buf;
+}

@@ -80,4 +80,18 @@ void zap_handler_stop(zap_handler **h);
 /* Counters since start (thread-safe reads). */
 void zap_handler_counts(const zap_handler *h, uint64_t *allowed, uint64_t *refused);
 
+/* ---- handshake monitor (either side of a connection) ----
+ * ZAP only sees CURVE handshakes that got as far as a client key; a plaintext peer meeting a
+ * CURVE socket (or a wrong server key) fails earlier and is visible only as a socket-monitor
+ * event. These helpers watch one socket for handshake failures. */
+
+/* Starts monitoring `sock` (call from the thread that owns it) for the HANDSHAKE_FAILED events
+ * and returns the PAIR socket to poll/read (owned by the caller: zmq_close it before or with
+ * `sock`), or NULL when monitoring is unavailable (logged at debug; not fatal). */
+void *zap_monitor_open(void *zctx, void *sock);
+/* Reads one event without blocking: 1 with event and value set, 0 when none is pending. */
+int zap_monitor_read(void *pair, uint16_t *event, uint32_t *value);
+/* Human text for a handshake-failure event ("protocol error: security mechanism mismatch"). */
+const char *zap_handshake_describe(uint16_t event, uint32_t value, char *buf, size_t cap);
+
 #endif

@@ -103,7 +103,9 @@ static const char *const KEYS_DATASET[] = {"path", "format", "limit", "n", "seed
 static const char *const KEYS_PROMPT[] = {"template", "system", NULL};
 static const char *const KEYS_SAMPLING[] = {"n", "temperature", "top_p", "top_k", "min_p",
                                             "max_tokens", "seed", "stop", NULL};
-static const char *const KEYS_SCORE[] = {"grader", NULL};
+static const char *const KEYS_SCORE[] = {"grader", "reward", NULL};
+static const char *const KEYS_REWARD[] = {"model", "kind", "device", "prm_token", "prm_separator",
+                                          "prm_aggregate", NULL};
 static const char *const KEYS_AGGREGATE[] = {"k", NULL};
 
 static const struct {
@@ -111,7 +113,7 @@ static const struct {
     const char *const *keys;
 } SECTIONS[] = {{"", KEYS_TOP},          {"model", KEYS_MODEL},   {"dataset", KEYS_DATASET},
                 {"prompt", KEYS_PROMPT}, {"sampling", KEYS_SAMPLING}, {"score", KEYS_SCORE},
-                {"aggregate", KEYS_AGGREGATE}};
+                {"aggregate", KEYS_AGGREGATE}, {"score.reward", KEYS_REWARD}};
 
 /* Edit distance (case-insensitive) for "did you mean", capped for long strings. */
 static int edit_distance(const char *a, const char *b) {
@@ -476,6 +478,65 @@ static int parse_sampling(pctx *c, const json_t *m, job_spec *s) {
     return 0;
 }
 
+/* score.reward: the optional reward model (workers/score/reward.h). */
+static int parse_reward(pctx *c, const json_t *score, job_spec *s) {
+    const json_t *r = score ? json_object_get(score, "reward") : NULL;
+    if (!r) return 0;
+    char got[96];
+    if (!json_is_object(r)) {
+        describe(r, got, sizeof got);
+        return fail_at(c, "score.reward", 0, "expected an object, got %s", got);
+    }
+    if (check_keys(c, r, "score.reward", KEYS_REWARD)) return -1;
+    strcpy(s->score.reward.kind, "orm");
+    strcpy(s->score.reward.device, "auto");
+    strcpy(s->score.reward.prm_separator, "\n\n");
+    strcpy(s->score.reward.prm_aggregate, "last");
+    int has_model = 0;
+    const char *sec = "score.reward";
+    if (get_str(c, r, sec, "model", s->score.reward.model, sizeof s->score.reward.model, NULL, NULL,
+                &has_model) ||
+        get_str(c, r, sec, "kind", s->score.reward.kind, sizeof s->score.reward.kind, "orm|prm",
+                "kind", NULL) ||
+        get_str(c, r, sec, "device", s->score.reward.device, sizeof s->score.reward.device, NULL,
+                NULL, NULL) ||
+        get_str(c, r, sec, "prm_token", s->score.reward.prm_token,
+                sizeof s->score.reward.prm_token, NULL, NULL, NULL) ||
+        get_str(c, r, sec, "prm_separator", s->score.reward.prm_separator,
+                sizeof s->score.reward.prm_separator, NULL, NULL, NULL) ||
+        get_str(c, r, sec, "prm_aggregate", s->score.reward.prm_aggregate,
+                sizeof s->score.reward.prm_aggregate, "last|min|prod", "aggregate rule", NULL))
+        return -1;
+    if (!s->score.reward.model[0])
+        return fail_at(c, "score.reward.model", 0, "required (a reward model directory)");
+    const char *d = s->score.reward.device;
+    int dev_ok = !strcmp(d, "auto") || !strcmp(d, "cpu") || !strcmp(d, "cuda");
+    if (!dev_ok && !strncmp(d, "cuda:", 5) && d[5]) {
+        dev_ok = 1;
+        for (const char *p = d + 5; *p; p++)
+            if (!isdigit((unsigned char)*p) || p - (d + 5) > 3) dev_ok = 0;
+    }
+    if (!dev_ok)
+        return fail_at(c, "score.reward.device", 0,
+                       "unknown device \"%s\" (expected auto|cpu|cuda|cuda:N)", d);
+    if (!strcmp(s->score.reward.kind, "prm")) {
+        if (!s->score.reward.prm_token[0])
+            return fail_at(c, "score.reward.prm_token", 0,
+                           "required for kind prm (the token whose probability scores a step)");
+        if (!s->score.reward.prm_separator[0])
+            return fail_at(c, "score.reward.prm_separator", 0, "must not be empty");
+    } else {
+        static const char *const prm_only[] = {"prm_token", "prm_separator", "prm_aggregate", NULL};
+        for (int i = 0; prm_only[i]; i++)
+            if (json_object_get(r, prm_only[i])) {
+                char path[64];
+                snprintf(path, sizeof path, "score.reward.%s", prm_only[i]);
+                return fail_at(c, path, 1, "only valid with kind prm");
+            }
+    }
+    return 0;
+}
+
 static int parse_aggregate(pctx *c, const json_t *m, job_spec *s) {
     const json_t *k = m ? json_object_get(m, "k") : NULL;
     if (m && check_keys(c, m, "aggregate", KEYS_AGGREGATE)) return -1;
@@ -584,6 +645,23 @@ void job_spec_render(job_spec *s) {
     }
     util_buf_printf(&b, "]},\"score\":{\"grader\":");
     emit_str(&b, s->score.grader);
+    if (s->score.reward.model[0]) {
+        util_buf_printf(&b, ",\"reward\":{\"model\":");
+        emit_str(&b, s->score.reward.model);
+        util_buf_printf(&b, ",\"kind\":");
+        emit_str(&b, s->score.reward.kind);
+        util_buf_printf(&b, ",\"device\":");
+        emit_str(&b, s->score.reward.device);
+        if (!strcmp(s->score.reward.kind, "prm")) {
+            util_buf_printf(&b, ",\"prm_token\":");
+            emit_str(&b, s->score.reward.prm_token);
+            util_buf_printf(&b, ",\"prm_separator\":");
+            emit_str(&b, s->score.reward.prm_separator);
+            util_buf_printf(&b, ",\"prm_aggregate\":");
+            emit_str(&b, s->score.reward.prm_aggregate);
+        }
+        util_buf_printf(&b, "}");
+    }
     util_buf_printf(&b, "},\"aggregate\":{\"k\":[");
     for (int i = 0; i < s->aggregate.n_k; i++)
         util_buf_printf(&b, "%s%d", i ? "," : "", s->aggregate.k[i]);
@@ -657,6 +735,7 @@ int job_spec_parse(const char *text, size_t len, const char *filename, job_spec 
                   get_str(&c, score, "score", "grader", s->score.grader, sizeof s->score.grader,
                           "gsm8k|math", "grader", NULL)))
         goto fail;
+    if (parse_reward(&c, score, s)) goto fail;
     if (parse_aggregate(&c, aggregate, s)) goto fail;
     if (get_int(&c, root, "", "chunk", &s->chunk, 1, 1 << 20, "a positive integer") ||
         get_int(&c, root, "", "priority", &s->priority, -1000000, 1000000,
@@ -724,7 +803,9 @@ int job_spec_load(const char *path, job_spec *out, char *err, size_t errlen) {
     if (rc) return rc;
     if (absolutize(out->dataset.path, sizeof out->dataset.path, err, errlen, path,
                    "dataset.path") ||
-        absolutize(out->model.path, sizeof out->model.path, err, errlen, path, "model.path")) {
+        absolutize(out->model.path, sizeof out->model.path, err, errlen, path, "model.path") ||
+        absolutize(out->score.reward.model, sizeof out->score.reward.model, err, errlen, path,
+                   "score.reward.model")) {
         job_spec_free(out);
         return -1;
     }

@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "broker/zap.h"
 #include "common/check.h"
 
 static const zkey_client *g_curve;   /* process-wide: set once by main before any client */
@@ -56,12 +57,7 @@ jobctl_client *jobctl_client_new(const char *endpoint, int timeout_ms) {
             return c;
         }
     }
-    if (zmq_socket_monitor(c->sock, "inproc://jobctl-monitor", ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
-                           ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) == 0) {
-        c->mon = zmq_socket(c->zctx, ZMQ_PAIR);
-        zmq_setsockopt(c->mon, ZMQ_LINGER, &zero, sizeof zero);
-        if (c->mon && zmq_connect(c->mon, "inproc://jobctl-monitor") != 0) { zmq_close(c->mon); c->mon = NULL; }
-    }
+    c->mon = zap_monitor_open(c->zctx, c->sock);
     if (zmq_connect(c->sock, endpoint) != 0) {
         fprintf(stderr, "jobctl: --broker %s: %s\n", endpoint, zmq_strerror(zmq_errno()));
         zmq_close(c->sock);
@@ -88,32 +84,21 @@ proto_writer *jobctl_req_new(jobctl_client *c, const char *cmd, uint32_t n_field
 
 /* Reads one monitor event; 1 with a refusal message in err when it is a handshake failure. */
 static int monitor_refusal(jobctl_client *c, char *err, size_t errlen) {
-    zmq_msg_t ev, addr;
-    zmq_msg_init(&ev);
-    if (zmq_msg_recv(&ev, c->mon, ZMQ_DONTWAIT) < 0) { zmq_msg_close(&ev); return 0; }
-    uint16_t event = 0;
-    uint32_t value = 0;
-    if (zmq_msg_size(&ev) >= 6) {
-        memcpy(&event, zmq_msg_data(&ev), 2);
-        memcpy(&value, (const char *)zmq_msg_data(&ev) + 2, 4);
-    }
-    int more = zmq_msg_more(&ev);
-    zmq_msg_close(&ev);
-    if (more) { zmq_msg_init(&addr); zmq_msg_recv(&addr, c->mon, ZMQ_DONTWAIT); zmq_msg_close(&addr); }
+    uint16_t event;
+    uint32_t value;
+    if (!zap_monitor_read(c->mon, &event, &value)) return 0;
+    char what[160];
+    zap_handshake_describe(event, value, what, sizeof what);
     if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
-        util_err(err, errlen, "the broker at %s refused our CURVE key %s (ZAP status %u): it is not in the broker's "
-                 "--allow-keys file", c->endpoint, c->curve ? c->curve->mine.public_z85 : "(none)", value);
+        util_err(err, errlen, "the broker at %s refused our CURVE key %s (%s): it is not in the broker's "
+                 "--allow-keys file", c->endpoint, c->curve ? c->curve->mine.public_z85 : "(none)", what);
         return 1;
     }
-    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL || event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
-        util_err(err, errlen, "handshake with the broker at %s failed (%s, code 0x%x): %s", c->endpoint,
-                 event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ? "protocol error" : "no detail", value,
-                 c->curve ? "wrong --curve-server-key, or the broker does not use CURVE"
-                          : "the broker requires CURVE: pass --curve-server-key and --curve-keyfile (or $"
-                            ZKEY_ENV_SERVER_KEY " and $" ZKEY_ENV_KEYFILE ")");
-        return 1;
-    }
-    return 0;
+    util_err(err, errlen, "handshake with the broker at %s failed: %s: %s", c->endpoint, what,
+             c->curve ? "wrong --curve-server-key, or the broker does not use CURVE"
+                      : "the broker requires CURVE: pass --curve-server-key and --curve-keyfile (or $"
+                        ZKEY_ENV_SERVER_KEY " and $" ZKEY_ENV_KEYFILE ")");
+    return 1;
 }
 
 int jobctl_call(jobctl_client *c, proto_writer **req, proto_msg **reply, char *err, size_t errlen) {

@@ -241,8 +241,11 @@ static void fmt_seconds(char *buf, size_t cap, double s) {
 
 /* One metric, rows k, a column per job: "0.681 [0.647, 0.716]". */
 static void print_metric(const char *title, cmp_job *jobs, int n_jobs, const int *k, int n_k, int which) {
+    int cw = 22;   /* "0.681 [0.647, 0.716]" fits; wider for long job labels */
+    for (int j = 0; j < n_jobs; j++) if ((int)strlen(jobs[j].label) > cw) cw = (int)strlen(jobs[j].label);
+    if (cw > 48) cw = 48;
     printf("\n%s\n%6s", title, "k");
-    for (int j = 0; j < n_jobs; j++) printf("  %-22.22s", jobs[j].label);
+    for (int j = 0; j < n_jobs; j++) printf("  %-*.*s", cw, cw, jobs[j].label);
     printf("\n");
     for (int i = 0; i < n_k; i++) {
         printf("%6d", k[i]);
@@ -251,11 +254,11 @@ static void print_metric(const char *title, cmp_job *jobs, int n_jobs, const int
             const double *v = which == 0 ? s->coverage : which == 1 ? s->majority : which == 2 ? s->bon : s->wbon;
             const double *lo = which == 0 ? s->coverage_lo : which == 1 ? s->majority_lo : which == 2 ? s->bon_lo : s->wbon_lo;
             const double *hi = which == 0 ? s->coverage_hi : which == 1 ? s->majority_hi : which == 2 ? s->bon_hi : s->wbon_hi;
-            if (!jobs[j].have_st || (which >= 2 && !s->has_reward) || !isfinite(v[i])) { printf("  %-22s", "-"); continue; }
+            if (!jobs[j].have_st || (which >= 2 && !s->has_reward) || !isfinite(v[i])) { printf("  %-*s", cw, "-"); continue; }
             char cell[64];
             if (isfinite(lo[i]) && isfinite(hi[i])) snprintf(cell, sizeof cell, "%.3f [%.3f, %.3f]", v[i], lo[i], hi[i]);
             else snprintf(cell, sizeof cell, "%.3f", v[i]);
-            printf("  %-22s", cell);
+            printf("  %-*s", cw, cell);
         }
         printf("\n");
     }
@@ -619,10 +622,11 @@ int jobctl_cmd_compare(const jobctl_opts *o, int argc, char **argv) {
         if (dup) snprintf(jobs[j].label, sizeof jobs[j].label, "%s (%s)", nm, jobs[j].d.id);
         else snprintf(jobs[j].label, sizeof jobs[j].label, "%s", nm);
     }
-    for (int j = 0; j < a.n_jobs; j++) {   /* same name and id in two stores: add the store's folder name */
-        int dup = 0;
-        for (int q = 0; q < a.n_jobs; q++) dup |= q != j && !strcmp(jobs[q].label, jobs[j].label);
-        if (!dup) continue;
+    int redo[CMP_MAX_JOBS] = {0};
+    for (int j = 0; j < a.n_jobs; j++)     /* same name and id in two stores: add the store's folder name */
+        for (int q = 0; q < a.n_jobs; q++) redo[j] |= q != j && !strcmp(jobs[q].label, jobs[j].label);
+    for (int j = 0; j < a.n_jobs; j++) {
+        if (!redo[j]) continue;
         const char *dbn = a.job_db[j];
         size_t L = strlen(dbn);
         while (L > 1 && dbn[L - 1] == '/') L--;

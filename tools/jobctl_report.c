@@ -248,7 +248,7 @@ static void fmt_val(char *buf, size_t cap, double x) {
     else snprintf(buf, cap, "-");
 }
 
-/* Index of the smallest k (k = 1 normally) and of the largest k with a finite value in any row. */
+/* One row per slice: problems, coverage at the smallest k, coverage and majority at the largest. */
 static void print_slices(FILE *f, const char *what, const agg_curve *c, int n, const int *k, int n_k) {
     if (n <= 0 || n_k <= 0) return;
     int lo = 0, hi = n_k - 1;

@@ -4,7 +4,9 @@
  *   jobctl_report.c   shared: load one job's problems/generations/scores from a store into the
  *                     aggregate input (with MATH subject/level), the subject/level table
  *   jobctl_compare.c  compare JOB1 JOB2 ... --db DIR [--json] [--plot F.svg|F.png] [--k LIST]
- *                     [--budget-axis]: several jobs on one k axis and one GPU-seconds axis
+ *                     [--budget-axis] [--title T]: several jobs (from one store or several:
+ *                     each --db applies to the JOBs after it) on one k axis and one
+ *                     GPU-seconds axis, with subject/level breakdowns
  *   jobctl_rescore.c  rescore JOB --db DIR [--grader math|gsm8k] [--json] [--dry-run]: regrade
  *                     the stored generations offline (no broker may hold the store), rewrite the
  *                     scores that changed and the stats
@@ -105,7 +107,7 @@ void jobctl_print_breakdown_map(FILE *f, const proto_val *stats);
  * when no converter exists or the conversion failed. */
 int jobctl_svg_to_png(const char *svg, const char *png, double scale, char *how, size_t howcap, char *err, size_t errlen);
 
-/* Opens the store read-only and loads one job; prints "jobctl CMD: ..." on failure. 0 or 1. */
+/* Opens the store at db read-only; prints "jobctl CMD: ..." on failure. Returns 0 or 1. */
 int jobctl_open_store_ro(const char *db, const char *cmd, store **out);
 
 #endif

@@ -8,6 +8,7 @@
 #include <zmq.h>
 
 #include "common/log.h"
+#include "broker/zap.h"
 #include "common/util.h"
 
 struct wrk_conn {
@@ -73,14 +74,8 @@ int wrk_conn_open(wrk_conn *c) {
         }
     }
     /* handshake monitor: the only place a refusal by the broker becomes visible */
-    char mep[96];
-    snprintf(mep, sizeof mep, "inproc://wrk-conn-monitor-%p-%d", (void *)c, c->opens);
     c->mon_logged = 0;
-    if (zmq_socket_monitor(c->sock, mep, ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-                                             ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) == 0) {
-        c->mon = zmq_socket(c->zctx, ZMQ_PAIR);
-        if (c->mon && zmq_connect(c->mon, mep) != 0) { zmq_close(c->mon); c->mon = NULL; }
-    }
+    c->mon = zap_monitor_open(c->zctx, c->sock);
     if (zmq_connect(c->sock, c->cfg.endpoint) != 0) {
         int e = zmq_errno();
         LOG_ERROR("connect %s: %s", c->cfg.endpoint, zmq_strerror(e));
@@ -127,28 +122,19 @@ int wrk_conn_silent(const wrk_conn *c, int64_t now_ms) {
 
 /* Reads pending monitor events; logs the first handshake failure of this socket. */
 static void drain_monitor(wrk_conn *c) {
-    for (int i = 0; c->mon && i < 64; i++) {
-        zmq_msg_t ev, addr;
-        zmq_msg_init(&ev);
-        if (zmq_msg_recv(&ev, c->mon, ZMQ_DONTWAIT) < 0) { zmq_msg_close(&ev); return; }
-        uint16_t event = 0;
-        uint32_t value = 0;
-        if (zmq_msg_size(&ev) >= 6) {
-            memcpy(&event, zmq_msg_data(&ev), 2);
-            memcpy(&value, (const char *)zmq_msg_data(&ev) + 2, 4);
-        }
-        int more = zmq_msg_more(&ev);
-        zmq_msg_close(&ev);
-        if (more) { zmq_msg_init(&addr); zmq_msg_recv(&addr, c->mon, ZMQ_DONTWAIT); zmq_msg_close(&addr); }
+    uint16_t event;
+    uint32_t value;
+    for (int i = 0; i < 64 && zap_monitor_read(c->mon, &event, &value); i++) {
         if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) c->auth_failures++;
         if (c->mon_logged) continue;
         c->mon_logged = 1;
+        char what[160];
+        zap_handshake_describe(event, value, what, sizeof what);
         if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
-            LOG_ERROR("the broker at %s refused us (ZAP status %u): is our public key %s in its --allow-keys file?",
-                      c->cfg.endpoint, value, c->cfg.curve ? c->cfg.curve->mine.public_z85 : "(none: plaintext)");
+            LOG_ERROR("the broker at %s refused us (%s): is our public key %s in its --allow-keys file?",
+                      c->cfg.endpoint, what, c->cfg.curve ? c->cfg.curve->mine.public_z85 : "(none: plaintext)");
         else
-            LOG_ERROR("handshake with %s failed (%s, code 0x%x): %s", c->cfg.endpoint,
-                      event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ? "protocol error" : "no detail", value,
+            LOG_ERROR("handshake with %s failed: %s: %s", c->cfg.endpoint, what,
                       c->cfg.curve ? "wrong --curve-server-key, or the broker does not use CURVE?"
                                    : "the broker probably requires CURVE (--curve-server-key, --curve-keyfile)");
     }

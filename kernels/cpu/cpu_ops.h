@@ -1,10 +1,18 @@
 /* kernels/cpu/cpu_ops.h — the CPU (reference) op backend: constructor and the CPU-only entry
  * points that tests and tools use directly (both SSD scan algorithms, the sampler core).
  *
- * Files: cpu_backend.c (table, memory, weight loading, scratch), cpu_dense.c (embed, norms,
- * matmul via OpenBLAS, SwiGLU), cpu_attention.c (RoPE, paged KV write, causal GQA attention),
- * cpu_mamba.c (conv1d, SSD scan chunked + recurrent, gated RMSNorm), cpu_sample.c (sampling).
- * Everything is fp32; every op is synchronous.
+ * Files: cpu_backend.c (table, memory, weight loading, scratch, thread pool), cpu_dense.c
+ * (embed, norms, matmul: fixed-order kernel for small T, OpenBLAS sgemm above, SwiGLU),
+ * cpu_attention.c (RoPE, paged KV write, causal GQA attention), cpu_mamba.c (conv1d, SSD scan
+ * chunked + recurrent, gated RMSNorm), cpu_sample.c (sampling).
+ * Everything is fp32; every op is synchronous. Ops split work over the backend's thread pool
+ * (THINKFAST_CPU_THREADS) without changing any output's arithmetic.
+ *
+ * Sampling semantics (the CUDA backend should match them): temperature, then top-k (ties to
+ * the lower id), top-p over the top-k-renormalised distribution (shortest prefix reaching
+ * top_p, crossing token kept), then min-p (p >= min_p * p_max); the draw u = philox_uniform(seed,
+ * problem, sample, step) walks the kept tokens in ascending id order and picks the first whose
+ * running mass exceeds u * (kept mass). Greedy: argmax, lowest id on ties.
  */
 #ifndef THINKFAST_CPU_OPS_H
 #define THINKFAST_CPU_OPS_H
@@ -34,7 +42,8 @@ void cpu_ssd_scan_chunked(float *y, const float *x, const float *dt, const float
                           float dt_min, float dt_max);
 
 /* Picks one token from logits[V] with params (see op_sample_params). work must hold
- * cpu_sample_work_bytes(V) bytes, 4-byte aligned (no allocation per call). Greedy when temperature <= 0. */
+ * cpu_sample_work_bytes(V) bytes, 4-byte aligned (no allocation per call). Greedy when
+ * temperature <= 0 or top_k == 1. */
 size_t cpu_sample_work_bytes(int V);
 int32_t cpu_sample_row(const float *logits, int V, const op_sample_params *p, void *work);
 

@@ -31,7 +31,7 @@ def free_port():
 def need(*names):
     missing = [n for n in names if not (BIN / n).exists()]
     if missing:
-        pytest.skip("not built: " + ", ".join("bin/" + m for m in missing))
+        pytest.fail("not built: " + ", ".join("bin/" + m for m in missing) + " (run make first)")
 
 
 class Procs:

@@ -17,6 +17,7 @@
 #include "store/store.h"
 #include "tools/jobctl_report.h"
 #include "workers/score/grade.h"
+#include "workers/wrk_roles.h"
 
 static char *tmpdir(void) {
     char tmpl[] = "/tmp/tf_compare_XXXXXX";
@@ -296,6 +297,38 @@ TEST(compare_table_and_plot) {
     free(d);
 }
 
+TEST(compare_two_stores) {
+    char *d1 = fx_store(0), *d2 = fx_store(1);
+    char *argv[] = {"compare", "--db", d1, "teacher", "--db", d2, "teacher", "student", "--json", NULL};
+    int rc;
+    char *out = capture(jobctl_cmd_compare, 9, argv, &rc);
+    EXPECT_EQ_INT(rc, 0);
+    json_t *o[3] = {NULL, NULL, NULL};
+    const char *p = out;
+    for (int i = 0; i < 3 && p && *p; i++) {
+        json_error_t je;
+        o[i] = json_loads(p, JSON_DISABLE_EOF_CHECK, &je);
+        p = strchr(p, '\n');
+        if (p) p++;
+    }
+    EXPECT_MSG(o[0] && o[1] && o[2], "output: %s", out);
+    if (o[0] && o[1] && o[2]) {
+        EXPECT_EQ_STR(json_string_value(json_object_get(o[0], "db")), d1);
+        EXPECT_EQ_STR(json_string_value(json_object_get(o[1], "db")), d2);
+        EXPECT_EQ_STR(json_string_value(json_object_get(o[2], "db")), d2);
+        /* same name and id in both stores: the labels tell them apart */
+        EXPECT(strcmp(json_string_value(json_object_get(o[0], "label")), json_string_value(json_object_get(o[1], "label"))) != 0);
+        EXPECT_EQ_STR(json_string_value(json_object_get(o[2], "label")), "student");
+        /* d2's teacher has one score stored wrong: its coverage@1 is lower by 1/(P*N) */
+        double c0 = jnum(json_object_get(o[0], "stats"), "coverage", 0), c1 = jnum(json_object_get(o[1], "stats"), "coverage", 0);
+        EXPECT_NEAR(c0 - c1, 1.0 / (FX_P * FX_N), 1e-9);
+    }
+    for (int i = 0; i < 3; i++) json_decref(o[i]);
+    free(out);
+    rmrf(d1); rmrf(d2);
+    free(d1); free(d2);
+}
+
 TEST(export_csv) {
     char *d = fx_store(0);
     char *argv[] = {"export", "student", "--db", d, "--format", "csv", NULL};
@@ -314,6 +347,57 @@ TEST(export_csv) {
     out = capture(jobctl_export_csv, 6, argv2, &rc);
     EXPECT_EQ_INT(rc, 2);
     free(out);
+    rmrf(d);
+    free(d);
+}
+
+/* The breakdown table of `report` (from a stats map as the broker stores it) and of compare
+ * (from agg_stats) print the same rows. */
+TEST(breakdown_tables) {
+    char *d = fx_store(0);
+    store *st = NULL;
+    char err[512];
+    EXPECT(store_open(d, 1, 0, &st, err, sizeof err) == STORE_OK);
+    jobctl_jobdata jd;
+    EXPECT(jobctl_jobdata_load(st, "teacher", 0, &jd, err, sizeof err) == 0);
+    store_close(&st);
+    jobctl_jobdata_agg_input(&jd, 1);
+    int k[] = {1, 2, 4};
+    agg_stats s;
+    EXPECT(aggregate_compute(jd.ap, jd.n_ap, k, 3, 7, &s, err, sizeof err) == 0);
+    FILE *f1 = tmpfile(), *f2 = tmpfile();
+    jobctl_print_breakdown(f1, &s);
+    util_buf js;
+    util_buf_init(&js);
+    agg_stats_to_json(&s, &js);
+    proto_writer *w = proto_writer_new(NULL, 0);
+    EXPECT(wrk_json_to_msgpack(js.data, js.len, w, err, sizeof err) == 0);
+    size_t n;
+    const void *data = proto_writer_data(w, &n);
+    proto_msg *m = NULL;
+    EXPECT(proto_parse_value(data, n, &m, err, sizeof err) == 0);
+    if (m) jobctl_print_breakdown_map(f2, proto_root(m));
+    char b1[4096] = "", b2[4096] = "";
+    rewind(f1); rewind(f2);
+    size_t n1 = fread(b1, 1, sizeof b1 - 1, f1), n2 = fread(b2, 1, sizeof b2 - 1, f2);
+    b1[n1] = 0; b2[n2] = 0;
+    EXPECT(n1 > 0);
+    EXPECT_EQ_STR(b1, b2);
+    /* Algebra = problems 0, 2, 4: coverage@1 from the fixture's definition */
+    const char *row = strstr(b1, "  Algebra ");
+    int probs = 0;
+    double c1 = NAN, c4 = NAN;
+    EXPECT_MSG(row && sscanf(row, " Algebra %d %lf %lf", &probs, &c1, &c4) == 3, "table:\n%s", b1);
+    EXPECT_EQ_INT(probs, 3);
+    EXPECT_NEAR(c1, fx_cov(good_correct, 1, "Algebra", 0), 5e-4);
+    EXPECT_NEAR(c4, fx_cov(good_correct, 4, "Algebra", 0), 5e-4);
+    EXPECT(strstr(b1, "level") != NULL && strstr(b1, "cov@4") != NULL);
+    fclose(f1); fclose(f2);
+    proto_msg_destroy(&m);
+    proto_writer_destroy(&w);
+    util_buf_free(&js);
+    agg_stats_free(&s);
+    jobctl_jobdata_free(&jd);
     rmrf(d);
     free(d);
 }
@@ -406,6 +490,8 @@ int main(void) {
     RUN(load_job);
     RUN(compare_json);
     RUN(compare_table_and_plot);
+    RUN(compare_two_stores);
+    RUN(breakdown_tables);
     RUN(export_csv);
     RUN(rescore);
     return unit_summary();

@@ -539,7 +539,79 @@ TEST(cache_reloads_only_on_change) {
     mt_rmdir(prm);
 }
 
+/* ------------------------------------------------------------------ job spec: score.reward */
+
+static int spec_err(const char *text, char *err, size_t cap) {
+    job_spec s;
+    memset(&s, 0, sizeof s);
+    int rc = job_spec_parse(text, strlen(text), "job.json", &s, err, cap);
+    job_spec_free(&s);
+    return rc;
+}
+
+TEST(spec_reward_section) {
+    char err[1024] = "";
+    job_spec s;
+    memset(&s, 0, sizeof s);
+    const char *t = "{\"dataset\":{\"format\":\"synth\"},\n"
+                    " \"score\":{\"reward\":{\"model\":\"/m/prm\",\"kind\":\"prm\",\"prm_token\":\"+\",\"prm_aggregate\":\"min\"}}}";
+    EXPECT_MSG(job_spec_parse(t, strlen(t), "job.json", &s, err, sizeof err) == 0, "%s", err);
+    EXPECT_EQ_STR(s.score.reward.model, "/m/prm");
+    EXPECT_EQ_STR(s.score.reward.kind, "prm");
+    EXPECT_EQ_STR(s.score.reward.device, "auto");
+    EXPECT_EQ_STR(s.score.reward.prm_token, "+");
+    EXPECT_EQ_STR(s.score.reward.prm_separator, "\n\n");
+    EXPECT_EQ_STR(s.score.reward.prm_aggregate, "min");
+    EXPECT(strstr(s.json, "\"reward\":{\"model\":\"/m/prm\",\"kind\":\"prm\",\"device\":\"auto\",\"prm_token\":\"+\","
+                          "\"prm_separator\":\"\\n\\n\",\"prm_aggregate\":\"min\"}") != NULL);
+    /* canonical JSON round-trips byte for byte */
+    job_spec s2;
+    memset(&s2, 0, sizeof s2);
+    EXPECT(job_spec_parse(s.json, strlen(s.json), "canon.json", &s2, err, sizeof err) == 0);
+    EXPECT_EQ_STR(s2.json, s.json);
+    job_spec_free(&s2);
+    job_spec_free(&s);
+    /* ORM: defaults, prm fields absent from the canonical form */
+    t = "{\"dataset\":{\"format\":\"synth\"},\"score\":{\"reward\":{\"model\":\"/m/orm\",\"device\":\"cuda:1\"}}}";
+    EXPECT(job_spec_parse(t, strlen(t), "job.json", &s, err, sizeof err) == 0);
+    EXPECT_EQ_STR(s.score.reward.kind, "orm");
+    EXPECT(strstr(s.json, "\"reward\":{\"model\":\"/m/orm\",\"kind\":\"orm\",\"device\":\"cuda:1\"}") != NULL);
+    job_spec_free(&s);
+    /* no reward section: nothing rendered, model empty */
+    t = "{\"dataset\":{\"format\":\"synth\"}}";
+    EXPECT(job_spec_parse(t, strlen(t), "job.json", &s, err, sizeof err) == 0);
+    EXPECT(s.score.reward.model[0] == 0);
+    EXPECT(strstr(s.json, "reward") == NULL);
+    job_spec_free(&s);
+}
+
+TEST(spec_reward_errors) {
+    char err[1024];
+    struct { const char *text, *want; } cases[] = {
+        {"{\"dataset\":{\"format\":\"synth\"},\"score\":{\"reward\":3}}", "job.json:1:49: score.reward: expected an object, got 3"},
+        {"{\"dataset\":{\"format\":\"synth\"},\"score\":{\"reward\":{}}}", "job.json:1:49: score.reward.model: required (a reward model directory)"},
+        {"{\"dataset\":{\"format\":\"synth\"},\"score\":{\"reward\":{\"model\":\"m\",\"kind\":\"bt\"}}}", "job.json:1:69: score.reward.kind: unknown kind \"bt\" (expected orm|prm)"},
+        {"{\"dataset\":{\"format\":\"synth\"},\"score\":{\"reward\":{\"model\":\"m\",\"kidn\":\"prm\"}}}", "score.reward.kidn: unknown key (did you mean kind?)"},
+        {"{\"dataset\":{\"format\":\"synth\"},\"score\":{\"reward\":{\"model\":\"m\",\"kind\":\"prm\"}}}", "score.reward.prm_token: required for kind prm"},
+        {"{\"dataset\":{\"format\":\"synth\"},\"score\":{\"reward\":{\"model\":\"m\",\"prm_token\":\"+\"}}}", "score.reward.prm_token: only valid with kind prm"},
+        {"{\"dataset\":{\"format\":\"synth\"},\"score\":{\"reward\":{\"model\":\"m\",\"kind\":\"prm\",\"prm_token\":\"+\",\"prm_aggregate\":\"mean\"}}}",
+         "score.reward.prm_aggregate: unknown aggregate rule \"mean\" (expected last|min|prod)"},
+        {"{\"dataset\":{\"format\":\"synth\"},\"score\":{\"reward\":{\"model\":\"m\",\"kind\":\"prm\",\"prm_token\":\"+\",\"prm_separator\":\"\"}}}",
+         "score.reward.prm_separator: must not be empty"},
+        {"{\"dataset\":{\"format\":\"synth\"},\"score\":{\"reward\":{\"model\":\"m\",\"device\":\"tpu\"}}}", "score.reward.device: unknown device \"tpu\""},
+        {"{\"dataset\":{\"format\":\"synth\"},\"score\":{\"reward\":{\"model\":7}}}", "score.reward.model: expected a string, got 7"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        err[0] = 0;
+        EXPECT_EQ_INT(spec_err(cases[i].text, err, sizeof err), -1);
+        EXPECT_MSG(strstr(err, cases[i].want) != NULL, "case %zu: got \"%s\", want \"%s\"", i, err, cases[i].want);
+        EXPECT_MSG(strncmp(err, "job.json:1:", 11) == 0, "case %zu: no position: %s", i, err);
+    }
+}
+
 int main(void) {
+    RUN(spec_reward_section);
+    RUN(spec_reward_errors);
     RUN(aggregate_rules);
     RUN(split_steps);
     RUN(orm_zeroed_model_matches_hand_computation);
