@@ -5,6 +5,7 @@
 #   make bench        queue/store benchmarks (+ CPU engine ones) -> bench/results/*.json
 #   make bench-gpu    GPU engine benchmarks (needs a device) -> bench/results/*.json
 #   make demo         jobctl local examples/demo.json (replay backend over the built-in synth data)
+#   make demo-stories the native engine on the pretrained stories260K (converted from ../shared/data)
 # Options: GPU=0|1 (default: 1 if nvcc is found), SANITIZE=address|undefined, DEBUG=1, WERROR=1.
 #
 # Layout rules (so that adding a module never needs a Makefile edit):
@@ -91,7 +92,7 @@ GPU_TBIN  := $(patsubst tests/gpu/%,$(BUILD)/tests/gpu/%,$(basename $(GPU_TSRC))
 LIB       := $(BUILD)/libthinkfast.a
 
 .SECONDARY:
-.PHONY: all test check bench bench-gpu demo clean deps
+.PHONY: all test check bench bench-gpu demo demo-stories clean deps
 all: $(PROGS) $(UNIT_BIN) $(GPU_TBIN)
 
 deps:
@@ -144,6 +145,16 @@ bench-gpu: all
 
 demo: all
 	bin/jobctl local examples/demo.json
+
+# The engine producing real text: converts the pretrained llama2.c stories260K (from the
+# workspace's shared data; users bring their own checkpoints) and samples with the native backend.
+STORIES ?= ../shared/data/models/stories260K
+demo-stories: all
+	bin/convert llama2c $(STORIES)/stories260K.bin $(STORIES)/tok512.bin build/models/stories260K
+	bin/generate --model build/models/stories260K --temperature 0 --max-tokens 200
+	rm -rf build/demo-stories-db
+	bin/jobctl local examples/stories.json --db build/demo-stories-db
+	bin/jobctl export stories-native --db build/demo-stories-db --format jsonl | head -3
 
 clean:
 	rm -rf $(BUILD) bin
