@@ -188,8 +188,15 @@ static int write_aggregate(store_txn *t, const store_job *job, const store_task 
             uint32_t cnt = 0;
             for (uint32_t s = 0; s < job->n_samples; s++) cnt += a.have[base + s];
             if (!cnt) continue;
-            proto_w_map(w, 5);
+            /* subject/level (MATH, synth) feed the aggregator's breakdowns */
+            store_problem pr;
+            int meta = store_problem_get(t, job->id, p, &pr) == STORE_OK && (pr.subject[0] || pr.level > 0);
+            proto_w_map(w, meta ? 7 : 5);
             proto_w_key(w, "p"); proto_w_u64(w, p);
+            if (meta) {
+                proto_w_key(w, "subject"); proto_w_str(w, pr.subject);
+                proto_w_key(w, "level"); proto_w_i64(w, pr.level);
+            }
             proto_w_key(w, "correct"); proto_w_array(w, cnt);
             for (uint32_t s = 0; s < job->n_samples; s++) if (a.have[base + s]) proto_w_u64(w, a.correct[base + s]);
             proto_w_key(w, "canonical"); proto_w_array(w, cnt);

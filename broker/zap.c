@@ -38,6 +38,11 @@ static int decode_key(const char *s, size_t n, uint8_t out[ZKEY_BYTES]) {
     return zkey_decode(z, out);
 }
 
+static int all_z85(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++) if (!zkey_is_z85_char(s[i])) return 0;
+    return 1;
+}
+
 static void why_not_key(const char *s, size_t n, char *buf, size_t cap) {
     if (n != ZKEY_Z85_LEN) { snprintf(buf, cap, "expected a 40-character Z85 public key, got %zu characters", n); return; }
     for (size_t i = 0; i < n; i++)
@@ -114,9 +119,11 @@ int zap_allowlist_parse(const char *text, size_t len, const char *path, zap_allo
                 push_key(al, &cap, k);
                 continue;
             }
-            util_err(err, errlen, "%s:%d: unknown field \"%.*s\" (expected a Z85 public key per line)", path, lineno,
-                     (int)(nn > 40 ? 40 : nn), name);
-            goto fail;
+            if (tok != n || !all_z85(s, n)) {   /* '=' is a Z85 character: a damaged key is reported as one */
+                util_err(err, errlen, "%s:%d: unknown field \"%.*s\" (expected a Z85 public key per line)", path, lineno,
+                         (int)(nn > 40 ? 40 : nn), name);
+                goto fail;
+            }
         }
         why_not_key(s, tok, why, sizeof why);
         util_err(err, errlen, "%s:%d: %s", path, lineno, why);
@@ -285,6 +292,10 @@ static void serve_one(zap_handler *h) {
     }
 }
 
+/* Fail-closed: if this loop ever ends early (an unexpected poll error), the REP socket stays
+ * bound until zap_handler_stop, so libzmq still finds a handler, its requests go unanswered and
+ * handshakes stall instead of being admitted. (ZMQ_ZAP_ENFORCE_DOMAIN, which would refuse when
+ * no handler is bound, is a DRAFT option absent from Debian's stable libzmq 4.3.4.) */
 static void *zap_thread(void *arg) {
     zap_handler *h = arg;
     zmq_pollitem_t it = {.socket = h->sock, .events = ZMQ_POLLIN};

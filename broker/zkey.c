@@ -139,6 +139,12 @@ int zkey_parse(const char *text, size_t len, const char *path, zkey_pair *out, c
         if (val_n >= 2 && val[0] == '"' && val[val_n - 1] == '"') { val++; val_n -= 2; }
         int is_pub = name_n == 10 && memcmp(name, "public-key", 10) == 0;
         int is_sec = name_n == 10 && memcmp(name, "secret-key", 10) == 0;
+        int bare = 1;   /* '=' is a Z85 character: a damaged bare key must be reported as a key */
+        for (size_t i = 0; i < n; i++) if (z85_index(s[i]) < 0) bare = 0;
+        if (!is_pub && !is_sec && bare) {
+            why_not_key(s, n, why, sizeof why);
+            return util_err(err, errlen, "%s:%d: key: %s", path, lineno, why), ZKEY_ERR_PARSE;
+        }
         if (!is_pub && !is_sec)
             return util_err(err, errlen, "%s:%d: unknown field \"%.*s\" (expected public-key or secret-key)", path, lineno,
                             (int)(name_n > 40 ? 40 : name_n), name), ZKEY_ERR_PARSE;

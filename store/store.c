@@ -905,10 +905,11 @@ int store_generations_each_txn(store_txn *t, uint64_t job, store_generation_fn f
 
 /* ======================================================================= scores */
 
-int store_score_put(store_txn *t, uint64_t job, const store_score *sc) {
+/* Encodes sc and puts it with LMDB flags (MDB_NOOVERWRITE for the idempotent insert, 0 to
+ * overwrite). Returns put_writer's code: STORE_OK, 1 if the key existed under NOOVERWRITE, or < 0. */
+static int score_write(store_txn *t, uint64_t job, const store_score *sc, unsigned flags) {
     uint8_t k[16];
     ps_key(k, job, sc->p, sc->s);
-    int rc;
     proto_writer *w = proto_writer_new(NULL, 0);
     proto_w_map(w, 6);
     KU(w, "p", sc->p); KU(w, "s", sc->s);
@@ -916,8 +917,17 @@ int store_score_put(store_txn *t, uint64_t job, const store_score *sc) {
     KI(w, "correct", sc->correct ? 1 : 0);
     proto_w_key(w, "reward");
     if (isnan(sc->reward)) proto_w_nil(w); else proto_w_f64(w, sc->reward);
-    rc = put_writer(t, DB_SCORES, k, 16, w, MDB_NOOVERWRITE);
+    return put_writer(t, DB_SCORES, k, 16, w, flags);
+}
+
+int store_score_put(store_txn *t, uint64_t job, const store_score *sc) {
+    int rc = score_write(t, job, sc, MDB_NOOVERWRITE);
     return rc == 1 ? 0 : rc == STORE_OK ? 1 : rc;
+}
+
+int store_score_replace(store_txn *t, uint64_t job, const store_score *sc) {
+    int rc = score_write(t, job, sc, 0);
+    return rc == 1 ? STORE_OK : rc;
 }
 
 static void score_from(const proto_val *m, store_score *sc) {

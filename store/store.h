@@ -224,6 +224,9 @@ typedef struct store_score {
 } store_score;
 /* Idempotent insert: 1 written, 0 already present. */
 int store_score_put(store_txn *t, uint64_t job, const store_score *sc);
+/* Overwrite (offline regrading, `jobctl rescore`): writes sc whether or not (job,p,s) had a score.
+ * STORE_OK or a negative STORE_ERR_*. */
+int store_score_replace(store_txn *t, uint64_t job, const store_score *sc);
 int store_score_get(store_txn *t, uint64_t job, uint32_t p, uint32_t s, store_score *out);
 typedef int (*store_score_fn)(uint64_t job, const store_score *sc, void *ctx);
 int store_scores_each(store *s, uint64_t job, store_score_fn fn, void *ctx, char *err, size_t errlen);

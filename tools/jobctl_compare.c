@@ -17,7 +17,7 @@
  *
  * Output: a table for people, or --json: one JSON object per line per job
  *   {"job":"j-000001","name":..,"label":..,"db":DIR,"state":..,"problems_total":N,"samples_per_problem":n,
- *    "stats":{agg_stats_to_json, with by_subject/by_level/time},
+ *    "stats":{agg_stats_to_json, with by_subject/by_level/time (+ per_problem with --per-problem)},
  *    "budget":{"budget_s":[..],"coverage":[..],"majority":[..]}   (--budget-axis only)}
  * --plot FILE.svg|FILE.png: a figure with panels coverage@k, majority@k (log-2 k axis) and
  * coverage / majority vs GPU-seconds per problem (log axis), plus best-of-N panels when the jobs
@@ -39,7 +39,7 @@
 
 static const char cmp_usage[] =
     "usage: jobctl compare JOB [JOB ...] --db DIR [--json] [--plot FILE.svg|FILE.png] [--k LIST]\n"
-    "                      [--budget-axis] [--title TEXT]\n"
+    "                      [--budget-axis] [--per-problem] [--title TEXT]\n"
     "Compares jobs (e.g. a teacher and its distilled student) on one k axis and one GPU-time axis,\n"
     "offline from the store (read-only; a running broker is fine). JOB is an id (j-000001, 1) or a\n"
     "job name. Prints coverage@k, majority@k (and best-of-N with rewards) with bootstrap 95%\n"
@@ -51,13 +51,14 @@ static const char cmp_usage[] =
     "                  the SVG is always written too)\n"
     "  --k LIST        comma-separated k values (default: the union of the jobs' aggregate.k)\n"
     "  --budget-axis   evaluate every job on one shared grid of GPU-second budgets\n"
+    "  --per-problem   with --json: each problem's coverage@k and majority@k too\n"
     "  --title TEXT    the figure's title (default \"Inference scaling: NAME vs NAME\")\n";
 
 typedef struct cmp_job {
     jobctl_jobdata d;
     agg_stats st;
     int have_st;
-    char label[160];
+    char label[256];
     uint64_t seed;
     double bud_cov[AGG_MAX_K], bud_maj[AGG_MAX_K];
 } cmp_job;
@@ -67,7 +68,7 @@ typedef struct cmp_args {
     const char *job_db[CMP_MAX_JOBS];   /* the store each job is read from */
     int n_jobs;
     const char *db, *plot, *klist, *title;
-    int json, budget_axis;
+    int json, budget_axis, per_problem;
 } cmp_args;
 
 static int parse_args(int argc, char **argv, cmp_args *a) {
@@ -79,6 +80,7 @@ static int parse_args(int argc, char **argv, cmp_args *a) {
         if (!strcmp(s, "--help") || !strcmp(s, "-h")) { printf("%s", cmp_usage); return 1; }
         if (!strcmp(s, "--json")) { a->json = 1; continue; }
         if (!strcmp(s, "--budget-axis")) { a->budget_axis = 1; continue; }
+        if (!strcmp(s, "--per-problem")) { a->per_problem = 1; continue; }
         if (!strcmp(s, "--db") || !strcmp(s, "--plot") || !strcmp(s, "--k") || !strcmp(s, "--title")) {
             if (i + 1 >= argc || !argv[i + 1][0]) { fprintf(stderr, "jobctl %s: %s needs a value\n", argv[0], s); return 2; }
             const char *v = argv[++i];
@@ -411,7 +413,7 @@ static int print_json(const cmp_args *a, cmp_job *jobs, int n_jobs, const double
         json_str(&b, c->d.job.state);
         util_buf_printf(&b, ",\"problems_total\":%u,\"samples_per_problem\":%u,\"generations\":%llu,\"scores\":%llu,\"stats\":",
                         c->d.n_problems, c->d.n_samples, (unsigned long long)c->d.n_gen, (unsigned long long)c->d.n_score);
-        if (c->have_st) agg_stats_to_json(&c->st, &b);
+        if (c->have_st) agg_stats_to_json_ex(&c->st, a->per_problem, &b);
         else util_buf_append(&b, "null", 4);
         if (n_grid > 0) {
             util_buf_append(&b, ",\"budget\":{\"budget_s\":", 22);
@@ -619,8 +621,8 @@ int jobctl_cmd_compare(const jobctl_opts *o, int argc, char **argv) {
         const char *nm = jobs[j].d.job.name[0] ? jobs[j].d.job.name : jobs[j].d.id;
         int dup = 0;
         for (int q = 0; q < a.n_jobs; q++) dup |= q != j && !strcmp(jobs[q].d.job.name, jobs[j].d.job.name);
-        if (dup) snprintf(jobs[j].label, sizeof jobs[j].label, "%s (%s)", nm, jobs[j].d.id);
-        else snprintf(jobs[j].label, sizeof jobs[j].label, "%s", nm);
+        if (dup) snprintf(jobs[j].label, sizeof jobs[j].label, "%.128s (%.24s)", nm, jobs[j].d.id);
+        else snprintf(jobs[j].label, sizeof jobs[j].label, "%.128s", nm);
     }
     int redo[CMP_MAX_JOBS] = {0};
     for (int j = 0; j < a.n_jobs; j++)     /* same name and id in two stores: add the store's folder name */
@@ -633,7 +635,8 @@ int jobctl_cmd_compare(const jobctl_opts *o, int argc, char **argv) {
         size_t b = L;
         while (b > 0 && dbn[b - 1] != '/') b--;
         const char *nm = jobs[j].d.job.name[0] ? jobs[j].d.job.name : jobs[j].d.id;
-        snprintf(jobs[j].label, sizeof jobs[j].label, "%s (%.*s:%s)", nm, (int)(L - b), dbn + b, jobs[j].d.id);
+        int dl = (int)(L - b) > 64 ? 64 : (int)(L - b);
+        snprintf(jobs[j].label, sizeof jobs[j].label, "%.128s (%.*s:%.24s)", nm, dl, dbn + b, jobs[j].d.id);
     }
     if (!a.klist) n_k = union_k(jobs, a.n_jobs, k);
     for (int j = 0; j < a.n_jobs; j++) {

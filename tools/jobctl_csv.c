@@ -63,16 +63,38 @@ void jobctl_csv_field(util_buf *b, const char *s, size_t n) {
 
 typedef struct csv_problem { char *id, *subject, *answer; int level; } csv_problem;
 
+/* Scores are read in a first pass into compact arrays (a string arena, not one decoded record
+ * per sample: store_score_get keeps every record it decodes until the transaction ends, which at
+ * 500 problems x 1024 samples costs hundreds of MB). */
 typedef struct csv_ctx {
     store_txn *txn;
     FILE *out;
     util_buf row;
     csv_problem *probs;
-    uint32_t n_probs;
+    uint32_t n_probs, n_samples;
+    unsigned char *have, *correct;   /* [p * n_samples + s] */
+    size_t *ext_off, *can_off;       /* offsets into arena */
+    double *reward;
+    util_buf arena;
     int no_text;
     uint64_t rows;
     int io_error;
 } csv_ctx;
+
+static int csv_score_cb(uint64_t job, const store_score *sc, void *vctx) {
+    csv_ctx *c = vctx;
+    (void)job;
+    if (sc->p >= c->n_probs || sc->s >= c->n_samples) return 0;
+    size_t i = (size_t)sc->p * c->n_samples + sc->s;
+    c->have[i] = 1;
+    c->correct[i] = sc->correct ? 1 : 0;
+    c->reward[i] = sc->reward;
+    c->ext_off[i] = c->arena.len;
+    util_buf_append(&c->arena, sc->extracted ? sc->extracted : "", (sc->extracted ? strlen(sc->extracted) : 0) + 1);
+    c->can_off[i] = c->arena.len;
+    util_buf_append(&c->arena, sc->canonical ? sc->canonical : "", (sc->canonical ? strlen(sc->canonical) : 0) + 1);
+    return 0;
+}
 
 static int csv_problem_cb(const store_problem *p, void *vctx) {
     csv_ctx *c = vctx;
@@ -93,8 +115,9 @@ static int csv_gen_cb(uint64_t job, const store_generation *g, void *vctx) {
     util_buf *b = &c->row;
     b->len = 0;
     const csv_problem *q = g->p < c->n_probs ? &c->probs[g->p] : NULL;
-    store_score sc;
-    int have = store_score_get(c->txn, job, g->p, g->s, &sc) == STORE_OK;
+    (void)job;
+    size_t si = (size_t)g->p * c->n_samples + g->s;
+    int have = q && g->s < c->n_samples && c->have[si];
     util_buf_printf(b, "%u,%u,", g->p, g->s);
     field_str(b, q ? q->id : NULL);
     util_buf_append(b, ",", 1);
@@ -104,13 +127,13 @@ static int csv_gen_cb(uint64_t job, const store_generation *g, void *vctx) {
     util_buf_append(b, ",", 1);
     field_str(b, q ? q->answer : NULL);
     util_buf_append(b, ",", 1);
-    if (have) util_buf_printf(b, "%d", sc.correct ? 1 : 0);
+    if (have) util_buf_printf(b, "%d", c->correct[si]);
     util_buf_append(b, ",", 1);
-    if (have) field_str(b, sc.extracted);
+    if (have) field_str(b, c->arena.data + c->ext_off[si]);
     util_buf_append(b, ",", 1);
-    if (have) field_str(b, sc.canonical);
+    if (have) field_str(b, c->arena.data + c->can_off[si]);
     util_buf_append(b, ",", 1);
-    if (have && isfinite(sc.reward)) util_buf_printf(b, "%.9g", sc.reward);
+    if (have && isfinite(c->reward[si])) util_buf_printf(b, "%.9g", c->reward[si]);
     util_buf_printf(b, ",%lld,", (long long)g->tokens);
     if (isfinite(g->time_s)) util_buf_printf(b, "%.9g", g->time_s);
     util_buf_append(b, ",", 1);
@@ -151,6 +174,7 @@ int jobctl_export_csv(const jobctl_opts *o, int argc, char **argv) {
     char err[1024];
     csv_ctx c = {.out = stdout, .no_text = no_text};
     util_buf_init(&c.row);
+    util_buf_init(&c.arena);
     store_job j;
     memset(&j, 0, sizeof j);
     int rc = 1;
@@ -160,9 +184,21 @@ int jobctl_export_csv(const jobctl_opts *o, int argc, char **argv) {
         fprintf(stderr, "jobctl %s: %s: no job \"%s\" (%s)\n", argv[0], db, job, store_strerror(src));
         goto out;
     }
-    c.n_probs = j.n_problems <= 100000000u ? j.n_problems : 0;
+    if ((uint64_t)j.n_problems * j.n_samples > ((uint64_t)1 << 32)) {
+        fprintf(stderr, "jobctl %s: job %s: implausible shape %u problems x %u samples\n", argv[0], job, j.n_problems, j.n_samples);
+        goto out;
+    }
+    c.n_probs = j.n_problems;
+    c.n_samples = j.n_samples;
+    size_t total = (size_t)c.n_probs * c.n_samples, nt = total ? total : 1;
     c.probs = xcalloc(c.n_probs ? c.n_probs : 1, sizeof *c.probs);
+    c.have = xcalloc(nt, 1);
+    c.correct = xcalloc(nt, 1);
+    c.ext_off = xcalloc(nt, sizeof(size_t));
+    c.can_off = xcalloc(nt, sizeof(size_t));
+    c.reward = xcalloc(nt, sizeof(double));
     src = store_problems_each_txn(c.txn, j.id, csv_problem_cb, &c);
+    if (src == STORE_OK) src = store_scores_each_txn(c.txn, j.id, csv_score_cb, &c);
     if (src == STORE_OK) {
         static const char header[] = "problem,sample,id,subject,level,answer,correct,extracted,canonical,reward,tokens,time_s,finish";
         if (fprintf(stdout, "%s%s\r\n", header, no_text ? "" : ",text") < 0) c.io_error = 1;
@@ -175,6 +211,8 @@ out:
     if (c.txn) store_txn_abort(&c.txn);
     for (uint32_t i = 0; c.probs && i < c.n_probs; i++) { free(c.probs[i].id); free(c.probs[i].subject); free(c.probs[i].answer); }
     free(c.probs);
+    free(c.have); free(c.correct); free(c.ext_off); free(c.can_off); free(c.reward);
+    util_buf_free(&c.arena);
     util_buf_free(&c.row);
     store_job_free(&j);
     store_close(&st);

@@ -15,6 +15,7 @@
 #include "jobs/spec.h"
 #include "store/store.h"
 #include "tools/jobctl.h"
+#include "tools/jobctl_report.h"
 #include "workers/aggregate/aggregate.h"
 #include "workers/wrk_roles.h"
 
@@ -125,43 +126,6 @@ int jobctl_cmd_export(const jobctl_opts *o, int argc, char **argv) {
 
 /* ---- reaggregate ---- */
 
-typedef struct reagg_in {
-    uint32_t n_problems, n_samples;
-    unsigned char *have, *correct;   /* [p * n + s] */
-    char **canonical;
-    double *reward, *time_s;
-} reagg_in;
-
-static int reagg_time_cb(uint64_t job, const store_generation *g, void *ctx) {
-    reagg_in *a = ctx;
-    if (g->p < a->n_problems && g->s < a->n_samples) a->time_s[(size_t)g->p * a->n_samples + g->s] = g->time_s;
-    return 0;
-}
-
-static int reagg_score_cb(uint64_t job, const store_score *sc, void *ctx) {
-    reagg_in *a = ctx;
-    if (sc->p >= a->n_problems || sc->s >= a->n_samples) return 0;
-    size_t i = (size_t)sc->p * a->n_samples + sc->s;
-    a->have[i] = 1;
-    a->correct[i] = sc->correct ? 1 : 0;
-    a->canonical[i] = xstrdup(sc->canonical ? sc->canonical : "");
-    a->reward[i] = sc->reward;
-    return 0;
-}
-
-static int parse_klist(const char *s, int *k, int *n_k) {
-    *n_k = 0;
-    while (*s) {
-        char *end;
-        long x = strtol(s, &end, 10);
-        if (end == s || x <= 0 || x > 1000000 || *n_k >= AGG_MAX_K) return -1;
-        k[(*n_k)++] = (int)x;
-        s = end;
-        if (*s == ',') s++;
-        else if (*s) return -1;
-    }
-    return *n_k ? 0 : -1;
-}
 
 int jobctl_cmd_reaggregate(const jobctl_opts *o, int argc, char **argv) {
     (void)o;
@@ -178,72 +142,27 @@ int jobctl_cmd_reaggregate(const jobctl_opts *o, int argc, char **argv) {
     int rc = parse_db_args(argc, argv, usage, &job, &db, NULL, &klist, &json);
     if (rc) return rc == 1 ? 0 : rc;
     store *st;
-    store_job j;
-    if (open_job(db, job, &st, &j, "reaggregate")) return 1;
+    if (jobctl_open_store_ro(db, "reaggregate", &st)) return 1;
     char err[2048];
-    job_spec spec;
-    memset(&spec, 0, sizeof spec);
+    jobctl_jobdata d;
     int k[AGG_MAX_K], n_k = 0;
     uint64_t seed = 0;
     rc = 1;
-    reagg_in a = {.n_problems = j.n_problems, .n_samples = j.n_samples};
-    size_t total = (size_t)j.n_problems * j.n_samples;
-    agg_problem *ap = NULL;
-    unsigned char *corr_rows = NULL;
-    const char **canon_rows = NULL;
-    double *rew_rows = NULL, *time_rows = NULL;
-    if (!j.spec_json || job_spec_parse(j.spec_json, strlen(j.spec_json), "<stored spec>", &spec, err, sizeof err) != 0) {
-        fprintf(stderr, "jobctl reaggregate: job %s: stored spec unreadable: %s\n", job, j.spec_json ? err : "missing");
+    /* The same input the broker sends the aggregate worker (subject/level included), so the
+     * result equals the online stats. */
+    if (jobctl_jobdata_load(st, job, 0, &d, err, sizeof err) != 0) {
+        fprintf(stderr, "jobctl reaggregate: %s: %s\n", db, err);
         goto out;
     }
-    seed = spec.sampling.seed;
-    if (klist) {
-        if (parse_klist(klist, k, &n_k) != 0) { fprintf(stderr, "jobctl reaggregate: --k: expected a list like 1,2,4,8 (at most %d values)\n", AGG_MAX_K); rc = 2; goto out; }
-    } else {
-        n_k = spec.aggregate.n_k;
-        for (int i = 0; i < n_k; i++) k[i] = spec.aggregate.k[i];
+    n_k = jobctl_jobdata_k(&d, k, &seed);
+    if (klist && (n_k = jobctl_parse_klist(klist, k, err, sizeof err)) < 0) {
+        fprintf(stderr, "jobctl reaggregate: --k: %s\n", err);
+        rc = 2;
+        goto out;
     }
-    a.have = xcalloc(total ? total : 1, 1);
-    a.correct = xcalloc(total ? total : 1, 1);
-    a.canonical = xcalloc(total ? total : 1, sizeof(char *));
-    a.reward = xmalloc((total ? total : 1) * sizeof(double));
-    a.time_s = xmalloc((total ? total : 1) * sizeof(double));
-    for (size_t i = 0; i < total; i++) a.reward[i] = a.time_s[i] = NAN;
-    store_txn *txn;
-    if (store_txn_begin(st, 0, &txn, err, sizeof err) != 0) { fprintf(stderr, "jobctl reaggregate: %s\n", err); goto out; }
-    int src = store_generations_each_txn(txn, j.id, reagg_time_cb, &a);
-    if (!src) src = store_scores_each_txn(txn, j.id, reagg_score_cb, &a);
-    store_txn_abort(&txn);
-    if (src) { fprintf(stderr, "jobctl reaggregate: reading the store: %s\n", store_strerror(src)); goto out; }
-    /* Rows packed per problem in s order, only scored samples, only problems with a score. */
-    ap = xcalloc(j.n_problems ? j.n_problems : 1, sizeof *ap);
-    corr_rows = xmalloc(total ? total : 1);
-    canon_rows = xcalloc(total ? total : 1, sizeof(char *));
-    rew_rows = xmalloc((total ? total : 1) * sizeof(double));
-    time_rows = xmalloc((total ? total : 1) * sizeof(double));
-    int np = 0;
-    size_t off = 0;
-    for (uint32_t p = 0; p < j.n_problems; p++) {
-        size_t base = (size_t)p * j.n_samples, start = off;
-        for (uint32_t s = 0; s < j.n_samples; s++) {
-            if (!a.have[base + s]) continue;
-            corr_rows[off] = a.correct[base + s];
-            canon_rows[off] = a.canonical[base + s];
-            rew_rows[off] = a.reward[base + s];
-            time_rows[off] = a.time_s[base + s];
-            off++;
-        }
-        if (off == start) continue;
-        ap[np].p = (int)p;
-        ap[np].n = (int)(off - start);
-        ap[np].correct = corr_rows + start;
-        ap[np].canonical = canon_rows + start;
-        ap[np].reward = rew_rows + start;
-        ap[np].time_s = time_rows + start;
-        np++;
-    }
+    jobctl_jobdata_agg_input(&d, 1);
     proto_writer *w = proto_writer_new(NULL, 0);
-    if (wrk_aggregate_stats(ap, np, k, n_k, seed, w, err, sizeof err) != 0) {
+    if (wrk_aggregate_stats(d.ap, d.n_ap, k, n_k, seed, w, err, sizeof err) != 0) {
         fprintf(stderr, "jobctl reaggregate: %s\n", err);
         proto_writer_destroy(&w);
         goto out;
@@ -264,19 +183,14 @@ int jobctl_cmd_reaggregate(const jobctl_opts *o, int argc, char **argv) {
         printf("%s\n", b.data);
         util_buf_free(&b);
     } else {
-        char id[32], title[200];
-        store_job_id_format(j.id, id, sizeof id);
-        snprintf(title, sizeof title, "job %s (reaggregated from %s)", id, db);
+        char title[200];
+        snprintf(title, sizeof title, "job %s (reaggregated from %s)", d.id, db);
         jobctl_print_stats_table(title, proto_root(m));
     }
     proto_msg_destroy(&m);
     rc = 0;
 out:
-    for (size_t i = 0; a.canonical && i < total; i++) free(a.canonical[i]);
-    free(a.have); free(a.correct); free(a.canonical); free(a.reward); free(a.time_s);
-    free(ap); free(corr_rows); free(canon_rows); free(rew_rows); free(time_rows);
-    job_spec_free(&spec);
-    store_job_free(&j);
+    jobctl_jobdata_free(&d);
     store_close(&st);
     return rc;
 }

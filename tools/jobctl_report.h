@@ -12,6 +12,8 @@
  *                     scores that changed and the stats
  *   jobctl_csv.c      export JOB --db DIR --format csv: one RFC 4180 row per generation
  *   jobctl_png.c      SVG -> PNG for compare --plot F.png (rsvg-convert or librsvg, at run time)
+ *   jobctl_report_main.c  bin/jobctl_report: these commands standalone, until bin/jobctl's
+ *                     command table lists them
  *
  * Every command has the jobctl_cmd_* signature of tools/jobctl.h: argv[0] is the subcommand's
  * name, the return value is the exit status (0 ok, 1 failure, 2 usage error). The jobctl_opts

@@ -3,36 +3,23 @@
  * scores whose grade changed and recomputes the job's stats.
  *
  * Steps:
- *   1. take the store's writer lock (DIR/writer.lock, the flock store_open takes for the one
- *      writer): if a broker holds it, refuse and name its pid — the broker caches nothing, but
- *      two writers would race on scores and stats (--dry-run only reads and skips the lock);
- *   2. read the job (problems' reference answers, generation texts, current scores) read-only;
+ *   1. open the store read-write (dry run: read-only). store_open takes the single-writer lock,
+ *      so a running broker makes this fail with its pid: two writers would race on scores and
+ *      stats (--dry-run only reads and works while a broker runs);
+ *   2. read the job (problems' reference answers, generation texts, current scores);
  *   3. grade every scored sample with grade_answer / grade_canonical exactly as the score worker
  *      does (workers/wrk_score.c); rewards are kept; generations not scored yet are left alone
  *      (the broker scores them when the job resumes, and its counters stay right);
  *   4. recompute the stats with the aggregate worker's code and input (wrk_aggregate_stats, as
  *      `jobctl reaggregate`), so unchanged scores give identical stats (with the problems'
  *      subject/level breakdowns exactly when the stored stats have them);
- *   5. write the changed scores and the stats in one LMDB transaction (all or nothing), then
- *      read every rewritten score back through the store API to check it.
- *
- * Why raw LMDB in step 5: store/store.h inserts scores idempotently (store_score_put never
- * overwrites) and has no replace/delete for them, and LMDB forbids opening one environment
- * twice in a process, so the write goes through our own environment handle using the store's
- * documented keys (job u64 | p u32 | s u32, big-endian) and record map (the same msgpack map
- * store_score_put writes; the read-back in step 5 guards against drift). When store.h gains a
- * score replace (asked of the store's owner), rescore_write() becomes a store_write() callback.
+ *   5. write the changed scores (store_score_replace) and the stats in one store_write
+ *      transaction: all or nothing.
  */
-#include <errno.h>
-#include <fcntl.h>
-#include <lmdb.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "common/util.h"
 #include "tools/jobctl_report.h"
@@ -49,39 +36,7 @@ static const char rescore_usage[] =
     "  --json          print the summary as one JSON object\n"
     "  --dry-run       grade and report, write nothing (needs no lock: a broker may be running)\n";
 
-/* ---- the writer lock ---- */
-
-/* Takes DIR/writer.lock like store_open does for its one writer. Returns the fd (>= 0), or -1
- * with err naming the holder's pid. */
-static int take_writer_lock(const char *dir, char *err, size_t errlen) {
-    char path[4096];
-    struct stat sb;
-    snprintf(path, sizeof path, "%s/data.mdb", dir);
-    if (stat(path, &sb) != 0) return util_err(err, errlen, "%s: no store here (%s)", dir, strerror(errno));
-    snprintf(path, sizeof path, "%s/writer.lock", dir);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) return util_err(err, errlen, "%s: %s", path, strerror(errno));
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        char pid[32] = "?";
-        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
-        if (n > 0) { pid[n] = 0; pid[strcspn(pid, "\n")] = 0; } else snprintf(pid, sizeof pid, "?");
-        close(fd);
-        return util_err(err, errlen,
-                        "the store %s is held by another writer, normally a running broker (pid %s); rescore rewrites scores and needs the "
-                        "store to itself: stop the broker first (--dry-run only reads and works while it runs)",
-                        dir, pid);
-    }
-    char pid[32];
-    int pl = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
-    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)pl, 0) != pl) { /* informational only */ }
-    return fd;
-}
-
-/* ---- records, as store.c encodes them ---- */
-
-static void put_be(uint8_t *k, uint64_t v, int n) {
-    for (int i = n - 1; i >= 0; i--) { k[i] = (uint8_t)(v & 0xff); v >>= 8; }
-}
+/* ---- the rewrite ---- */
 
 typedef struct new_score {
     uint32_t p, s;
@@ -90,92 +45,23 @@ typedef struct new_score {
     double reward;
 } new_score;
 
-static proto_writer *encode_score(const new_score *n) {
-    proto_writer *w = proto_writer_new(NULL, 0);
-    proto_w_map(w, 6);
-    proto_w_key(w, "p"); proto_w_u64(w, n->p);
-    proto_w_key(w, "s"); proto_w_u64(w, n->s);
-    proto_w_key(w, "extracted"); proto_w_str(w, n->extracted);
-    proto_w_key(w, "canonical"); proto_w_str(w, n->canonical);
-    proto_w_key(w, "correct"); proto_w_i64(w, n->correct ? 1 : 0);
-    proto_w_key(w, "reward");
-    if (isnan(n->reward)) proto_w_nil(w); else proto_w_f64(w, n->reward);
-    return w;
-}
-
-static proto_writer *encode_stats(int32_t final, int64_t updated_ms, uint64_t samples, uint64_t task, const void *stats,
-                                  size_t stats_len) {
-    proto_writer *w = proto_writer_new(NULL, 0);
-    proto_w_map(w, 5);
-    proto_w_key(w, "final"); proto_w_i64(w, final);
-    proto_w_key(w, "updated_ms"); proto_w_i64(w, updated_ms);
-    proto_w_key(w, "samples"); proto_w_u64(w, samples);
-    proto_w_key(w, "task"); proto_w_u64(w, task);
-    proto_w_key(w, "stats");
-    proto_w_raw(w, stats, stats_len);
-    return w;
-}
-
 typedef struct rescore_write_in {
     uint64_t job;
     const new_score *scores;
     size_t n_scores;
-    int write_stats;
-    int32_t final;
-    uint64_t samples;
-    const void *stats;
-    size_t stats_len;
+    const store_stats *stats;   /* NULL: leave the stats alone */
 } rescore_write_in;
 
-static int mdb_put_writer(MDB_txn *txn, MDB_dbi dbi, const uint8_t *k, size_t kl, proto_writer *w) {
-    size_t n;
-    const void *d = proto_writer_data(w, &n);
-    MDB_val key = {kl, (void *)k}, val = {n, (void *)d};
-    int rc = mdb_put(txn, dbi, &key, &val, 0);
-    proto_writer_destroy(&w);
-    return rc;
-}
-
-/* One write transaction: the changed scores and the stats. Grows the map and retries on
- * MDB_MAP_FULL. 0 ok, -1 with err. */
-static int rescore_write(const char *dir, const rescore_write_in *in, char *err, size_t errlen) {
-    MDB_env *env = NULL;
-    int rc = mdb_env_create(&env);
-    if (rc) return util_err(err, errlen, "mdb_env_create: %s", mdb_strerror(rc));
-    mdb_env_set_maxdbs(env, 32);
-    rc = mdb_env_open(env, dir, MDB_NOTLS | MDB_NORDAHEAD, 0644);
-    if (rc) { mdb_env_close(env); return util_err(err, errlen, "opening %s for writing: %s", dir, mdb_strerror(rc)); }
-    const char *where = "";
-    for (int attempt = 0; attempt < 6; attempt++) {
-        MDB_txn *txn = NULL;
-        MDB_dbi scores, stats;
-        where = "begin";
-        rc = mdb_txn_begin(env, NULL, 0, &txn);
-        if (!rc) { where = "scores"; rc = mdb_dbi_open(txn, "scores", 0, &scores); }
-        if (!rc) { where = "stats"; rc = mdb_dbi_open(txn, "stats", 0, &stats); }
-        for (size_t i = 0; !rc && i < in->n_scores; i++) {
-            uint8_t k[16];
-            put_be(k, in->job, 8); put_be(k + 8, in->scores[i].p, 4); put_be(k + 12, in->scores[i].s, 4);
-            where = "put(scores)";
-            rc = mdb_put_writer(txn, scores, k, 16, encode_score(&in->scores[i]));
-        }
-        if (!rc && in->write_stats) {
-            uint8_t k[8];
-            put_be(k, in->job, 8);
-            where = "put(stats)";
-            rc = mdb_put_writer(txn, stats, k, 8,
-                                encode_stats(in->final, util_wall_ms(), in->samples, 0, in->stats, in->stats_len));
-        }
-        if (!rc) { where = "commit"; rc = mdb_txn_commit(txn); txn = NULL; }
-        if (txn) mdb_txn_abort(txn);
-        if (rc != MDB_MAP_FULL) break;
-        MDB_envinfo info;
-        mdb_env_info(env, &info);
-        mdb_env_set_mapsize(env, info.me_mapsize * 2);
+/* store_write callback: the changed scores and the stats, in one transaction. */
+static int rescore_write_txn(store_txn *t, void *ctx) {
+    const rescore_write_in *in = ctx;
+    for (size_t i = 0; i < in->n_scores; i++) {
+        const new_score *n = &in->scores[i];
+        store_score sc = {n->p, n->s, n->extracted, n->canonical, n->correct, n->reward};
+        int rc = store_score_replace(t, in->job, &sc);
+        if (rc != STORE_OK) return rc;
     }
-    mdb_env_close(env);
-    if (rc) return util_err(err, errlen, "writing %s: %s: %s", dir, where, mdb_strerror(rc));
-    return 0;
+    return in->stats ? store_stats_put(t, in->job, in->stats) : STORE_OK;
 }
 
 /* ---- the command ---- */
@@ -227,8 +113,6 @@ int jobctl_cmd_rescore(const jobctl_opts *o, int argc, char **argv) {
         return 2;
     }
     char err[2048];
-    int lock_fd = -1;
-    if (!dry && (lock_fd = take_writer_lock(db, err, sizeof err)) < 0) { fprintf(stderr, "jobctl %s: %s\n", argv[0], err); return 1; }
 
     int rc = 1;
     store *st = NULL;
@@ -243,12 +127,17 @@ int jobctl_cmd_rescore(const jobctl_opts *o, int argc, char **argv) {
     util_buf old_json, new_json, out;
     util_buf_init(&old_json); util_buf_init(&new_json); util_buf_init(&out);
 
-    if (jobctl_open_store_ro(db, argv[0], &st)) goto done;
+    if (dry) {
+        if (jobctl_open_store_ro(db, argv[0], &st)) goto done;
+    } else if (store_open(db, 0, 0, &st, err, sizeof err) != 0) {
+        fprintf(stderr, "jobctl %s: %s (rescore rewrites scores and needs the store to itself: stop the broker, "
+                        "or use --dry-run)\n", argv[0], err);
+        goto done;
+    }
     if (jobctl_jobdata_load(st, job, 1, &d, err, sizeof err) != 0) { fprintf(stderr, "jobctl %s: %s: %s\n", argv[0], db, err); goto done; }
     int src = store_stats_get(st, d.job.id, &old, err, sizeof err);
     if (src == STORE_OK) have_old = 1;
     else if (src != STORE_ERR_NOTFOUND) { fprintf(stderr, "jobctl %s: reading stats: %s\n", argv[0], err); goto done; }
-    store_close(&st);
     if (!grader_name) {
         if (grade_parse_kind(d.spec.score.grader, &gk) != 0) {
             fprintf(stderr, "jobctl %s: job %s: its spec names an unknown grader \"%s\"; pass --grader\n", argv[0], d.id, d.spec.score.grader);
@@ -311,28 +200,13 @@ int jobctl_cmd_rescore(const jobctl_opts *o, int argc, char **argv) {
     int written = 0;
     if (!dry && (n_changed > 0 || stats_changed)) {
         int32_t final = have_old ? old.final : !strcmp(d.job.state, "done");
-        rescore_write_in in = {d.job.id, changed, n_changed, stats_changed, final, d.n_score, new_stats, new_len};
-        if (rescore_write(db, &in, err, sizeof err) != 0) { fprintf(stderr, "jobctl %s: %s\n", argv[0], err); goto done; }
-        written = 1;
-        /* read back through the store API: the records must decode as the store expects */
-        if (jobctl_open_store_ro(db, argv[0], &st)) goto done;
-        store_txn *txn;
-        if (store_txn_begin(st, 0, &txn, err, sizeof err) != 0) { fprintf(stderr, "jobctl %s: %s\n", argv[0], err); goto done; }
-        size_t bad = 0;
-        for (size_t i = 0; i < n_changed; i++) {
-            store_score sc;
-            const new_score *n = &changed[i];
-            if (store_score_get(txn, d.job.id, n->p, n->s, &sc) != STORE_OK || sc.correct != n->correct ||
-                strcmp(sc.extracted, n->extracted) != 0 || strcmp(sc.canonical, n->canonical) != 0)
-                bad++;
-        }
-        store_txn_abort(&txn);
-        store_close(&st);
-        if (bad) {
-            fprintf(stderr, "jobctl %s: internal: %zu rewritten score(s) read back differently through the store API "
-                            "(record format drift in store/store.c?)\n", argv[0], bad);
+        store_stats ns = {final, util_wall_ms(), d.n_score, 0, (uint8_t *)new_stats, new_len};
+        rescore_write_in in = {d.job.id, changed, n_changed, stats_changed ? &ns : NULL};
+        if (store_write(st, rescore_write_txn, &in, err, sizeof err) != 0) {
+            fprintf(stderr, "jobctl %s: writing %s: %s\n", argv[0], db, err);
             goto done;
         }
+        written = 1;
     }
 
     char gname[16];
@@ -379,6 +253,5 @@ done:
     store_stats_free(&old);
     jobctl_jobdata_free(&d);
     if (st) store_close(&st);
-    if (lock_fd >= 0) close(lock_fd);   /* releases the flock */
     return rc;
 }

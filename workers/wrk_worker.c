@@ -190,7 +190,11 @@ int wrk_worker_run(const wrk_worker_cfg *cfg, volatile sig_atomic_t *stop) {
     util_buf_init(&s.items);
     int orc = wrk_conn_open(s.conn);
     if (orc == -2) {
-        fprintf(stderr, "worker: --connect %s: not a valid ZeroMQ endpoint (e.g. tcp://127.0.0.1:5556)\n", cfg->endpoint);
+        if (cfg->curve)
+            fprintf(stderr, "worker: --connect %s: cannot set up the connection (an invalid endpoint, or CURVE options "
+                            "libzmq rejected: see the error above)\n", cfg->endpoint);
+        else
+            fprintf(stderr, "worker: --connect %s: not a valid ZeroMQ endpoint (e.g. tcp://127.0.0.1:5556)\n", cfg->endpoint);
         wrk_runner_destroy(&s.runner);
         wrk_roles_destroy(&roles);
         wrk_conn_destroy(&s.conn, 0);

@@ -439,6 +439,221 @@ static void dec_dispatch_g(cudaStream_t st, const att_args &a, dim3 grid) {
     else dec_launch<HDM, 8>(st, a, grid);
 }
 
+
+/* ---------------- decode kernel on tensor cores (hd 64 or 128, G <= 8) ----------------
+ * mma.sync m16n8k16 (bf16 in, fp32 accumulate): the G query rows (padded to 16) are the A
+ * operand, kept in registers for the whole block; each warp owns 16 keys of every 64-key tile
+ * and runs its own online softmax over them (no block-wide syncs for the softmax: the warps'
+ * (max, sum, output) are merged once at the end, like split-K). K and V fragments come from the
+ * shared-memory tiles through ldmatrix (V transposed); P goes from the S accumulators straight
+ * into the A operand of P.V. Scores live in the log2 domain (scale * log2 e, exp2). */
+static __device__ __forceinline__ void mma_bf16(float *c, const uint32_t *a, uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+static __device__ __forceinline__ void ldsm_x2(uint32_t &r0, uint32_t &r1, const void *p) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n" : "=r"(r0), "=r"(r1) : "r"(s));
+}
+static __device__ __forceinline__ void ldsm_x4_t(uint32_t &r0, uint32_t &r1, uint32_t &r2, uint32_t &r3, const void *p) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+                 : "r"(s));
+}
+static __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    return *(uint32_t *)&h;
+}
+
+template <int HD>
+__global__ void __launch_bounds__(ATT_NT) k_attn_decode_mma(att_args a) {
+    extern __shared__ __align__(16) unsigned char smem[];
+    constexpr int LDK = HD + 8;
+    constexpr int KS = HD / 16; /* k-steps of Q.K^T, and 16-dim groups of P.V */
+    bf16 *Ks = (bf16 *)smem;          /* [2][ATT_TK][LDK] */
+    bf16 *Vs = Ks + 2 * ATT_TK * LDK; /* [2][ATT_TK][LDK] */
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int grp = lane >> 2, qd = lane & 3; /* mma groupID, thread-in-group */
+    const int s = blockIdx.x, kvh = blockIdx.y, G = a.G;
+    const int t = a.cu[s];
+    const int pos = a.pos[t];
+    int k_begin = 0, k_end = pos + 1;
+    if (a.n_splits > 1) {
+        k_begin = blockIdx.z * a.split_len;
+        k_end = min(k_end, k_begin + a.split_len);
+    }
+    /* Q as A fragments: row grp (zero for grp >= G), rows grp+8 are padding. */
+    uint32_t qa[KS][4];
+    {
+        const bf16 *qrow = a.q + ((int64_t)t * a.Hq + kvh * G + (grp < G ? grp : 0)) * HD;
+#pragma unroll
+        for (int kk = 0; kk < KS; kk++) {
+            uint32_t lo = *(const uint32_t *)(qrow + kk * 16 + qd * 2);
+            uint32_t hi = *(const uint32_t *)(qrow + kk * 16 + 8 + qd * 2);
+            qa[kk][0] = grp < G ? lo : 0u;
+            qa[kk][1] = 0u;
+            qa[kk][2] = grp < G ? hi : 0u;
+            qa[kk][3] = 0u;
+        }
+    }
+    const float sl2 = a.scale * 1.4426950408889634f;
+    float m_run = -INFINITY, l_run = 0.f; /* row grp; l_run is this thread's partial sum */
+    float o[2 * KS][4];
+#pragma unroll
+    for (int i = 0; i < 2 * KS; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+
+    const int64_t kv_row_stride = (int64_t)a.Hkv * HD;
+    const int64_t head_off = (int64_t)kvh * HD;
+    const int32_t *bt = a.bt + (int64_t)s * a.max_pages;
+    constexpr int HD8 = HD / 8;
+    auto load_tile = [&](int stage, int kt) {
+        int nk = min(ATT_TK, k_end - kt);
+        bf16 *ks = Ks + stage * ATT_TK * LDK, *vs = Vs + stage * ATT_TK * LDK;
+#pragma unroll
+        for (int it = 0; it < ATT_TK * HD8 / ATT_NT; it++) {
+            int idx = tid + it * ATT_NT;
+            int j = idx / HD8, c = idx % HD8;
+            const bf16 *kp = a.kc, *vp = a.vc;
+            int bytes = 0;
+            if (j < nk) {
+                int key = kt + j, pg, in;
+                if (a.page_shift >= 0) { pg = key >> a.page_shift; in = key & (a.page_size - 1); }
+                else { pg = key / a.page_size; in = key - pg * a.page_size; }
+                int64_t off = ((int64_t)bt[pg] * a.page_size + in) * kv_row_stride + head_off + c * 8;
+                kp = a.kc + off;
+                vp = a.vc + off;
+                bytes = 16;
+            }
+            cp_async16(ks + j * LDK + c * 8, kp, bytes);
+            cp_async16(vs + j * LDK + c * 8, vp, bytes);
+        }
+    };
+    if (k_begin < k_end) load_tile(0, k_begin);
+    cp_async_commit();
+    int stage = 0;
+    const int kw = warp * 16; /* this warp's keys in the tile */
+    for (int kt = k_begin; kt < k_end; kt += ATT_TK) {
+        const int nk = min(ATT_TK, k_end - kt);
+        if (kt + ATT_TK < k_end) load_tile(stage ^ 1, kt + ATT_TK);
+        cp_async_commit();
+        cp_async_wait<1>();
+        __syncthreads();
+        const bf16 *ks = Ks + stage * ATT_TK * LDK, *vs = Vs + stage * ATT_TK * LDK;
+        if (kw < nk) {
+            /* S[16 rows x 16 keys] = Q K^T: two n-tiles of 8 keys */
+            float sc[2][4];
+#pragma unroll
+            for (int nt = 0; nt < 2; nt++) {
+                sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
+#pragma unroll
+                for (int kk = 0; kk < KS; kk++) {
+                    uint32_t b0, b1;
+                    /* lanes 0-7: keys' dims [16kk, 16kk+8); lanes 8-15: dims [16kk+8, 16kk+16) */
+                    const bf16 *pa = ks + (kw + nt * 8 + (lane & 7)) * LDK + kk * 16 + ((lane >> 3) & 1) * 8;
+                    ldsm_x2(b0, b1, pa);
+                    mma_bf16(sc[nt], qa[kk], b0, b1);
+                }
+            }
+            /* mask, scale, online softmax for row grp over this warp's 16 keys */
+            float v[4];
+#pragma unroll
+            for (int nt = 0; nt < 2; nt++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    int j = kw + nt * 8 + qd * 2 + e;
+                    v[nt * 2 + e] = j < nk ? sc[nt][e] * sl2 : -INFINITY;
+                }
+            float mx = fmaxf(fmaxf(v[0], v[1]), fmaxf(v[2], v[3]));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            float m_new = fmaxf(m_run, mx);
+            float corr = 1.f, pr[4];
+            if (m_new == -INFINITY) {
+                pr[0] = pr[1] = pr[2] = pr[3] = 0.f;
+            } else {
+                corr = exp2f(m_run - m_new);
+#pragma unroll
+                for (int e = 0; e < 4; e++) pr[e] = exp2f(v[e] - m_new);
+            }
+            m_run = m_new;
+            l_run = l_run * corr + (pr[0] + pr[1] + pr[2] + pr[3]);
+#pragma unroll
+            for (int i = 0; i < 2 * KS; i++) { o[i][0] *= corr; o[i][1] *= corr; }
+            /* P as the A operand (16 rows x 16 keys); padding rows are 0 */
+            uint32_t pa4[4] = {pack_bf16(pr[0], pr[1]), 0u, pack_bf16(pr[2], pr[3]), 0u};
+            /* O += P V: per 16 dims, ldmatrix.trans gives the B fragments of two 8-dim n-tiles */
+#pragma unroll
+            for (int nd = 0; nd < KS; nd++) {
+                uint32_t r0, r1, r2, r3;
+                int mi = lane >> 3;
+                const bf16 *pv = vs + (kw + (mi & 1) * 8 + (lane & 7)) * LDK + nd * 16 + (mi >> 1) * 8;
+                ldsm_x4_t(r0, r1, r2, r3, pv);
+                mma_bf16(o[2 * nd], pa4, r0, r1);
+                mma_bf16(o[2 * nd + 1], pa4, r2, r3);
+            }
+        }
+        __syncthreads();
+        stage ^= 1;
+    }
+    cp_async_wait<0>();
+    __syncthreads();
+    /* merge the 4 warps: (m, l, O) of row grp < G */
+    float *rm = (float *)smem;        /* [4][8] */
+    float *rl = rm + 32;              /* [4][8] */
+    float *ro = rl + 32;              /* [4][8][HD] */
+    l_run += __shfl_xor_sync(0xffffffffu, l_run, 1);
+    l_run += __shfl_xor_sync(0xffffffffu, l_run, 2);
+    if (grp < G) {
+        if (qd == 0) { rm[warp * 8 + grp] = m_run; rl[warp * 8 + grp] = l_run; }
+#pragma unroll
+        for (int i = 0; i < 2 * KS; i++) {
+            int d = i * 8 + qd * 2;
+            ro[(warp * 8 + grp) * HD + d] = o[i][0];
+            ro[(warp * 8 + grp) * HD + d + 1] = o[i][1];
+        }
+    }
+    __syncthreads();
+    for (int idx = tid; idx < G * HD; idx += ATT_NT) {
+        int r = idx / HD, d = idx % HD;
+        float M = fmaxf(fmaxf(rm[r], rm[8 + r]), fmaxf(rm[16 + r], rm[24 + r]));
+        float num = 0.f, den = 0.f;
+        if (M != -INFINITY) {
+#pragma unroll
+            for (int w = 0; w < 4; w++) {
+                float wt = exp2f(rm[w * 8 + r] - M);
+                num += wt * ro[(w * 8 + r) * HD + d];
+                den += wt * rl[w * 8 + r];
+            }
+        }
+        int hq = kvh * G + r;
+        if (a.n_splits > 1) {
+            int64_t pi = ((int64_t)s * a.Hq + hq) * a.n_splits + blockIdx.z;
+            a.part_o[pi * HD + d] = num;
+            if (d == 0) {
+                a.part_ml[pi * 2] = M * 0.6931471805599453f; /* natural-log domain for the combine */
+                a.part_ml[pi * 2 + 1] = den;
+            }
+        } else {
+            a.out[((int64_t)t * a.Hq + hq) * HD + d] = __float2bfloat16(den > 0.f ? num / den : 0.f);
+        }
+    }
+}
+
+template <int HD>
+static void dec_mma_launch(cudaStream_t st, const att_args &a, dim3 grid) {
+    size_t kv = (size_t)4 * ATT_TK * (HD + 8) * sizeof(bf16);
+    size_t red = (size_t)(64 + 4 * 8 * HD) * sizeof(float);
+    size_t smem = kv > red ? kv : red;
+    if (smem > 48 * 1024)
+        CUDA_CHECK(cudaFuncSetAttribute(k_attn_decode_mma<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    k_attn_decode_mma<HD><<<grid, ATT_NT, smem, st>>>(a);
+    CUDA_CHECK_LAUNCH();
+}
+
 /* Merges the splits of each (sequence, head): a block per pair, a thread per dimension. */
 __global__ void k_attention_combine(att_args a) {
     int s = blockIdx.x / a.Hq, hq = blockIdx.x % a.Hq;
@@ -532,7 +747,10 @@ void cu_attention(op_backend *b, void *out, const void *q, const void *k_cache, 
             a.part_ml = scr + np * hd;
         }
         dim3 grid(n_seq, Hkv, a.n_splits);
-        if (a.G <= DEC_GMAX && !c->attn_generic) {
+        if (a.G <= 8 && (hd == 64 || hd == 128) && c->attn_mode == 0) {
+            if (hd == 64) dec_mma_launch<64>(c->stream, a, grid);
+            else dec_mma_launch<128>(c->stream, a, grid);
+        } else if (a.G <= DEC_GMAX && c->attn_mode <= 1) {
             if (hd <= 64) dec_dispatch_g<64>(c->stream, a, grid);
             else if (hd <= 128) dec_dispatch_g<128>(c->stream, a, grid);
             else dec_dispatch_g<256>(c->stream, a, grid);

@@ -126,14 +126,14 @@ static int mm_autotune(cu_impl *c, cu_mm_plan *p, const cublasLtMatmulHeuristicR
         cublasStatus_t st = cublasLtMatmul(c->lt, p->op, &alpha, w, p->a, x, p->b, &beta, scr, p->c, scr, p->d,
                                            &res[i].algo, c->lt_ws, c->lt_ws_bytes, c->stream);
         if (st != CUBLAS_STATUS_SUCCESS) continue;
-        CUDA_CHECK(cudaEventRecord(c->ev[0], c->stream));
+        CUDA_CHECK(cudaEventRecord(c->ev_tune[0], c->stream));
         for (int k = 0; k < 3; k++)
             (void)cublasLtMatmul(c->lt, p->op, &alpha, w, p->a, x, p->b, &beta, scr, p->c, scr, p->d, &res[i].algo,
                                  c->lt_ws, c->lt_ws_bytes, c->stream);
-        CUDA_CHECK(cudaEventRecord(c->ev[1], c->stream));
-        CUDA_CHECK(cudaEventSynchronize(c->ev[1]));
+        CUDA_CHECK(cudaEventRecord(c->ev_tune[1], c->stream));
+        CUDA_CHECK(cudaEventSynchronize(c->ev_tune[1]));
         float ms = 0.f;
-        CUDA_CHECK(cudaEventElapsedTime(&ms, c->ev[0], c->ev[1]));
+        CUDA_CHECK(cudaEventElapsedTime(&ms, c->ev_tune[0], c->ev_tune[1]));
         if (ms < best_ms) { best_ms = ms; best = i; }
     }
     CUDA_CHECK_LAUNCH();
@@ -182,7 +182,11 @@ static cu_mm_plan *mm_plan(cu_impl *c, int T, int K, int N, int acc, int f32out,
     cublasLtMatmulPreferenceDestroy(pref);
     CHECK(got > 0, "cuBLASLt has no algorithm for matmul T=%d K=%d N=%d (align %d)", T, K, N, align);
     p->accumulate = acc;
-    int pick = (got > 1 && !c->capturing && c->mm_autotune) ? mm_autotune(c, p, res, got, w, x, T, N, f32out) : 0;
+    /* Autotune the skinny (memory-bound) shapes only, whose output fits a small scratch: large
+     * GEMMs are compute-bound and the heuristic's first choice is good there. */
+    size_t out_bytes = (size_t)T * N * (f32out ? 4 : 2);
+    int tune = got > 1 && !c->capturing && c->mm_autotune && T <= 1024 && out_bytes <= ((size_t)64 << 20);
+    int pick = tune ? mm_autotune(c, p, res, got, w, x, T, N, f32out) : 0;
     p->algo = res[pick].algo;
     p->T = T;
     p->K = K;
@@ -394,6 +398,8 @@ static void cu_destroy(op_backend **pb) {
             free(c->prof_ev);
             free(c->prof_slot);
         }
+        if (c->ev_tune[0]) cudaEventDestroy(c->ev_tune[0]);
+        if (c->ev_tune[1]) cudaEventDestroy(c->ev_tune[1]);
         if (c->ev[0]) cudaEventDestroy(c->ev[0]);
         if (c->ev[1]) cudaEventDestroy(c->ev[1]);
         if (c->stream) cudaStreamDestroy(c->stream);
@@ -430,6 +436,8 @@ extern "C" op_backend *op_cuda_new(int device, char *err, size_t errlen) {
     CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
     CUDA_CHECK(cudaEventCreate(&c->ev[0]));
     CUDA_CHECK(cudaEventCreate(&c->ev[1]));
+    CUDA_CHECK(cudaEventCreate(&c->ev_tune[0]));
+    CUDA_CHECK(cudaEventCreate(&c->ev_tune[1]));
     CUBLAS_CHECK(cublasLtCreate(&c->lt));
     c->lt_ws_bytes = CU_LT_WS_BYTES;
     CUDA_CHECK(cudaMalloc(&c->lt_ws, c->lt_ws_bytes));
@@ -437,8 +445,10 @@ extern "C" op_backend *op_cuda_new(int device, char *err, size_t errlen) {
     {
         const char *at = getenv("THINKFAST_MM_AUTOTUNE"); /* "0" turns the matmul autotuning off */
         c->mm_autotune = !(at && strcmp(at, "0") == 0);
-        const char *ad = getenv("THINKFAST_ATTN_DECODE"); /* "generic": the general attention kernel for decode */
-        c->attn_generic = ad && strcmp(ad, "generic") == 0;
+        const char *ad = getenv("THINKFAST_ATTN_DECODE"); /* mma (default) | fma | generic */
+        c->attn_mode = !ad ? 0 : strcmp(ad, "generic") == 0 ? 2 : strcmp(ad, "fma") == 0 ? 1 : 0;
+        const char *sr = getenv("THINKFAST_SSD_RPT");
+        c->ssd_rpt = sr && strcmp(sr, "4") == 0 ? 4 : 8;
     }
     CUDA_CHECK(cudaMalloc(&c->stage, c->stage_bytes));
     (void)cu_scratch(c, (size_t)16 << 20);

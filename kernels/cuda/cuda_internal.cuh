@@ -34,6 +34,7 @@ typedef struct cu_impl {
     int n_sm;
     cudaStream_t stream;
     cudaEvent_t ev[2];    /* op_cuda_timer_begin/end */
+    cudaEvent_t ev_tune[2]; /* matmul autotuning */
     cudaEvent_t *prof_ev; /* [CU_PROF_MAX] op_cuda_prof_*, created on first use */
     int *prof_slot;
     int prof_n;
@@ -42,7 +43,9 @@ typedef struct cu_impl {
     size_t lt_ws_bytes;
     cu_mm_plan mm[CU_MM_CACHE];
     int mm_next;          /* round-robin eviction */
-    int attn_generic;     /* THINKFAST_ATTN_DECODE=generic: decode through the general kernel */
+    int attn_mode;        /* decode attention: 0 tensor cores (default), 1 FMA decode kernel, 2 general kernel
+                           * (THINKFAST_ATTN_DECODE=mma|fma|generic) */
+    int ssd_rpt;          /* decode scan rows per thread, 8 (default) or 4 (THINKFAST_SSD_RPT=4) */
     int mm_autotune;      /* time the heuristic's candidates per new shape (THINKFAST_MM_AUTOTUNE=0: off) */
     /* Scratch for split-K attention partials and sampling; grown outside graph capture only. */
     void *scratch;

@@ -186,10 +186,13 @@ __global__ void __launch_bounds__(SSD_NT) k_ssd(ssd_args a) {
 }
 
 template <int PER, typename ST>
-static void ssd_launch(cudaStream_t st, ssd_args a, int n_seq, int decode) {
-    /* decode: 8 row groups per thread (more bytes in flight, fewer blocks); prefill: 1 (more
-     * blocks to walk the tokens in parallel) */
-    if (decode) {
+static void ssd_launch(cudaStream_t st, ssd_args a, int n_seq, int decode, int rpt) {
+    /* decode: 8 row groups per thread (more bytes in flight, fewer blocks; THINKFAST_SSD_RPT=4
+     * halves it); prefill: 1 (more blocks to walk the tokens in parallel) */
+    if (decode && rpt == 4) {
+        dim3 grid(cu_blocks(a.P, a.RB * 4), a.H, n_seq);
+        k_ssd<PER, 4, ST><<<grid, SSD_NT, 0, st>>>(a);
+    } else if (decode) {
         dim3 grid(cu_blocks(a.P, a.RB * 8), a.H, n_seq);
         k_ssd<PER, 8, ST><<<grid, SSD_NT, 0, st>>>(a);
     } else {
@@ -235,11 +238,12 @@ static void ssd_run(op_backend *b, void *y, const void *x, const void *dt, const
     a.RB = SSD_NT / a.LPR;
     cudaStream_t st = cu_of(b)->stream;
     int decode = (T == n_seq);
+    int rpt = cu_of(b)->ssd_rpt;
     switch (per) {
-    case 1: ssd_launch<1, ST>(st, a, n_seq, decode); break;
-    case 2: ssd_launch<2, ST>(st, a, n_seq, decode); break;
-    case 4: ssd_launch<4, ST>(st, a, n_seq, decode); break;
-    default: ssd_launch<8, ST>(st, a, n_seq, decode); break;
+    case 1: ssd_launch<1, ST>(st, a, n_seq, decode, rpt); break;
+    case 2: ssd_launch<2, ST>(st, a, n_seq, decode, rpt); break;
+    case 4: ssd_launch<4, ST>(st, a, n_seq, decode, rpt); break;
+    default: ssd_launch<8, ST>(st, a, n_seq, decode, rpt); break;
     }
     CUDA_CHECK_LAUNCH();
 }

@@ -206,9 +206,9 @@ TEST(load_job) {
 
 TEST(compare_json) {
     char *d = fx_store(0);
-    char *argv[] = {"compare", "teacher", "j-000002", "--db", d, "--json", "--k", "1,2,4,8", "--budget-axis", NULL};
+    char *argv[] = {"compare", "teacher", "j-000002", "--db", d, "--json", "--k", "1,2,4,8", "--budget-axis", "--per-problem", NULL};
     int rc;
-    char *out = capture(jobctl_cmd_compare, 9, argv, &rc);
+    char *out = capture(jobctl_cmd_compare, 10, argv, &rc);
     EXPECT_EQ_INT(rc, 0);
     char *nl = strchr(out, '\n');
     EXPECT(nl != NULL);
@@ -225,6 +225,10 @@ TEST(compare_json) {
         EXPECT_NEAR(jnum(sb, "coverage", 0), fx_cov(bad_correct, 1, NULL, 0), 1e-9);
         EXPECT_NEAR(jnum(sb, "coverage", 2), fx_cov(bad_correct, 4, NULL, 0), 1e-9);
         EXPECT(json_is_null(json_array_get(json_object_get(sa, "coverage"), 3)));   /* k = 8 > n */
+        /* per problem: problem 4 of the teacher has 3 of 4 correct (s < 4 % 3 + 2) */
+        json_t *pp = json_array_get(json_object_get(sa, "per_problem"), 4);
+        EXPECT(pp && json_integer_value(json_object_get(pp, "p")) == 4);
+        EXPECT_NEAR(jnum(pp, "coverage", 0), 0.75, 1e-12);
         /* breakdowns */
         json_t *geo = json_object_get(json_object_get(sb, "by_subject"), "Geometry");
         json_t *lv2 = json_object_get(json_object_get(sa, "by_level"), "2");

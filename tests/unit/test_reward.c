@@ -87,6 +87,43 @@ typedef struct tensor_edit {
     const float *lm_head;     /* add lm_head.weight [V, D] (untied) */
 } tensor_edit;
 
+/* The tokenizer the models use: stories260K's tok512.bin from ../shared/data, or (where that
+ * is absent, e.g. on a GPU host) a generated llama2.c tokenizer of 512 ids: <unk>, BOS, EOS, the
+ * 256 byte tokens, printable ASCII, a few merges ("Th", "The", " The", "\n\n", ...), fillers. */
+static int tok_generated;
+static const char *tok_path(void) {
+    static char path[PATH_MAX];
+    if (path[0]) return path;
+    if (realpath(unit_data_path("models/stories260K/tok512.bin"), path)) return path;
+    snprintf(path, sizeof path, "/tmp/thinkfast_rm_tok_%d.bin", (int)getpid());
+    tok_generated = 1;
+    FILE *f = fopen(path, "wb");
+    if (!f) { path[0] = 0; return NULL; }
+    int32_t maxlen = 16;
+    fwrite(&maxlen, 4, 1, f);
+    int n = 0;
+    char buf[32];
+    const char *merges[] = {"Th", "The", " The", "\n\n", " a", "an", " an", "he", " t", " th", "in", "er", NULL};
+    for (int id = 0; id < 512; id++) {
+        const char *t;
+        float score = 0;
+        if (id == 0) t = "<unk>";
+        else if (id == 1) t = "\n<s>\n";
+        else if (id == 2) t = "\n</s>\n";
+        else if (id < 259) { snprintf(buf, sizeof buf, "<0x%02X>", id - 3); t = buf; }
+        else if (id < 259 + 95) { buf[0] = (char)(32 + id - 259); buf[1] = 0; t = buf; score = -100; }
+        else if (merges[id - 354 < 12 ? id - 354 : 12]) { t = merges[id - 354]; score = -(float)(id - 354); }
+        else { snprintf(buf, sizeof buf, "<f%d>", id); t = buf; score = -1000; }
+        int32_t l = (int32_t)strlen(t);
+        fwrite(&score, 4, 1, f);
+        fwrite(&l, 4, 1, f);
+        fwrite(t, 1, (size_t)l, f);
+        n++;
+    }
+    fclose(f);
+    return n == 512 ? path : NULL;
+}
+
 /* Copies the random model at src into dst with edits and a config rewritten: architectures =
  * arch, tie_word_embeddings = tie, num_labels (if > 0); links the stories260K tokenizer. */
 static int derive_model(const char *src, const char *dst, const char *arch, int tie, int num_labels,
@@ -132,8 +169,8 @@ static int derive_model(const char *src, const char *dst, const char *arch, int 
     for (int i = 0; i < st_count(f); i++) free(tmp[i]);
     free(tmp);
     st_close(&f);
-    char tk[PATH_MAX];
-    if (!realpath(unit_data_path("models/stories260K/tok512.bin"), tk)) return -1;
+    const char *tk = tok_path();
+    if (!tk) return -1;
     snprintf(p, sizeof p, "%s/tokenizer.bin", dst);
     if (symlink(tk, p) != 0) return -1;
     return rc;
@@ -157,7 +194,7 @@ static float *rand_vec(int n, uint64_t seed, float scale) {
     return v;
 }
 
-static int have_tokenizer(void) { return access(unit_data_path("models/stories260K/tok512.bin"), R_OK) == 0; }
+static int have_tokenizer(void) { return tok_path() != NULL; }
 
 /* Host reference for a zeroed model: rmsnorm(embed[id]) * norm_w, in double. */
 static void zeroed_hidden(st_file *f, const model_config *c, int32_t id, double *h) {
@@ -609,6 +646,113 @@ TEST(spec_reward_errors) {
     }
 }
 
+/* The CUDA backend (bf16 activations) agrees with the CPU one within bf16 tolerance. */
+TEST(cuda_matches_cpu) {
+    if (!op_cuda_available()) { unit_skip("no CUDA device"); return; }
+    if (!have_tokenizer()) { unit_skip("no tokenizer"); return; }
+    char *base = mt_tmpdir("rm_base"), *orm = mt_tmpdir("rm_orm");
+    char err[1024] = "";
+    model_random_spec s = small_llama(18);
+    EXPECT(model_write_random(base, &s, err, sizeof err) == 0);
+    float *w = rand_vec(s.hidden, 9, 0.5f);
+    tensor_edit ed = {0, w, 1, NULL};
+    EXPECT(derive_model(base, orm, "LlamaForSequenceClassification", 0, 1, &ed) == 0);
+    char *prm = mt_tmpdir("rm_prm");
+    EXPECT(derive_model(base, prm, "LlamaForCausalLM", 1, 0, NULL) == 0);
+    const char *dirs[2] = {orm, prm}, *kinds[2] = {"orm", "prm"};
+    reward_item items[4];
+    for (int i = 0; i < 4; i++) { items[i].prompt = PROMPT; items[i].response = RESP[i]; }
+    for (int k = 0; k < 2; k++) {
+        reward_result rc_[4], rg[4];
+        reward_model *a = NULL, *b = NULL;
+        reward_spec rs = {dirs[k], kinds[k], "cpu", "The", NULL, "last"};
+        EXPECT_MSG(reward_load(&rs, &a, err, sizeof err) == 0, "%s", err);
+        rs.device = "cuda";
+        EXPECT_MSG(reward_load(&rs, &b, err, sizeof err) == 0, "%s", err);
+        if (!a || !b) { reward_destroy(&a); reward_destroy(&b); break; }
+        EXPECT(strncmp(reward_device(b), "cuda", 4) == 0);
+        EXPECT(reward_score_batch(a, items, 4, rc_, err, sizeof err) == 0);
+        EXPECT_MSG(reward_score_batch(b, items, 4, rg, err, sizeof err) == 0, "%s", err);
+        for (int i = 0; i < 4; i++) {
+            printf("  %s item %d: cpu %.6f cuda %.6f\n", kinds[k], i, rc_[i].reward, rg[i].reward);
+            EXPECT_NEAR(rg[i].reward, rc_[i].reward, 0.03 + 0.03 * fabs(rc_[i].reward));
+            EXPECT_EQ_INT(rg[i].n_steps, rc_[i].n_steps);
+            for (int j = 0; j < rg[i].n_steps && j < rc_[i].n_steps; j++)
+                EXPECT_NEAR(rg[i].steps[j], rc_[i].steps[j], 0.002 + 0.05 * rc_[i].steps[j]);
+        }
+        reward_result_free(rc_, 4);
+        reward_result_free(rg, 4);
+        reward_destroy(&a);
+        reward_destroy(&b);
+    }
+    free(w);
+    mt_rmdir(base);
+    mt_rmdir(orm);
+    mt_rmdir(prm);
+}
+
+/* Throughput on a mid-sized random Llama (THINKFAST_REWARD_BENCH=1; device from
+ * THINKFAST_REWARD_DEVICE, default auto): 64 samples of ~500 tokens, ORM and PRM. */
+TEST(bench) {
+    if (!getenv("THINKFAST_REWARD_BENCH")) { unit_skip("set THINKFAST_REWARD_BENCH=1"); return; }
+    if (!have_tokenizer()) { unit_skip("no tokenizer"); return; }
+    const char *dev = getenv("THINKFAST_REWARD_DEVICE") ? getenv("THINKFAST_REWARD_DEVICE") : "auto";
+    char *base = mt_tmpdir("rm_bench"), *orm = mt_tmpdir("rm_borm");
+    char err[1024] = "";
+    model_random_spec s = small_llama(19);
+    s.vocab = 32000; s.hidden = 1024; s.layers = 8; s.intermediate = 2816; s.heads = 16; s.kv_heads = 4; s.head_dim = 64;
+    s.dtype = OP_BF16;
+    EXPECT_MSG(model_write_random(base, &s, err, sizeof err) == 0, "%s", err);
+    float *w = rand_vec(s.hidden, 3, 0.1f);
+    tensor_edit ed = {0, w, 1, NULL};
+    EXPECT(derive_model(base, orm, "LlamaForSequenceClassification", 0, 1, &ed) == 0);
+    char *prm = mt_tmpdir("rm_bprm");
+    EXPECT(derive_model(base, prm, "LlamaForCausalLM", 1, 0, NULL) == 0);
+    enum { N = 64 };
+    reward_item items[N];
+    char *texts[N];
+    for (int i = 0; i < N; i++) {
+        util_buf b;
+        util_buf_init(&b);
+        for (int k = 0; k < 8; k++) util_buf_printf(&b, "Step %d: she had %d apples and got %d more, so %d + %d = %d.\n\n", k + 1, i + k, k * 3, i + k, k * 3, i + 4 * k);
+        util_buf_printf(&b, "The answer is %d.", i);
+        util_buf_append(&b, "", 1);
+        texts[i] = b.data;
+        items[i].prompt = PROMPT;
+        items[i].response = texts[i];
+    }
+    const char *dirs[2] = {orm, prm}, *kinds[2] = {"orm", "prm"};
+    for (int k = 0; k < 2; k++) {
+        reward_spec rs = {dirs[k], kinds[k], dev, "The", NULL, "min"};
+        reward_model *rm = NULL;
+        if (reward_load(&rs, &rm, err, sizeof err) != 0) { printf("  %s\n", err); unit_cur_failed++; break; }
+        int32_t *ids;
+        int n, *pos, ns;
+        reward_tokenize(rm, PROMPT, texts[0], &ids, &n, &pos, &ns, err, sizeof err);
+        free(ids);
+        free(pos);
+        reward_result res[N];
+        EXPECT(reward_score_batch(rm, items, N, res, err, sizeof err) == 0); /* warm-up */
+        reward_result_free(res, N);
+        double t0 = util_now_ns() / 1e9;
+        int reps = 3;
+        for (int r = 0; r < reps; r++) {
+            EXPECT(reward_score_batch(rm, items, N, res, err, sizeof err) == 0);
+            reward_result_free(res, N);
+        }
+        double dt = (util_now_ns() / 1e9 - t0) / reps;
+        printf("  bench %s on %s: %d samples x ~%d tokens (%d steps) in %.3f s: %.1f samples/s, %.0f tokens/s "
+               "(%.0fM-param llama, bf16 weights)\n", kinds[k], reward_device(rm), N, n, ns, dt, N / dt, N * (double)n / dt,
+               model_random_params(&s) / 1e6);
+        reward_destroy(&rm);
+    }
+    for (int i = 0; i < N; i++) free(texts[i]);
+    free(w);
+    mt_rmdir(base);
+    mt_rmdir(orm);
+    mt_rmdir(prm);
+}
+
 int main(void) {
     RUN(spec_reward_section);
     RUN(spec_reward_errors);
@@ -621,5 +765,8 @@ int main(void) {
     RUN(prm_zeroed_model_matches_hand_computation);
     RUN(prm_random_model_matches_model_forward);
     RUN(cache_reloads_only_on_change);
+    RUN(cuda_matches_cpu);
+    RUN(bench);
+    if (tok_generated) unlink(tok_path());
     return unit_summary();
 }

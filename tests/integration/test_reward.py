@@ -1,0 +1,141 @@
+"""tests/integration/test_reward.py — reward models end to end: `jobctl local` with the replay
+sampler and a reward model scoring every sample (workers/score/reward.h).
+
+The models are built here from ../shared/data/models/stories260K: bin/convert turns the llama2.c
+checkpoint into an HF Llama directory (the PRM, a causal LM), and a copy with a random
+`score.weight` [1, hidden] head and architectures = LlamaForSequenceClassification is the ORM.
+The store is read directly (LMDB + msgpack, not our C reader) to check that every stored score
+carries a finite reward; the report must carry best-of-N and weighted best-of-N.
+"""
+import json
+import math
+import os
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import BIN, ROOT, need, synth_spec
+
+DATA = Path(os.environ.get("THINKFAST_DATA", ROOT.parent / "shared" / "data"))
+STORIES = DATA / "models" / "stories260K"
+
+
+def read_safetensors(path):
+    raw = Path(path).read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    base = 8 + n
+    tensors = {}
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        b, e = t["data_offsets"]
+        tensors[name] = (t["dtype"], t["shape"], raw[base + b:base + e])
+    return tensors
+
+
+def write_safetensors(path, tensors):
+    header, blobs, off = {}, [], 0
+    for name in sorted(tensors):
+        dtype, shape, data = tensors[name]
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [off, off + len(data)]}
+        blobs.append(data)
+        off += len(data)
+    h = json.dumps(header).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    Path(path).write_bytes(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    need("convert", "jobctl", "broker", "worker")
+    if not (STORIES / "stories260K.bin").exists():
+        pytest.skip(f"no {STORIES}/stories260K.bin")
+    import numpy as np
+    tmp = tmp_path_factory.mktemp("rm")
+    causal = tmp / "prm"
+    r = subprocess.run([str(BIN / "convert"), "llama2c", str(STORIES / "stories260K.bin"), str(STORIES / "tok512.bin"),
+                        str(causal)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    orm = tmp / "orm"
+    orm.mkdir()
+    cfg = json.loads((causal / "config.json").read_text())
+    hidden = cfg["hidden_size"]
+    cfg["architectures"] = ["LlamaForSequenceClassification"]
+    cfg["num_labels"] = 1
+    (orm / "config.json").write_text(json.dumps(cfg, indent=1))
+    t = read_safetensors(causal / "model.safetensors")
+    t.pop("lm_head.weight", None)  # a sequence classifier has no LM head
+    w = np.random.default_rng(7).normal(0, 1.0, size=(1, hidden)).astype("<f4")
+    t["score.weight"] = ("F32", [1, hidden], w.tobytes())
+    write_safetensors(orm / "model.safetensors", t)
+    shutil.copy(causal / "tokenizer.bin", orm / "tokenizer.bin")
+    return {"orm": orm, "prm": causal}
+
+
+def read_scores(db):
+    import lmdb
+    import msgpack
+    env = lmdb.open(str(db), readonly=True, lock=False, max_dbs=16)
+    out = {}
+    with env.begin() as txn:
+        scores = env.open_db(b"scores", txn=txn, create=False)
+        for k, v in txn.cursor(db=scores):
+            job, p, s = struct.unpack(">QII", k)
+            out[(job, p, s)] = msgpack.unpackb(v, raw=False)
+    env.close()
+    return out
+
+
+def run_local(tmp_path, spec):
+    f = tmp_path / "job.json"
+    f.write_text(json.dumps(spec))
+    db = tmp_path / "db"
+    r = subprocess.run([str(BIN / "jobctl"), "local", str(f), "--db", str(db), "--json"], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-4000:]
+    return json.loads(r.stdout), db, r.stderr
+
+
+def test_orm_rewards_stored_and_weighted_bon_reported(tmp_path, models):
+    n_problems, n = 10, 4
+    spec = synth_spec(n_problems=n_problems, n=n, chunk=5, corrupt=0.4, k=[1, 2, 4],
+                      score={"grader": "gsm8k", "reward": {"model": str(models["orm"]), "kind": "orm", "device": "cpu"}})
+    rep, db, _ = run_local(tmp_path, spec)
+    scores = read_scores(db)
+    assert len(scores) == n_problems * n
+    rewards = [sc["reward"] for sc in scores.values()]
+    assert all(isinstance(x, float) and math.isfinite(x) for x in rewards), rewards
+    assert len(set(rewards)) > n_problems  # the head tells samples apart
+    assert rep["samples"] == n_problems * n
+    for key in ("bon", "wbon"):
+        assert key in rep, sorted(rep)
+        assert len(rep[key]) == 3 and all(0.0 <= v <= 1.0 for v in rep[key]), rep[key]
+    # best-of-1 is the accuracy of a random sample, whatever the rewards: equals coverage@1
+    assert abs(rep["bon"][0] - rep["coverage"][0]) < 1e-9
+
+
+def test_prm_rewards_are_step_probabilities(tmp_path, models):
+    n_problems, n = 6, 3
+    spec = synth_spec(n_problems=n_problems, n=n, chunk=3, corrupt=0.3, k=[1, 3],
+                      score={"reward": {"model": str(models["prm"]), "kind": "prm", "device": "cpu",
+                                        "prm_token": "The", "prm_separator": "\n", "prm_aggregate": "min"}})
+    rep, db, _ = run_local(tmp_path, spec)
+    scores = read_scores(db)
+    assert len(scores) == n_problems * n
+    for sc in scores.values():
+        assert 0.0 < sc["reward"] < 1.0, sc
+    assert "wbon" in rep
+
+
+def test_bad_reward_model_fails_the_job_with_a_clear_error(tmp_path, models):
+    spec = synth_spec(n_problems=2, n=2, chunk=2,
+                      score={"reward": {"model": str(models["prm"]), "kind": "orm", "device": "cpu"}}, max_attempts=1)
+    f = tmp_path / "job.json"
+    f.write_text(json.dumps(spec))
+    r = subprocess.run([str(BIN / "jobctl"), "local", str(f), "--json"], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0
+    assert "score.weight" in r.stderr + r.stdout, (r.stdout[-2000:], r.stderr[-2000:])
