@@ -9,6 +9,7 @@
  * bare timeout.
  */
 #include "tools/jobctl.h"
+#include "tools/jobctl_report.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -250,6 +251,8 @@ void jobctl_print_stats_table(const char *title, const proto_val *stats) {
     }
     int exact = 1;
     if (proto_get_bool(stats, "majority_exact", &exact) == 0 && !exact) printf("(majority: seeded estimate)\n");
+    fflush(stdout);
+    jobctl_print_breakdown_map(stdout, stats);   /* by subject / level, when the stats have them */
 }
 
 int jobctl_exe_dir(char *buf, size_t cap) {
