@@ -18,51 +18,45 @@ static __device__ __forceinline__ float silu_f(float x) { return x / (1.f + __ex
 /* ---------------- conv1d ---------------- */
 #define CONV_KMAX 8
 #define CONV_NT 128
-/* A block owns CONV_NT channels of one sequence. Its slice of the conv state is contiguous
- * ([slot][c0 .. c0+CONV_NT)[K-1]), so it is staged through shared memory with coalesced loads
- * and stores instead of each thread touching K-1 floats at a stride. */
+/* A block owns CONV_NT channels of one sequence; a thread owns one channel and walks the
+ * sequence's tokens with the window in registers. (Staging the state slice through shared
+ * memory for coalesced access measured slower on the H100: 14.2 vs 10.4 ms per decode step at
+ * batch 7674 for the student's 48 convolutions; see bench/results/gpu_notes.md.) */
 __global__ void __launch_bounds__(CONV_NT) k_conv1d(bf16 *out, const bf16 *x, const bf16 *w, const bf16 *bias,
                                                    float *state, const int32_t *cu, const int32_t *slots, int C, int K) {
-    __shared__ float sst[CONV_NT * (CONV_KMAX - 1)];
-    const int c0 = blockIdx.x * CONV_NT, c = c0 + threadIdx.x, s = blockIdx.y;
-    const int Km = K - 1;
-    const int nc = min(CONV_NT, C - c0);
-    const int64_t slot = slots[s];
-    float *gst = state + (slot * C + c0) * Km;
-    for (int i = threadIdx.x; i < nc * Km; i += CONV_NT) sst[i] = gst[i];
-    __syncthreads();
-    if (c < C) {
-        float win[CONV_KMAX], wk[CONV_KMAX];
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    int s = blockIdx.y;
+    if (c >= C) return;
+    int64_t slot = slots[s];
+    float *st = state + (slot * C + c) * (K - 1);
+    float win[CONV_KMAX], wk[CONV_KMAX];
 #pragma unroll
-        for (int k = 0; k < CONV_KMAX; k++) {
-            win[k] = (k < Km) ? sst[threadIdx.x * Km + k] : 0.f;
-            wk[k] = (k < K) ? __bfloat162float(w[(int64_t)c * K + k]) : 0.f;
-        }
-        float bv = bias ? __bfloat162float(bias[c]) : 0.f;
-        int t0 = cu[s], t1 = cu[s + 1];
-        for (int t = t0; t < t1; t++) {
-            float xt = __bfloat162float(x[(int64_t)t * C + c]);
-            float acc = bv;
-#pragma unroll
-            for (int k = 0; k < CONV_KMAX - 1; k++)
-                if (k < Km) acc += wk[k] * win[k];
-            /* current input times the last tap */
-#pragma unroll
-            for (int k = 0; k < CONV_KMAX; k++)
-                if (k == Km) acc += wk[k] * xt;
-            out[(int64_t)t * C + c] = __float2bfloat16(silu_f(acc));
-#pragma unroll
-            for (int k = 0; k < CONV_KMAX - 1; k++) {
-                if (k < Km - 1) win[k] = win[k + 1];
-                else if (k == Km - 1) win[k] = xt;
-            }
-        }
+    for (int k = 0; k < CONV_KMAX; k++) {
+        win[k] = (k < K - 1) ? st[k] : 0.f;
+        wk[k] = (k < K) ? __bfloat162float(w[(int64_t)c * K + k]) : 0.f;
+    }
+    float bv = bias ? __bfloat162float(bias[c]) : 0.f;
+    int t0 = cu[s], t1 = cu[s + 1];
+    for (int t = t0; t < t1; t++) {
+        float xt = __bfloat162float(x[(int64_t)t * C + c]);
+        float acc = bv;
 #pragma unroll
         for (int k = 0; k < CONV_KMAX - 1; k++)
-            if (k < Km) sst[threadIdx.x * Km + k] = win[k];
+            if (k < K - 1) acc += wk[k] * win[k];
+        /* current input times the last tap */
+#pragma unroll
+        for (int k = 0; k < CONV_KMAX; k++)
+            if (k == K - 1) acc += wk[k] * xt;
+        out[(int64_t)t * C + c] = __float2bfloat16(silu_f(acc));
+#pragma unroll
+        for (int k = 0; k < CONV_KMAX - 1; k++) {
+            if (k < K - 2) win[k] = win[k + 1];
+            else if (k == K - 2) win[k] = xt;
+        }
     }
-    __syncthreads();
-    for (int i = threadIdx.x; i < nc * Km; i += CONV_NT) gst[i] = sst[i];
+#pragma unroll
+    for (int k = 0; k < CONV_KMAX - 1; k++)
+        if (k < K - 1) st[k] = win[k];
 }
 
 void cu_conv1d(op_backend *b, void *out, const void *x, const void *w, const void *bias, float *conv_state,

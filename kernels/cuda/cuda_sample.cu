@@ -1,8 +1,8 @@
 /* kernels/cuda/cuda_sample.cu — token sampling on the GPU, one block per row of logits, with the
  * exact semantics of the CPU reference (kernels/cpu/cpu_sample.c): greedy when temperature <= 0
- * or top_k == 1 (lowest id on ties); otherwise e_i = exp((l_i - max) / T), candidates
- * e_i >= min_p (e_max = 1), then top-k (ties to lower ids), then top-p (the shortest
- * most-probable prefix reaching top_p of the mass, crossing token included, ties to lower ids),
+ * or top_k == 1 (lowest id on ties); otherwise e_i = exp((l_i - max) / T), then top-k (ties to
+ * lower ids), then top-p (the shortest most-probable prefix reaching top_p of the mass, crossing
+ * token included, ties to lower ids), then min-p (e_i >= min_p, e_max = 1: transformers' order),
  * and one Philox uniform (kernels/philox.h, keyed by seed/problem/sample/step) drawn over the
  * kept tokens walked in ascending id order.
  *
@@ -245,7 +245,7 @@ __global__ void __launch_bounds__(SMP_NT) k_sample(const float *logits, int V, c
         return;
     }
     c.inv_t = 1.0f / p.temperature;
-    c.minp = p.min_p > 0.f ? p.min_p : 0.f;
+    c.minp = 0.f; /* min-p applies last (transformers' order, as the reference): not to top-k/top-p */
 
     int n;
     double mass;
@@ -273,6 +273,9 @@ __global__ void __launch_bounds__(SMP_NT) k_sample(const float *logits, int V, c
         c.p_tie_max = smp_nth_tie(c, sh, tau, j);
         c.use_p = 1;
     }
+
+    /* min-p last: a ratio to the most probable token (e = 1), which top-k and top-p keep. */
+    c.minp = p.min_p > 0.f ? p.min_p : 0.f;
 
     /* Draw: walk the kept tokens in id order; thread t owns a contiguous id range. */
     const float u = philox_uniform(p.seed, p.problem, p.sample, p.step);
