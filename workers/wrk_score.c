@@ -3,7 +3,10 @@
  * answer, the key majority voting groups by ("" = no answer, no vote).
  * With a reward model in the payload ({reward:{model, kind, device, prm_*}, prompt:{template,
  * system}}, items carrying their question), every output also gets `reward` (float) and, for a
- * process RM, `steps` (the per-step scores): workers/score/reward.h. */
+ * process RM, `steps` (the per-step scores): workers/score/reward.h. The reward model reads the
+ * rendered prompt + the response; with the llama3-chat template an outcome RM also gets the
+ * assistant turn's closing "<|eot_id|>" (as chat reward models are trained on the full turn;
+ * the sampler's text stops before it). */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -70,6 +73,11 @@ static int score_rewards(const proto_val *pl, const proto_val *items, uint32_t n
         util_buf_append(&prompts[i], "", 1); /* NUL */
         free(q);
         resp[i] = item_str(x, "text");
+        if (!strcmp(tp, "llama3-chat") && (!rs.kind || strcmp(rs.kind, "prm") != 0)) {
+            size_t l = strlen(resp[i]);
+            resp[i] = xrealloc(resp[i], l + sizeof "<|eot_id|>");
+            memcpy(resp[i] + l, "<|eot_id|>", sizeof "<|eot_id|>");
+        }
         it[i].prompt = prompts[i].data;
         it[i].response = resp[i];
     }

@@ -140,7 +140,11 @@ def test_only_allowed_keys_join_and_the_job_completes(cluster, keys, monkeypatch
     assert f"zap: refused clients connection from 127.0.0.1: client key not in the broker's allow-list; key {pubs['mallory']}" in log
     assert f"zap: refused workers connection from 127.0.0.1: client key not in the broker's allow-list; key {pubs['mallory']}" in log
     assert f"key {pub.decode()}" in log                                   # the pyzmq intruder
-    assert "refused a connection on the clients endpoint" in log and "mechanism mismatch" in log
+    # plaintext and wrong-server-key handshakes: the broker sees a mechanism mismatch, a
+    # cryptographic error, or (when the client noticed first and hung up) a dropped handshake
+    hs = [line for line in log.splitlines() if "refused a connection on the clients endpoint" in line]
+    assert len(hs) >= 2, log
+    assert any(w in line for line in hs for w in ("mechanism mismatch", "cryptographic error", "dropped during"))
     assert "intruder registered" not in log
     cluster.procs.stop(broker)
     assert "zap: " in cluster.procs.log(broker) and "refused" in cluster.procs.log(broker)

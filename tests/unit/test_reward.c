@@ -1,14 +1,17 @@
 /* tests/unit/test_reward.c — reward models (workers/score/reward.h) on small constructed models.
  *
  * Models are written here through model_random + the safetensors writer, with the stories260K
- * tokenizer (tok512.bin, 512 ids) from ../shared/data linked in:
+ * tokenizer (tok512.bin, 512 ids) from ../shared/data linked in (or, where ../shared/data is
+ * absent, a generated 512-id llama2.c tokenizer: THINKFAST_DATA=/nonexistent forces it):
  *   - "zeroed" Llamas whose attention o_proj and MLP down_proj are zero, so the residual stream
  *     of every token is its embedding and the expected ORM score / PRM probability is a
  *     hand-computed dot product (independent of the engine);
  *   - random Llamas, checked against model_forward logits of the equivalent causal LM whose
  *     lm_head rows are the ORM's score.weight rows (ORM) or of the PRM itself run token by token
  *     through the cache (PRM), and batch vs one-at-a-time.
- * Plus step splitting, aggregation rules, spec validation (score.reward) and load errors.
+ * Plus step splitting, aggregation rules, spec validation (score.reward), load errors, CUDA vs
+ * CPU (skipped without a device) and a throughput bench (THINKFAST_REWARD_BENCH=1,
+ * THINKFAST_REWARD_DEVICE=cpu|cuda).
  */
 #include <jansson.h>
 #include <limits.h>
@@ -18,7 +21,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "jobs/prompt.h"
+#include "jobs/proto.h"
 #include "jobs/spec.h"
+#include "workers/wrk_roles.h"
+#include "workers/wrk_task.h"
 #include "tests/unit/model_testutil.h"
 #include "tests/unit/unit.h"
 #include "workers/model/safetensors.h"
@@ -124,6 +131,10 @@ static const char *tok_path(void) {
     return n == 512 ? path : NULL;
 }
 
+/* derive_model's tokenizer: NULL = tok_path() as tokenizer.bin; else this file under this name. */
+static const char *tk_file, *tk_name;
+static int tk_bos = 1, tk_eos = 2;
+
 /* Copies the random model at src into dst with edits and a config rewritten: architectures =
  * arch, tie_word_embeddings = tie, num_labels (if > 0); links the stories260K tokenizer. */
 static int derive_model(const char *src, const char *dst, const char *arch, int tie, int num_labels,
@@ -135,8 +146,8 @@ static int derive_model(const char *src, const char *dst, const char *arch, int 
     json_object_set_new(cfg, "architectures", json_pack("[s]", arch));
     json_object_set_new(cfg, "tie_word_embeddings", json_boolean(tie));
     if (num_labels > 0) json_object_set_new(cfg, "num_labels", json_integer(num_labels));
-    json_object_set_new(cfg, "bos_token_id", json_integer(1));
-    json_object_set_new(cfg, "eos_token_id", json_integer(2));
+    json_object_set_new(cfg, "bos_token_id", json_integer(tk_bos));
+    json_object_set_new(cfg, "eos_token_id", json_integer(tk_eos));
     snprintf(p, sizeof p, "%s/config.json", dst);
     int rc = json_dump_file(cfg, p, JSON_INDENT(1));
     int64_t D = json_integer_value(json_object_get(cfg, "hidden_size"));
@@ -169,9 +180,10 @@ static int derive_model(const char *src, const char *dst, const char *arch, int 
     for (int i = 0; i < st_count(f); i++) free(tmp[i]);
     free(tmp);
     st_close(&f);
-    const char *tk = tok_path();
+    char tkr[PATH_MAX];
+    const char *tk = tk_file ? realpath(tk_file, tkr) : tok_path();
     if (!tk) return -1;
-    snprintf(p, sizeof p, "%s/tokenizer.bin", dst);
+    snprintf(p, sizeof p, "%s/%s", dst, tk_file ? tk_name : "tokenizer.bin");
     if (symlink(tk, p) != 0) return -1;
     return rc;
 }
@@ -377,6 +389,82 @@ TEST(orm_load_errors) {
     mt_rmdir(d2);
 }
 
+/* Against HF transformers: the golden Llama fixture (tests/fixtures/models, logits HF computed
+ * for a 26-token prompt). A LlamaForSequenceClassification head applies score.weight to the same
+ * final-normed hidden state the tied LM head reads, so with score rows = embedding rows 5 and 9
+ * HF's classifier logits at position t are its LM logits [t, 5] and [t, 9]; a PRM's step
+ * probability is softmax(HF logits[t])[token]. */
+TEST(hf_golden_fixture_orm_and_prm) {
+    const char *fx = "tests/fixtures/models/llama_gqa_llama3_tied";
+    char ep[512], err[1024] = "";
+    snprintf(ep, sizeof ep, "%s/expected.safetensors", fx);
+    if (access(ep, R_OK) != 0 || !have_tokenizer()) { unit_skip("no golden fixture or tokenizer"); return; }
+    st_file *ex = NULL, *mf = NULL;
+    EXPECT(st_open(ep, &ex, err, sizeof err) == 0);
+    EXPECT(st_open(fx, &mf, err, sizeof err) == 0);
+    if (!ex || !mf) { st_close(&ex); st_close(&mf); return; }
+    const st_tensor *ti = st_find(ex, "input_ids"), *tl = st_find(ex, "logits");
+    float *idf = st_tensor_to_f32(ti), *lg = st_tensor_to_f32(tl);
+    int n = (int)st_numel(ti), V = (int)tl->shape[1];
+    int32_t ids[64];
+    for (int i = 0; i < n && i < 64; i++) ids[i] = (int32_t)idf[i];
+    const st_tensor *E = st_find(mf, "model.embed_tokens.weight");
+    float *emb = st_tensor_to_f32(E);
+    int D = (int)E->shape[1];
+    float *score = malloc(sizeof(float) * 2 * D);
+    memcpy(score, emb + (size_t)5 * D, sizeof(float) * D);
+    memcpy(score + D, emb + (size_t)9 * D, sizeof(float) * D);
+    char *orm = mt_tmpdir("rm_hform"), *prm = mt_tmpdir("rm_hfprm");
+    tensor_edit ed = {0, score, 2, NULL};
+    EXPECT(derive_model(fx, orm, "LlamaForSequenceClassification", 0, 2, &ed) == 0);
+    EXPECT(derive_model(fx, prm, "LlamaForCausalLM", 1, 0, NULL) == 0);
+    reward_spec rs = {orm, "orm", "cpu", NULL, NULL, NULL};
+    reward_model *rm = NULL;
+    EXPECT_MSG(reward_load(&rs, &rm, err, sizeof err) == 0, "%s", err);
+    int ts[4] = {1, 7, 18, n - 1};
+    for (int k = 0; k < 4 && rm; k++) {
+        int t = ts[k];
+        reward_result r;
+        EXPECT(reward_score_ids(rm, ids, t + 1, NULL, 0, &r, err, sizeof err) == 0);
+        double l5 = lg[(size_t)t * V + 5], l9 = lg[(size_t)t * V + 9];
+        EXPECT_NEAR(r.reward, 1.0 / (1.0 + exp(l5 - l9)), 2e-5);
+    }
+    reward_destroy(&rm);
+    reward_spec ps = {prm, "prm", "cpu", "The", NULL, "prod"};
+    EXPECT_MSG(reward_load(&ps, &rm, err, sizeof err) == 0, "%s", err);
+    if (rm) {
+        int good = reward_prm_token_id(rm);
+        int pos[4] = {0, 6, 13, n - 1};
+        reward_result r;
+        EXPECT(reward_score_ids(rm, ids, n, pos, 4, &r, err, sizeof err) == 0);
+        double prod = 1;
+        for (int k = 0; k < 4 && r.steps; k++) {
+            const float *row = lg + (size_t)pos[k] * V;
+            double mx = -INFINITY, z = 0;
+            for (int v = 0; v < V; v++) if (row[v] > mx) mx = row[v];
+            for (int v = 0; v < V; v++) z += exp(row[v] - mx);
+            double p = exp(row[good] - mx) / z;
+            EXPECT_NEAR(r.steps[k], p, 1e-5 + 1e-4 * p);
+            prod *= p;
+        }
+        EXPECT_NEAR(r.reward, prod, 1e-4 * prod);
+        reward_result_free(&r, 1);
+        /* bad step positions are refused */
+        int bad[1] = {n};
+        EXPECT(reward_score_ids(rm, ids, n, bad, 1, &r, err, sizeof err) == -1);
+        EXPECT_MSG(strstr(err, "step position") != NULL, "%s", err);
+        int32_t badid[2] = {1, 100000};
+        EXPECT(reward_score_ids(rm, badid, 2, pos, 1, &r, err, sizeof err) == -1);
+        EXPECT_MSG(strstr(err, "outside the vocabulary") != NULL, "%s", err);
+    }
+    reward_destroy(&rm);
+    free(idf); free(lg); free(emb); free(score);
+    st_close(&ex);
+    st_close(&mf);
+    mt_rmdir(orm);
+    mt_rmdir(prm);
+}
+
 /* ------------------------------------------------------------------ PRM */
 
 TEST(prm_step_positions_follow_the_text) {
@@ -420,6 +508,74 @@ TEST(prm_step_positions_follow_the_text) {
             free(ids);
             free(pos);
         }
+        tok_destroy(&tk);
+    }
+    reward_destroy(&rm);
+    mt_rmdir(base);
+    mt_rmdir(prm);
+}
+
+/* Llama-3 byte-level BPE with the llama3-chat template: specials in the prompt, BOS not doubled,
+ * step ends where the decoded prefix ends with the separator; a special token as prm_token. */
+TEST(prm_positions_llama3_tokenizer) {
+    const char *tf = unit_data_path("tokenizers/llama3-tokenizer.model");
+    if (access(tf, R_OK) != 0) { unit_skip("no ../shared/data/tokenizers/llama3-tokenizer.model"); return; }
+    char tfile[PATH_MAX];
+    snprintf(tfile, sizeof tfile, "%s", tf);
+    char *base = mt_tmpdir("rm_base"), *prm = mt_tmpdir("rm_prm3");
+    char err[1024] = "";
+    model_random_spec s = small_llama(20);
+    s.vocab = 128256; s.hidden = 16; s.layers = 1; s.intermediate = 16; s.heads = 2; s.kv_heads = 1; s.head_dim = 8;
+    EXPECT(model_write_random(base, &s, err, sizeof err) == 0);
+    tk_file = tfile; tk_name = "tokenizer.model"; tk_bos = 128000; tk_eos = 128009;
+    EXPECT(derive_model(base, prm, "LlamaForCausalLM", 1, 0, NULL) == 0);
+    tk_file = NULL; tk_bos = 1; tk_eos = 2;
+    reward_spec rs = {prm, "prm", "cpu", "<|reserved_special_token_0|>", "\n\n", "last"};
+    reward_model *rm = NULL;
+    int rc = reward_load(&rs, &rm, err, sizeof err);
+    EXPECT_MSG(rc == 0, "%s", err);
+    if (rc == 0) {
+        EXPECT_EQ_INT(reward_prm_token_id(rm), 128002);
+        tok *tk;
+        EXPECT(tok_load(prm, &tk, err, sizeof err) == 0);
+        const char *chat = "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nWhat is 3 + 4?<|eot_id|>"
+                           "<|start_header_id|>assistant<|end_header_id|>\n\n";
+        const char *resp = "3 + 4 = 7.\n\nSo the answer is 7.\n\n\n\nThe answer is 7.";
+        int32_t *ids;
+        int n, *pos, ns;
+        EXPECT(reward_tokenize(rm, chat, resp, &ids, &n, &pos, &ns, err, sizeof err) == 0);
+        EXPECT_EQ_INT(ids[0], 128000);
+        EXPECT(ids[1] != 128000);
+        size_t *ends;
+        int ne = reward_split_steps(resp, strlen(resp), "\n\n", &ends);
+        EXPECT_EQ_INT(ns, 3);
+        EXPECT_EQ_INT(ne, 3);
+        for (int k = 0; k < ns && k < ne; k++) {
+            util_buf b;
+            util_buf_init(&b);
+            tok_decode(tk, ids, pos[k] + 1, &b);
+            util_buf_append(&b, "", 1);
+            size_t want = strlen(chat) + ends[k];
+            /* the step's token covers the separator's end (it may run a little past it) */
+            EXPECT_MSG(b.len - 1 >= want && !strncmp(b.data, chat, strlen(chat)) &&
+                       !strncmp(b.data + strlen(chat), resp, ends[k]), "step %d: [%s]", k, b.data);
+            util_buf dp;
+            util_buf_init(&dp);
+            tok_decode(tk, ids, pos[k], &dp);
+            EXPECT_MSG(dp.len < want, "step %d ends one token late", k);
+            util_buf_free(&dp);
+            util_buf_free(&b);
+        }
+        reward_item it = {chat, resp};
+        reward_result r;
+        EXPECT(reward_score_batch(rm, &it, 1, &r, err, sizeof err) == 0);
+        EXPECT_EQ_INT(r.n_steps, 3);
+        for (int k = 0; k < r.n_steps; k++) EXPECT(r.steps[k] > 0 && r.steps[k] < 1);
+        EXPECT_NEAR(r.reward, r.steps[2], 0);
+        reward_result_free(&r, 1);
+        free(ends);
+        free(ids);
+        free(pos);
         tok_destroy(&tk);
     }
     reward_destroy(&rm);
@@ -552,6 +708,75 @@ TEST(prm_random_model_matches_model_forward) {
     mt_rmdir(prm);
 }
 
+/* Prefix sharing (a problem's samples fork one prefilled prompt) agrees with whole sequences and
+ * with model_forward, on Llama and on a hybrid Bamba (Mamba-2 state slots are forked too). */
+TEST(prefix_sharing_matches_whole_sequences) {
+    if (!have_tokenizer()) { unit_skip("no tokenizer"); return; }
+    int kinds[2] = {MT_LLAMA_MHA, MT_BAMBA_HYBRID};
+    for (int a = 0; a < 2; a++) {
+        char *base = mt_tmpdir("rm_base"), *prm = mt_tmpdir("rm_pfx");
+        char err[1024] = "";
+        model_random_spec s = mt_spec(kinds[a]);
+        s.vocab = 512;
+        EXPECT(model_write_random(base, &s, err, sizeof err) == 0);
+        const char *arch = kinds[a] == MT_BAMBA_HYBRID ? "BambaForCausalLM" : "LlamaForCausalLM";
+        EXPECT(derive_model(base, prm, arch, 1, 0, NULL) == 0); /* tied: lm_head = embedding */
+        reward_spec rs = {prm, "prm", "cpu", "The", NULL, "last"};
+        reward_model *rm = NULL;
+        int rc = reward_load(&rs, &rm, err, sizeof err);
+        EXPECT_MSG(rc == 0, "%s: %s", arch, err);
+        op_backend *be = op_backend_new("cpu", err, sizeof err);
+        model *m = NULL;
+        EXPECT_MSG(model_load(prm, be, &m, err, sizeof err) == 0, "%s", err);
+        if (rc == 0 && m) {
+            reward_item items[6];
+            for (int i = 0; i < 6; i++) { items[i].prompt = PROMPT; items[i].response = RESP[i % 4]; }
+            items[4].prompt = "Q: other.\n"; /* a group of one in the middle */
+            reward_result sh[6], whole[6];
+            reward_set_max_step(rm, 40); /* several packs per group */
+            int64_t t0 = reward_tokens_run(rm);
+            EXPECT(reward_score_batch(rm, items, 6, sh, err, sizeof err) == 0);
+            int64_t t1 = reward_tokens_run(rm);
+            reward_set_prefix_sharing(rm, 0);
+            EXPECT(reward_score_batch(rm, items, 6, whole, err, sizeof err) == 0);
+            int64_t t2 = reward_tokens_run(rm);
+            printf("  %s: %lld tokens with prefix sharing, %lld without\n", arch, (long long)(t1 - t0), (long long)(t2 - t1));
+            EXPECT(t1 - t0 < t2 - t1 - 3 * 16); /* the 5-sample group's prompt ran once */
+            kv_cache *kv;
+            EXPECT(kv_cache_new(be, model_cfg(m), 16, 64, 2, &kv, err, sizeof err) == 0);
+            int V = s.vocab, good = reward_prm_token_id(rm);
+            for (int i = 0; i < 6; i++) {
+                EXPECT_EQ_INT(sh[i].n_steps, whole[i].n_steps);
+                int32_t *ids;
+                int n, *pos, ns;
+                EXPECT(reward_tokenize(rm, items[i].prompt, items[i].response, &ids, &n, &pos, &ns, err, sizeof err) == 0);
+                float *lg = malloc(sizeof(float) * (size_t)n * V);
+                mt_run_seq(m, kv, ids, n, n, lg);
+                for (int k = 0; k < sh[i].n_steps && k < whole[i].n_steps && k < ns; k++) {
+                    const float *row = lg + (size_t)pos[k] * V;
+                    double mx = -INFINITY, z = 0;
+                    for (int v = 0; v < V; v++) if (row[v] > mx) mx = row[v];
+                    for (int v = 0; v < V; v++) z += exp(row[v] - mx);
+                    double p = exp(row[good] - mx) / z;
+                    EXPECT_NEAR(sh[i].steps[k], p, 1e-5 + 1e-4 * p);
+                    EXPECT_NEAR(whole[i].steps[k], p, 1e-5 + 1e-4 * p);
+                }
+                free(lg);
+                free(ids);
+                free(pos);
+            }
+            reward_result_free(sh, 6);
+            reward_result_free(whole, 6);
+            kv_cache_destroy(&kv);
+        }
+        model_destroy(&m);
+        if (be) be->destroy(&be);
+        reward_destroy(&rm);
+        mt_rmdir(base);
+        mt_rmdir(prm);
+    }
+}
+
 TEST(cache_reloads_only_on_change) {
     if (!have_tokenizer()) { unit_skip("no tok512.bin"); return; }
     char *base = mt_tmpdir("rm_base"), *prm = mt_tmpdir("rm_prm");
@@ -622,6 +847,24 @@ TEST(spec_reward_section) {
     job_spec_free(&s);
 }
 
+TEST(spec_reward_model_path_made_absolute) {
+    char *d = mt_tmpdir("rm_spec");
+    char path[512], err[1024] = "", cwd[4096];
+    snprintf(path, sizeof path, "%s/job.json", d);
+    FILE *f = fopen(path, "w");
+    fputs("{\"dataset\":{\"format\":\"synth\"},\"score\":{\"reward\":{\"model\":\"models/./rm/../orm\"}}}", f);
+    fclose(f);
+    job_spec s;
+    EXPECT_MSG(job_spec_load(path, &s, err, sizeof err) == 0, "%s", err);
+    EXPECT(getcwd(cwd, sizeof cwd) != NULL);
+    char want[8192];
+    snprintf(want, sizeof want, "%s/models/orm", cwd);
+    EXPECT_EQ_STR(s.score.reward.model, want);
+    EXPECT(strstr(s.json, want) != NULL);
+    job_spec_free(&s);
+    mt_rmdir(d);
+}
+
 TEST(spec_reward_errors) {
     char err[1024];
     struct { const char *text, *want; } cases[] = {
@@ -644,6 +887,140 @@ TEST(spec_reward_errors) {
         EXPECT_MSG(strstr(err, cases[i].want) != NULL, "case %zu: got \"%s\", want \"%s\"", i, err, cases[i].want);
         EXPECT_MSG(strncmp(err, "job.json:1:", 11) == 0, "case %zu: no position: %s", i, err);
     }
+}
+
+/* Runs one score task through the worker's score role (runner thread, as the daemon does) and
+ * returns the outputs (one parsed value each) in out[cap]; -1 if the task failed (err set). */
+static int run_score_task(const char *model, const char *kind, const char *tmpl, const char **questions,
+                          const char **texts, int n, proto_msg **out, char *err, size_t errlen) {
+    proto_writer *w = proto_writer_new("task", 5);
+    proto_w_key(w, "task"); proto_w_u64(w, 9);
+    proto_w_key(w, "attempt"); proto_w_u64(w, 1);
+    proto_w_key(w, "job"); proto_w_str(w, "j-000001");
+    proto_w_key(w, "kind"); proto_w_str(w, "score");
+    proto_w_key(w, "payload");
+    proto_w_map(w, 6);
+    proto_w_key(w, "job"); proto_w_str(w, "j-000001");
+    proto_w_key(w, "chunk"); proto_w_u64(w, 0);
+    proto_w_key(w, "grader"); proto_w_str(w, "gsm8k");
+    proto_w_key(w, "reward");
+    proto_w_map(w, 6);
+    proto_w_key(w, "model"); proto_w_str(w, model);
+    proto_w_key(w, "kind"); proto_w_str(w, kind);
+    proto_w_key(w, "device"); proto_w_str(w, "cpu");
+    proto_w_key(w, "prm_token"); proto_w_str(w, "The");
+    proto_w_key(w, "prm_separator"); proto_w_str(w, "\n\n");
+    proto_w_key(w, "prm_aggregate"); proto_w_str(w, "min");
+    proto_w_key(w, "prompt");
+    proto_w_map(w, 2);
+    proto_w_key(w, "template"); proto_w_str(w, tmpl);
+    proto_w_key(w, "system"); proto_w_str(w, "");
+    proto_w_key(w, "items");
+    proto_w_array(w, (uint32_t)n);
+    for (int i = 0; i < n; i++) {
+        proto_w_map(w, 5);
+        proto_w_key(w, "p"); proto_w_u64(w, (uint64_t)i / 2);
+        proto_w_key(w, "s"); proto_w_u64(w, (uint64_t)i % 2);
+        proto_w_key(w, "text"); proto_w_str(w, texts[i]);
+        proto_w_key(w, "answer"); proto_w_str(w, "7");
+        proto_w_key(w, "question"); proto_w_str(w, questions[i]);
+    }
+    size_t len;
+    const void *d = proto_writer_data(w, &len);
+    proto_msg *m = NULL;
+    wrk_task *t = NULL;
+    int rc = proto_parse(d, len, &m, err, errlen);
+    proto_writer_destroy(&w);
+    if (rc == 0) rc = wrk_task_from_msg(&m, &t, err, errlen);
+    if (rc) { proto_msg_destroy(&m); return -1; }
+    wrk_roles *roles = wrk_roles_new();
+    wrk_runner *r = wrk_runner_new(wrk_roles_run, roles);
+    wrk_runner_start(r, &t);
+    util_buf items;
+    util_buf_init(&items);
+    int got = 0, done = 0;
+    for (int spins = 0; spins < 200000 && !done; spins++) {
+        uint32_t k = 0;
+        wrk_task *fin = NULL;
+        items.len = 0;
+        int st = wrk_runner_take(r, 1, 1, &items, &k, &fin, err, errlen); /* one output per take */
+        if (k == 1 && got < n && proto_parse_value(items.data, items.len, &out[got], err, errlen) == 0) got++;
+        if (st == WRK_TAKE_DONE || st == WRK_TAKE_FAILED || st == WRK_TAKE_CANCELLED) {
+            wrk_task_destroy(&fin);
+            done = st == WRK_TAKE_DONE ? 1 : -1;
+        }
+        if (st == WRK_TAKE_NONE) usleep(500);
+    }
+    util_buf_free(&items);
+    wrk_runner_destroy(&r);
+    wrk_roles_destroy(&roles);
+    return done == 1 ? got : -1;
+}
+
+TEST(score_role_adds_rewards) {
+    if (!have_tokenizer()) { unit_skip("no tokenizer"); return; }
+    char *base = mt_tmpdir("rm_base"), *orm = mt_tmpdir("rm_orm"), *prm = mt_tmpdir("rm_prm");
+    char err[1024] = "";
+    model_random_spec s = small_llama(21);
+    EXPECT(model_write_random(base, &s, err, sizeof err) == 0);
+    float *w = rand_vec(s.hidden, 4, 0.5f);
+    tensor_edit ed = {0, w, 1, NULL};
+    EXPECT(derive_model(base, orm, "LlamaForSequenceClassification", 0, 1, &ed) == 0);
+    EXPECT(derive_model(base, prm, "LlamaForCausalLM", 1, 0, NULL) == 0);
+    const char *qs[4] = {"Lily had 3 apples and got 4 more. How many?", "Lily had 3 apples and got 4 more. How many?",
+                         "Tom has 2 pens. How many?", "Tom has 2 pens. How many?"};
+    const char *texts[4] = {RESP[0], RESP[1], RESP[3], "The answer is 7.\n\n#### 7"};
+    const char *tmpls[2] = {"llama3-chat", "plain"}, *kinds[2] = {"orm", "prm"}, *dirs[2] = {orm, prm};
+    for (int k = 0; k < 2; k++) {
+        proto_msg *out[4] = {0};
+        int got = run_score_task(dirs[k], kinds[k], tmpls[k], qs, texts, 4, out, err, sizeof err);
+        EXPECT_MSG(got == 4, "%s: got %d: %s", kinds[k], got, err);
+        reward_spec rs = {dirs[k], kinds[k], "cpu", "The", "\n\n", "min"};
+        reward_model *rm = NULL;
+        EXPECT(reward_load(&rs, &rm, err, sizeof err) == 0);
+        for (int i = 0; i < got && rm; i++) {
+            const proto_val *o = proto_root(out[i]);
+            int64_t p = -1, sidx = -1;
+            double rew = NAN;
+            EXPECT(proto_get_i64(o, "p", &p) == 0 && proto_get_i64(o, "s", &sidx) == 0);
+            EXPECT(proto_get_f64(o, "reward", &rew) == 0);
+            int j = (int)(p * 2 + sidx);
+            if (j < 0 || j > 3) continue;
+            /* the scorer's input: the rendered prompt + the text (+ <|eot_id|> for a chat ORM) */
+            job_problem jp;
+            memset(&jp, 0, sizeof jp);
+            jp.id = jp.solution = jp.answer = jp.subject = (char *)"";
+            jp.question = (char *)qs[j];
+            util_buf pb;
+            util_buf_init(&pb);
+            EXPECT(prompt_render(tmpls[k], "", &jp, &pb, err, sizeof err) == 0);
+            util_buf_append(&pb, "", 1);
+            char resp[512];
+            snprintf(resp, sizeof resp, "%s%s", texts[j], k == 0 ? "<|eot_id|>" : "");
+            reward_item it = {pb.data, resp};
+            reward_result r;
+            EXPECT(reward_score_batch(rm, &it, 1, &r, err, sizeof err) == 0);
+            EXPECT_NEAR(rew, r.reward, 1e-4 + 1e-4 * fabs(r.reward));
+            const proto_val *st = proto_get(o, "steps");
+            if (k == 0) EXPECT(st == NULL);
+            else {
+                EXPECT(st && st->type == PV_ARRAY && (int)st->v.arr.n == r.n_steps);
+            }
+            reward_result_free(&r, 1);
+            util_buf_free(&pb);
+        }
+        reward_destroy(&rm);
+        for (int i = 0; i < 4; i++) proto_msg_destroy(&out[i]);
+    }
+    /* a bad reward model fails the task with the loader's message */
+    proto_msg *out[4] = {0};
+    EXPECT(run_score_task(prm, "orm", "plain", qs, texts, 4, out, err, sizeof err) == -1);
+    EXPECT_MSG(strstr(err, "score.weight") != NULL, "%s", err);
+    for (int i = 0; i < 4; i++) proto_msg_destroy(&out[i]);
+    free(w);
+    mt_rmdir(base);
+    mt_rmdir(orm);
+    mt_rmdir(prm);
 }
 
 /* The CUDA backend (bf16 activations) agrees with the CPU one within bf16 tolerance. */
@@ -756,15 +1133,20 @@ TEST(bench) {
 int main(void) {
     RUN(spec_reward_section);
     RUN(spec_reward_errors);
+    RUN(spec_reward_model_path_made_absolute);
     RUN(aggregate_rules);
     RUN(split_steps);
     RUN(orm_zeroed_model_matches_hand_computation);
     RUN(orm_matches_causal_lm_with_score_rows_as_lm_head);
     RUN(orm_load_errors);
+    RUN(hf_golden_fixture_orm_and_prm);
     RUN(prm_step_positions_follow_the_text);
+    RUN(prm_positions_llama3_tokenizer);
     RUN(prm_zeroed_model_matches_hand_computation);
     RUN(prm_random_model_matches_model_forward);
+    RUN(prefix_sharing_matches_whole_sequences);
     RUN(cache_reloads_only_on_change);
+    RUN(score_role_adds_rewards);
     RUN(cuda_matches_cpu);
     RUN(bench);
     if (tok_generated) unlink(tok_path());

@@ -468,9 +468,11 @@ int model_config_parse(const char *text, size_t len, const char *filename, model
         arch = json_string_value(json_array_get(archs, 0));
     }
     if (get_str(&c, root, "", "model_type", NULL, &mtype)) goto done;
-    if (arch ? !strcmp(arch, "LlamaForCausalLM") : (mtype && !strcmp(mtype, "llama"))) {
+    if (arch ? !strcmp(arch, "LlamaForCausalLM") || !strcmp(arch, "LlamaForSequenceClassification")
+             : (mtype && !strcmp(mtype, "llama"))) {
         out->arch = MODEL_LLAMA;
-        snprintf(out->arch_name, sizeof out->arch_name, "LlamaForCausalLM");
+        out->seq_cls = arch && !strcmp(arch, "LlamaForSequenceClassification");
+        snprintf(out->arch_name, sizeof out->arch_name, "%s", out->seq_cls ? arch : "LlamaForCausalLM");
         rc = parse_llama(&c, root, out);
     } else if (arch ? !strcmp(arch, "BambaForCausalLM") : (mtype && !strcmp(mtype, "bamba"))) {
         out->arch = MODEL_BAMBA;
@@ -481,7 +483,7 @@ int model_config_parse(const char *text, size_t len, const char *filename, model
         snprintf(out->arch_name, sizeof out->arch_name, "Mamba2ForCausalLM");
         rc = parse_mamba2(&c, root, out);
     } else if (arch) {
-        util_err(err, errlen, "%s: architectures: \"%s\" is not supported (LlamaForCausalLM, BambaForCausalLM, Mamba2ForCausalLM)",
+        util_err(err, errlen, "%s: architectures: \"%s\" is not supported (LlamaForCausalLM, LlamaForSequenceClassification, BambaForCausalLM, Mamba2ForCausalLM)",
                  c.file, arch);
     } else {
         util_err(err, errlen, "%s: model_type: %s%s%s is not supported and there is no \"architectures\" (llama, bamba, mamba2)",

@@ -39,6 +39,8 @@ typedef enum { MODEL_ROPE_DEFAULT = 0, MODEL_ROPE_LLAMA3 = 1, MODEL_ROPE_LINEAR 
 typedef struct model_config {
     model_arch arch;
     char arch_name[64];         /* "LlamaForCausalLM", ... */
+    int seq_cls;                /* 1: LlamaForSequenceClassification (a `score.weight` head, no LM
+                                 * head: the model's logits are unused; reward models read it) */
     int vocab_size;
     int hidden;                 /* hidden_size */
     int n_layers;

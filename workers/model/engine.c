@@ -9,6 +9,10 @@
 #include "common/check.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "workers/model/engine_graph.h"
+#ifdef THINKFAST_CUDA
+#include "kernels/cuda/cuda_backend.h"
+#endif
 
 #define ENG_MAX_EOS 16
 
@@ -57,6 +61,14 @@ struct engine {
     eng_token_fn on_token;
     void *on_token_ud;
     int token_abort;
+    int seqs_alloc;       /* entries of seqs/params/ids_host/order allocated */
+    int auto_seqs;        /* cfg.max_seqs was ENG_SEQS_AUTO: cfg.max_seqs is the planned count */
+    int plan_mem_max;     /* auto: sequences the last plan found room for */
+    int graphs;           /* -1: default (on for cuda), 0/1: eng_set_graphs */
+    eng_graph *gx;        /* the bucketed decode step (graphs on), made for kv */
+    int kv_pad;           /* kv has the padding rows' extra page and slot */
+    int seqs_cap;         /* ENG_SEQS_AUTO: at most this many slots */
+    int ignore_eos;       /* benchmarks: EOS ids are ordinary tokens */
 };
 
 void eng_set_token_callback(engine *e, eng_token_fn fn, void *ud) { e->on_token = fn; e->on_token_ud = ud; }
@@ -65,6 +77,35 @@ void eng_set_prefill_pack(engine *e, int on) { e->prefill_pack = on ? 1 : 0; }
 
 void eng_get_stats(const engine *e, eng_stats *out) { *out = e->st; }
 
+void eng_set_graphs(engine *e, int mode) {
+    int m = mode == ENG_DECODE_BUCKETED ? 2 : mode ? 1 : 0;
+    if (m != e->graphs && e->gx) eng_graph_destroy(&e->gx);
+    e->graphs = m;
+}
+
+void eng_set_seqs_cap(engine *e, int cap) { e->seqs_cap = cap > 0 ? cap : 8192; }
+
+void eng_set_ignore_eos(engine *e, int on) { e->ignore_eos = on ? 1 : 0; }
+
+/* 0 plain eager step, 1 bucketed + graphs, 2 bucketed without capture */
+static int graphs_wanted(const engine *e) {
+    if (e->graphs >= 0) return e->graphs;
+    return strncmp(e->be->name, "cuda", 4) == 0;
+}
+
+/* Grows the per-slot arrays to n entries. */
+static void seqs_resize(engine *e, int n) {
+    if (n <= e->seqs_alloc) return;
+    e->seqs = xrealloc(e->seqs, sizeof(run_seq) * n);
+    memset(e->seqs + e->seqs_alloc, 0, sizeof(run_seq) * (n - e->seqs_alloc));
+    for (int i = e->seqs_alloc; i < n; i++) util_buf_init(&e->seqs[i].text);
+    e->params = xrealloc(e->params, sizeof(op_sample_params) * n);
+    e->ids_host = xrealloc(e->ids_host, sizeof(int32_t) * n);
+    e->order = xrealloc(e->order, sizeof(run_seq *) * n);
+    e->seqs_alloc = n;
+    e->cap_ids = 0; /* new slots have no id buffer yet: eng_run reallocates them all */
+}
+
 int eng_new(model *m, const tok *tk, const eng_config *cfg, engine **out, char *err, size_t errlen) {
     *out = NULL;
     engine *e = xcalloc(1, sizeof *e);
@@ -72,8 +113,11 @@ int eng_new(model *m, const tok *tk, const eng_config *cfg, engine **out, char *
     e->be = model_backend(m);
     e->tk = tk;
     eng_config d = {8, 256, 16, 2, 0};
+    e->seqs_cap = 8192;
+    e->graphs = -1;
     if (cfg) {
         if (cfg->max_seqs > 0) d.max_seqs = cfg->max_seqs;
+        if (cfg->max_seqs == ENG_SEQS_AUTO) { e->auto_seqs = 1; d.max_seqs = 0; }
         if (cfg->max_step_tokens > 0) d.max_step_tokens = cfg->max_step_tokens;
         if (cfg->page_size > 0) d.page_size = cfg->page_size;
         if (cfg->max_prompts > 0) d.max_prompts = cfg->max_prompts;
@@ -96,11 +140,7 @@ int eng_new(model *m, const tok *tk, const eng_config *cfg, engine **out, char *
         e->held[i].logits = e->be->alloc(e->be, sizeof(float) * c->vocab_size);
         if (!e->held[i].logits) { eng_destroy(&e); return util_err(err, errlen, "engine: out of %s memory", model_backend(m)->name); }
     }
-    e->seqs = xcalloc(d.max_seqs, sizeof(run_seq));
-    for (int i = 0; i < d.max_seqs; i++) util_buf_init(&e->seqs[i].text);
-    e->params = xcalloc(d.max_seqs, sizeof(op_sample_params));
-    e->ids_host = xcalloc(d.max_seqs, sizeof(int32_t));
-    e->order = xcalloc(d.max_seqs, sizeof(run_seq *));
+    seqs_resize(e, d.max_seqs > 0 ? d.max_seqs : 1);
     kv_batch_init(&e->batch);
     *out = e;
     return 0;
@@ -113,8 +153,9 @@ void eng_destroy(engine **pe) {
         for (int i = 0; i < e->cfg.max_prompts; i++) if (e->held[i].logits) e->be->free(e->be, e->held[i].logits);
         free(e->held);
     }
+    eng_graph_destroy(&e->gx);
     if (e->seqs) {
-        for (int i = 0; i < e->cfg.max_seqs; i++) { free(e->seqs[i].ids); util_buf_free(&e->seqs[i].text); }
+        for (int i = 0; i < e->seqs_alloc; i++) { free(e->seqs[i].ids); util_buf_free(&e->seqs[i].text); }
         free(e->seqs);
     }
     free(e->params);
@@ -127,34 +168,127 @@ void eng_destroy(engine **pe) {
 }
 
 static int is_eos(const engine *e, int32_t t) {
+    if (e->ignore_eos) return 0;
     for (int i = 0; i < e->n_eos; i++) if (e->eos[i] == t) return 1;
     return 0;
 }
 
+static void drop_cache(engine *e) {
+    eng_graph_destroy(&e->gx); /* its graphs point into the cache */
+    kv_cache_destroy(&e->kv);
+    e->kv_pages = 0;
+    e->kv_max_len = 0;
+    e->kv_pad = 0;
+}
+
+typedef struct seq_plan {
+    int max_batch;   /* sequences that fit (capped) */
+    int n_pages;     /* KV pages for them (prompt pages shared by a problem's samples) */
+    size_t per_seq_bytes, free_bytes, reserve_bytes;
+} seq_plan;
+
+/* Sequences of max_len tokens that fit in the backend's free memory (see eng_plan). */
+static int plan_seqs(engine *e, int max_len, int prompt_len, int spp, int cap, seq_plan *out, char *err, size_t errlen) {
+    const model_config *c = model_cfg(e->m);
+    int ps = e->cfg.page_size, max_pages = (max_len + ps - 1) / ps;
+    size_t pb = c->n_attn_layers ? kv_page_bytes(e->be, c, ps) : 0, sb = kv_slot_bytes(c);
+    size_t fr = e->be->mem_free(e->be);
+    size_t reserve = fr / 8 < ((size_t)2 << 30) ? fr / 8 : ((size_t)2 << 30);
+    /* held prompts and the padding rows: a full sequence's pages and a slot each */
+    size_t held = (size_t)(e->cfg.max_prompts + 1) * ((size_t)max_pages * pb + sb);
+    size_t avail = fr > held ? fr - held : 0;
+    size_t act = model_step_row_bytes(e->m, max_pages) + sizeof(op_sample_params) + 2 * sizeof(int32_t);
+    memset(out, 0, sizeof *out);
+    out->free_bytes = fr;
+    out->reserve_bytes = reserve;
+#ifdef THINKFAST_CUDA
+    op_cuda_plan_req req = {.free_bytes = avail, .reserve_bytes = reserve, .page_bytes = pb, .page_size = ps,
+                            .state_bytes = sb, .act_bytes = act, .max_len = max_len, .prompt_len = prompt_len,
+                            .samples_per_prompt = spp, .batch_cap = cap};
+    op_cuda_plan p;
+    if (op_cuda_plan_memory(&req, &p, err, errlen) != 0) return -1;
+    out->max_batch = p.max_batch;
+    out->n_pages = p.n_pages;
+    out->per_seq_bytes = p.per_seq_bytes;
+#else
+    /* the same arithmetic without prompt sharing (kernels/cuda/cuda_plan.c is a GPU-build file) */
+    (void)prompt_len; (void)spp;
+    size_t per = (size_t)max_pages * pb + sb + act;
+    size_t room = avail > reserve ? avail - reserve : 0;
+    size_t n = per ? room / per : 0;
+    if (cap > 0 && n > (size_t)cap) n = (size_t)cap;
+    if (n < 1)
+        return util_err(err, errlen, "out of %s memory: one sequence of %d tokens needs %zu bytes, %zu free after a %zu-byte "
+                        "reserve", e->be->name, max_len, per, room, reserve);
+    out->max_batch = (int)n;
+    out->n_pages = pb ? (int)n * max_pages : 0;
+    out->per_seq_bytes = per;
+#endif
+    return 0;
+}
+
+int eng_plan(engine *e, int max_len, int prompt_len, int samples_per_prompt, char *err, size_t errlen) {
+    if (max_len < 1 || prompt_len < 1 || prompt_len > max_len || samples_per_prompt < 1)
+        return util_err(err, errlen, "eng_plan: inconsistent request (max_len %d, prompt_len %d, samples_per_prompt %d)",
+                        max_len, prompt_len, samples_per_prompt);
+    drop_cache(e);
+    seq_plan p;
+    if (plan_seqs(e, max_len, prompt_len, samples_per_prompt, e->seqs_cap, &p, err, errlen)) return -1;
+    return p.max_batch;
+}
+
 /* (Re)creates the cache so that a sequence of max_len tokens fits, with pages for every slot
- * when memory allows. */
-static int ensure_cache(engine *e, int max_len, char *err, size_t errlen) {
+ * when memory allows; under ENG_SEQS_AUTO the slot count is planned from free memory (capped at
+ * the run's total samples). With graphs on, one more page and slot serve the padding rows. */
+static int ensure_cache(engine *e, int max_len, int prompt_len, int spp, int total_samples, char *err, size_t errlen) {
     const model_config *c = model_cfg(e->m);
     int ps = e->cfg.page_size, per_seq = (max_len + ps - 1) / ps + 1;
-    int want = (e->cfg.max_seqs + e->cfg.max_prompts) * per_seq;
-    if (e->kv && e->kv_max_len >= max_len && (e->kv_pages >= want || c->n_attn_layers == 0)) return 0;
-    kv_cache_destroy(&e->kv);
+    int gr = graphs_wanted(e) ? 1 : 0;
+    if (e->auto_seqs) {
+        int want_seqs = total_samples < e->seqs_cap ? total_samples : e->seqs_cap;
+        if (e->kv && e->kv_max_len >= max_len && e->cfg.max_seqs >= (want_seqs < e->plan_mem_max ? want_seqs : e->plan_mem_max) &&
+            e->kv_pad)
+            return 0;
+        drop_cache(e);
+        seq_plan mem, p;
+        if (plan_seqs(e, max_len, prompt_len, spp, e->seqs_cap, &mem, err, errlen)) return -1;
+        if (plan_seqs(e, max_len, prompt_len, spp, want_seqs, &p, err, errlen)) return -1;
+        e->plan_mem_max = mem.max_batch;
+        int n = p.max_batch;
+        int pages = c->n_attn_layers ? p.n_pages + e->cfg.max_prompts * (per_seq - 1) + 1 : 0;
+        if (kv_cache_new(e->be, c, ps, pages, n + e->cfg.max_prompts + 1, &e->kv, err, errlen)) return -1;
+        seqs_resize(e, n);
+        e->cfg.max_seqs = n;
+        e->kv_pages = pages;
+        e->kv_max_len = max_len;
+        e->kv_pad = 1;
+        LOG_INFO("engine: memory plan on %s: %d sequences of up to %d tokens fit%s (%.1f MiB each; %.2f GiB free, %.2f GiB "
+                 "kept in reserve); using %d slots, %d KV pages of %d tokens",
+                 e->be->name, mem.max_batch, max_len, mem.max_batch == e->seqs_cap ? " (the cap)" : "", mem.per_seq_bytes / 1048576.0, mem.free_bytes / 1073741824.0,
+                 mem.reserve_bytes / 1073741824.0, n, pages, ps);
+        return 0;
+    }
+    int want = (e->cfg.max_seqs + e->cfg.max_prompts) * per_seq + (gr ? 1 : 0);
+    if (e->kv && e->kv_max_len >= max_len && (e->kv_pages >= want || c->n_attn_layers == 0) && e->kv_pad >= gr) return 0;
+    drop_cache(e);
     int pages = 0;
     if (c->n_attn_layers > 0) {
         size_t pb = kv_page_bytes(e->be, c, ps);
         size_t cap = e->cfg.kv_bytes ? e->cfg.kv_bytes : e->be->mem_free(e->be) / 2;
         size_t fit = pb ? cap / pb : (size_t)want;
         pages = (size_t)want < fit ? want : (int)fit;
-        if (pages < per_seq * 2)
+        if (pages < per_seq * 2 + (gr ? 1 : 0))
             return util_err(err, errlen, "engine: KV cache of %zu bytes cannot hold a prompt and a sample of %d tokens "
-                            "(%d pages of %zu bytes needed)", cap, max_len, per_seq * 2, pb);
+                            "(%d pages of %zu bytes needed)", cap, max_len, per_seq * 2 + (gr ? 1 : 0), pb);
         if (pages < want)
             LOG_INFO("engine: KV cache limited to %d of %d pages (%zu bytes each); admission will wait for pages",
                      pages, want, pb);
     }
-    if (kv_cache_new(e->be, c, ps, pages, e->cfg.max_seqs + e->cfg.max_prompts, &e->kv, err, errlen)) return -1;
+    if (kv_cache_new(e->be, c, ps, pages, e->cfg.max_seqs + e->cfg.max_prompts + (gr ? 1 : 0), &e->kv, err, errlen))
+        return -1;
     e->kv_pages = pages;
     e->kv_max_len = max_len;
+    e->kv_pad = gr;
     return 0;
 }
 
@@ -289,6 +423,8 @@ int eng_run(engine *e, const eng_request *reqs, int n_reqs, eng_emit_fn emit, vo
     int V = c->vocab_size;
     memset(&e->st, 0, sizeof e->st);
     e->token_abort = 0;
+    eng_graph_stats gs0;
+    memset(&gs0, 0, sizeof gs0);
     if (n_reqs <= 0) return 0;
     int max_len = 1, max_tok = 1;
     int *mt = xmalloc(sizeof(int) * n_reqs); /* effective max_tokens */
@@ -315,7 +451,29 @@ int eng_run(engine *e, const eng_request *reqs, int n_reqs, eng_emit_fn emit, vo
         if (r->n_prompt + mt[i] > max_len) max_len = r->n_prompt + mt[i];
         if (mt[i] > max_tok) max_tok = mt[i];
     }
-    if (ensure_cache(e, max_len, err, errlen)) { rc = -1; goto done; }
+    int min_prompt = reqs[0].n_prompt, min_spp = 0;
+    long total_samples = 0;
+    for (int i = 0; i < n_reqs; i++) {
+        if (reqs[i].n_prompt < min_prompt) min_prompt = reqs[i].n_prompt;
+        if (reqs[i].n_samples > 0) {
+            total_samples += reqs[i].n_samples;
+            if (min_spp == 0 || reqs[i].n_samples < min_spp) min_spp = reqs[i].n_samples;
+        }
+    }
+    if (total_samples > 1 << 30) total_samples = 1 << 30;
+    if (ensure_cache(e, max_len, min_prompt, min_spp > 0 ? min_spp : 1, total_samples > 0 ? (int)total_samples : 1, err,
+                     errlen)) { rc = -1; goto done; }
+    if (graphs_wanted(e) && !e->gx) {
+        int ps = e->cfg.page_size;
+        if (eng_graph_new(e->m, e->kv, e->cfg.max_seqs, (e->kv_max_len + ps - 1) / ps, graphs_wanted(e) == 1, &e->gx, err,
+                          errlen)) {
+            rc = -1;
+            goto done;
+        }
+    } else if (!graphs_wanted(e) && e->gx) {
+        eng_graph_destroy(&e->gx);
+    }
+    if (e->gx) eng_graph_get_stats(e->gx, &gs0);
     if (max_tok > e->cap_ids) {
         for (int i = 0; i < e->cfg.max_seqs; i++) e->seqs[i].ids = xrealloc(e->seqs[i].ids, sizeof(int32_t) * max_tok);
         e->cap_ids = max_tok;
@@ -397,8 +555,12 @@ int eng_run(engine *e, const eng_request *reqs, int n_reqs, eng_emit_fn emit, vo
         }
         kv_batch_finish(&e->batch);
         int64_t t0 = util_now_ns();
-        const float *lg = model_forward(e->m, e->kv, &e->batch, 0);
-        e->be->sample(e->be, e->ids_host, lg, n, V, e->params);
+        if (e->gx) {
+            if (eng_graph_step(e->gx, &e->batch, e->params, e->ids_host, err, errlen)) { rc = -1; goto done; }
+        } else {
+            const float *lg = model_forward(e->m, e->kv, &e->batch, 0);
+            e->be->sample(e->be, e->ids_host, lg, n, V, e->params);
+        }
         double dt = (double)(util_now_ns() - t0) * 1e-9;
         e->st.decode_s += dt;
         e->st.decode_steps++;
@@ -422,6 +584,14 @@ done:
     }
     e->n_held = 0;
     e->st.mean_batch = e->st.decode_steps ? (double)e->st.decode_tokens / e->st.decode_steps : 0;
+    e->st.max_seqs = e->cfg.max_seqs;
+    if (e->gx) {
+        eng_graph_stats gs;
+        eng_graph_get_stats(e->gx, &gs);
+        e->st.graph_buckets = gs.buckets_captured;
+        e->st.graph_replays = gs.replays - gs0.replays;
+        e->st.padded_rows = gs.padded_rows - gs0.padded_rows;
+    }
     free(mt);
     return rc;
 }

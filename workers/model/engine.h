@@ -32,12 +32,16 @@
 
 typedef struct engine engine;
 
+/* eng_config.max_seqs: as many decode slots as fit in the backend's free memory, planned by
+ * eng_run from the requests' lengths (KV pages, state slots, step workspace; see eng_plan). */
+#define ENG_SEQS_AUTO (-1)
+
 typedef struct eng_config {
-    int max_seqs;          /* decode slots; default 8 */
+    int max_seqs;          /* decode slots; default 8; ENG_SEQS_AUTO: planned from free memory */
     int max_step_tokens;   /* prefill chunk; default 256 */
     int page_size;         /* default 16 */
     int max_prompts;       /* prompts held for forking at once; default 2 */
-    size_t kv_bytes;       /* cap on KV-cache memory; 0 = half the backend's free memory */
+    size_t kv_bytes;       /* cap on KV-cache memory; 0 = half the backend's free memory (fixed max_seqs) */
 } eng_config;
 
 typedef struct eng_request {
@@ -80,6 +84,30 @@ void eng_destroy(engine **e);
  * tokens are strictly independent of the other requests on the CPU backend. */
 void eng_set_prefill_pack(engine *e, int on);
 
+/* Decode path. 1: every decode step runs padded to a batch-size bucket on a fixed workspace
+ * (workers/model/engine_graph.h), captured in a CUDA graph per bucket and sampled on the GPU
+ * (only ids come back) when the backend is CUDA; on other backends the padded step runs eagerly
+ * (same tokens as the plain path). ENG_DECODE_BUCKETED: the same padded steps, never captured
+ * (the reference a graph replay must equal bit for bit). 0: the plain eager step
+ * (model_forward + b->sample). Default: 1 on CUDA backends, 0 otherwise. Takes effect at the
+ * next eng_run. */
+#define ENG_DECODE_BUCKETED 2
+void eng_set_graphs(engine *e, int mode);
+
+/* ENG_SEQS_AUTO: plan at most cap decode slots (default 8192; <= 0 restores it). */
+void eng_set_seqs_cap(engine *e, int cap);
+
+/* Benchmarks (fixed generation length): on = 1 makes EOS ids ordinary tokens, so every sample
+ * runs to max_tokens (stop strings still apply). Default 0. */
+void eng_set_ignore_eos(engine *e, int on);
+
+/* Memory plan for ENG_SEQS_AUTO: how many sequences of max_len tokens (prompt_len of them a
+ * prompt shared by samples_per_prompt samples) fit in the backend's free memory now, with the
+ * held prompts, the padding rows and a reserve (min(2 GiB, free / 8)) set aside. The caller's
+ * cache is counted as free. Returns the number (>= 1); -1 with err ("out of device memory: one
+ * sequence of 9000 tokens needs ...") when not even one fits. */
+int eng_plan(engine *e, int max_len, int prompt_len, int samples_per_prompt, char *err, size_t errlen);
+
 /* Generates every sample of every request, emitting each as it finishes (order: completion
  * order). The KV cache is (re)allocated to fit the longest request. 0 ok; -1 with err (a
  * prompt longer than the model context, a request that cannot fit in memory, emit abort). */
@@ -97,6 +125,10 @@ typedef struct eng_stats {
     double prefill_s, decode_s;
     int64_t prefill_tokens, decode_tokens, decode_steps;
     double mean_batch;      /* average sequences per decode step */
+    int max_seqs;           /* decode slots of the run (the planned number under ENG_SEQS_AUTO) */
+    int graph_buckets;      /* CUDA graphs captured so far (decode buckets) */
+    int64_t graph_replays;  /* decode steps run as graph replays in this run */
+    int64_t padded_rows;    /* padding rows added to decode steps in this run (buckets) */
 } eng_stats;
 void eng_get_stats(const engine *e, eng_stats *out);
 

@@ -248,7 +248,7 @@ static void load_mamba(loader *L, model_layer *ly, const char *pre) {
     snprintf(nm, sizeof nm, "%s.out_proj.weight", pre); ly->out_proj = load_mat(L, nm, D, di);
 }
 
-static void ws_free(model *m);
+static void ws_free(model *m, model_ws *w);
 
 void model_destroy(model **pm) {
     if (!pm || !*pm) return;
@@ -270,7 +270,7 @@ void model_destroy(model **pm) {
     if (m->lm_head != m->embed) FREE_P(m->lm_head);
     FREE_P(m->embed); FREE_P(m->final_norm); FREE_P(m->inv_freq);
 #undef FREE_P
-    ws_free(m);
+    ws_free(m, &m->ws);
     free(m->h_last);
     free(m);
     *pm = NULL;
@@ -295,7 +295,8 @@ int model_load(const char *dir, op_backend *be, model **out, char *err, size_t e
         m->embed = load_mat(&L, "model.embed_tokens.weight", c->vocab_size, D);
         m->final_norm = load_vec(&L, c->arch == MODEL_BAMBA ? "model.final_layernorm.weight" : "model.norm.weight", D);
     }
-    if (c->tie_embeddings && !st_find(L.f, "lm_head.weight")) m->lm_head = m->embed;
+    if (c->seq_cls) m->lm_head = m->embed; /* classifier checkpoint: no LM head; logits unused */
+    else if (c->tie_embeddings && !st_find(L.f, "lm_head.weight")) m->lm_head = m->embed;
     else if (c->tie_embeddings) m->lm_head = m->embed; /* tied: HF ignores a stored copy */
     else m->lm_head = load_mat(&L, "lm_head.weight", c->vocab_size, D);
     m->layers = xcalloc(c->n_layers, sizeof(model_layer));
@@ -337,8 +338,7 @@ int model_load(const char *dir, op_backend *be, model **out, char *err, size_t e
 
 /* ------------------------------------------------------------------ workspace */
 
-static void ws_free(model *m) {
-    model_ws *w = &m->ws;
+static void ws_free(model *m, model_ws *w) {
     op_backend *be = m->be;
     void **bufs[] = {&w->x, &w->xn, &w->q, &w->k, &w->v, &w->att, &w->gu, &w->h, &w->z, &w->xs, &w->Bs,
                      &w->Cs, &w->dt, &w->xc, &w->Bc, &w->Cc, &w->y, &w->yn, &w->last, (void **)&w->logits, &w->ones,
@@ -351,37 +351,49 @@ static void ws_free(model *m) {
     w->cap_T = w->cap_seq = w->cap_bt = w->cap_rows = 0;
 }
 
-static void *ws_alloc(model *m, size_t bytes) {
+/* Backend allocation that records a failure in *fail instead of returning NULL to the caller. */
+static void *ws_alloc(model *m, size_t bytes, int *fail) {
     void *p = m->be->alloc(m->be, bytes ? bytes : 4);
-    CHECK(p, "model workspace: out of %s memory (%zu bytes)", m->be->name, bytes);
+    if (!p) *fail = 1;
     return p;
 }
 
-static void ws_reserve(model *m, int T, int n_seq, int bt, int rows) {
-    model_ws *w = &m->ws;
+/* Element widths of the per-token activation buffers, in the order ws_grow allocates them. */
+#define WS_N_ACT 18
+static void ws_widths(const model_config *c, size_t *widths) {
+    size_t gn = (size_t)c->m_groups * c->m_d_state;
+    size_t w[WS_N_ACT] = {c->hidden, c->hidden, (size_t)c->n_heads * c->head_dim, (size_t)c->n_kv_heads * c->head_dim,
+                          (size_t)c->n_kv_heads * c->head_dim, (size_t)c->n_heads * c->head_dim,
+                          2 * (size_t)c->intermediate, (size_t)c->intermediate, c->m_d_inner, c->m_d_inner, gn, gn,
+                          c->m_heads, c->m_d_inner, gn, gn, c->m_d_inner, c->m_d_inner};
+    memcpy(widths, w, sizeof w);
+}
+
+/* Grows w so that a step of T tokens, n_seq sequences, a bt-entry block table and `rows` logits
+ * rows fits. 0 ok; -1 when the backend is out of memory (w then holds NULLs; ws_free it). */
+static int ws_grow(model *m, model_ws *w, int T, int n_seq, int bt, int rows) {
     const model_config *c = &m->c;
     op_backend *be = m->be;
     size_t ab = be->act_bytes;
+    int fail = 0;
     if (T > w->cap_T) {
         int nT = T < 16 ? 16 : T;
-        void **bufs[] = {&w->x, &w->xn, &w->q, &w->k, &w->v, &w->att, &w->gu, &w->h, &w->z, &w->xs, &w->Bs,
-                         &w->Cs, &w->dt, &w->xc, &w->Bc, &w->Cc, &w->y, &w->yn};
-        size_t gn = (size_t)c->m_groups * c->m_d_state;
-        size_t widths[] = {c->hidden, c->hidden, (size_t)c->n_heads * c->head_dim, (size_t)c->n_kv_heads * c->head_dim,
-                           (size_t)c->n_kv_heads * c->head_dim, (size_t)c->n_heads * c->head_dim,
-                           2 * (size_t)c->intermediate, (size_t)c->intermediate, c->m_d_inner, c->m_d_inner, gn, gn,
-                           c->m_heads, c->m_d_inner, gn, gn, c->m_d_inner, c->m_d_inner};
-        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+        void **bufs[WS_N_ACT] = {&w->x, &w->xn, &w->q, &w->k, &w->v, &w->att, &w->gu, &w->h, &w->z, &w->xs, &w->Bs,
+                                 &w->Cs, &w->dt, &w->xc, &w->Bc, &w->Cc, &w->y, &w->yn};
+        size_t widths[WS_N_ACT];
+        ws_widths(c, widths);
+        for (size_t i = 0; i < WS_N_ACT; i++) {
             if (*bufs[i]) be->free(be, *bufs[i]);
-            *bufs[i] = ws_alloc(m, widths[i] * nT * ab);
+            *bufs[i] = ws_alloc(m, widths[i] * nT * ab, &fail);
         }
         int32_t **ib[] = {&w->d_tokens, &w->d_pos, &w->d_slotmap};
         for (int i = 0; i < 3; i++) {
             if (*ib[i]) be->free(be, *ib[i]);
-            *ib[i] = ws_alloc(m, sizeof(int32_t) * nT);
+            *ib[i] = ws_alloc(m, sizeof(int32_t) * nT, &fail);
         }
         if (w->ones) be->free(be, w->ones);
-        w->ones = ws_alloc(m, ab * nT);
+        w->ones = ws_alloc(m, ab * nT, &fail);
+        if (fail) return -1;
         float *h1 = xmalloc(sizeof(float) * nT);
         for (int i = 0; i < nT; i++) h1[i] = 1.0f;
         be->load_weight(be, w->ones, h1, OP_F32, (size_t)nT);
@@ -393,81 +405,113 @@ static void ws_reserve(model *m, int T, int n_seq, int bt, int rows) {
         int32_t **ib[] = {&w->d_cu, &w->d_slots, &w->d_last};
         for (int i = 0; i < 3; i++) {
             if (*ib[i]) be->free(be, *ib[i]);
-            *ib[i] = ws_alloc(m, sizeof(int32_t) * (ns + 1));
+            *ib[i] = ws_alloc(m, sizeof(int32_t) * (ns + 1), &fail);
         }
         if (w->last) be->free(be, w->last);
-        w->last = ws_alloc(m, (size_t)c->hidden * ns * ab);
+        w->last = ws_alloc(m, (size_t)c->hidden * ns * ab, &fail);
+        if (fail) return -1;
         w->cap_seq = ns;
-        free(m->h_last);
-        m->h_last = xmalloc(sizeof(int32_t) * (ns + 1));
-        m->cap_h_last = ns;
     }
     if (bt > w->cap_bt) {
         if (w->d_bt) be->free(be, w->d_bt);
-        w->d_bt = ws_alloc(m, sizeof(int32_t) * bt);
+        w->d_bt = ws_alloc(m, sizeof(int32_t) * bt, &fail);
+        if (fail) return -1;
         w->cap_bt = bt;
     }
     if (rows > w->cap_rows) {
         if (w->logits) be->free(be, w->logits);
-        w->logits = ws_alloc(m, sizeof(float) * (size_t)rows * c->vocab_size);
+        w->logits = ws_alloc(m, sizeof(float) * (size_t)rows * c->vocab_size, &fail);
+        if (fail) return -1;
         w->cap_rows = rows;
+    }
+    return 0;
+}
+
+/* The eager path's workspace (m->ws): grown on demand, out of memory is fatal. */
+static void ws_reserve(model *m, int T, int n_seq, int bt, int rows) {
+    CHECK(ws_grow(m, &m->ws, T, n_seq, bt, rows) == 0, "model workspace: out of %s memory (step of %d tokens, %d sequences)",
+          m->be->name, T, n_seq);
+    if (n_seq > m->cap_h_last) {
+        free(m->h_last);
+        m->h_last = xmalloc(sizeof(int32_t) * (n_seq + 1));
+        m->cap_h_last = n_seq;
     }
 }
 
 /* ------------------------------------------------------------------ forward */
 
 /* y[T, N] += bias[N] on every row, as the K = 1 product ones[T, 1] x bias[N, 1]^T. */
-static void add_bias(model *m, void *y, const void *bias, int T, int N) {
-    if (bias) m->be->matmul(m->be, y, m->ws.ones, bias, T, 1, N, 1);
+static void add_bias(model *m, model_ws *w, void *y, const void *bias, int T, int N) {
+    if (bias) m->be->matmul(m->be, y, w->ones, bias, T, 1, N, 1);
 }
 
-static void attn_layer(model *m, kv_cache *kv, const model_layer *ly, const kv_batch *b) {
+static void attn_layer(model *m, model_ws *w, kv_cache *kv, const model_layer *ly, int T, int n_seq, int max_pages) {
     const model_config *c = &m->c;
     op_backend *be = m->be;
-    model_ws *w = &m->ws;
-    int T = b->T, D = c->hidden, qd = c->n_heads * c->head_dim, kd = c->n_kv_heads * c->head_dim;
+    int D = c->hidden, qd = c->n_heads * c->head_dim, kd = c->n_kv_heads * c->head_dim;
     be->matmul(be, w->q, w->xn, ly->wq, T, D, qd, 0);
     be->matmul(be, w->k, w->xn, ly->wk, T, D, kd, 0);
     be->matmul(be, w->v, w->xn, ly->wv, T, D, kd, 0);
-    add_bias(m, w->q, ly->bq, T, qd);
-    add_bias(m, w->k, ly->bk, T, kd);
-    add_bias(m, w->v, ly->bv, T, kd);
+    add_bias(m, w, w->q, ly->bq, T, qd);
+    add_bias(m, w, w->k, ly->bk, T, kd);
+    add_bias(m, w, w->v, ly->bv, T, kd);
     if (c->rot_dim > 0)
         be->rope(be, w->q, w->k, w->d_pos, m->inv_freq, T, c->n_heads, c->n_kv_heads, c->head_dim, c->rot_dim);
     void *kc = kv_k(kv, ly->idx), *vc = kv_v(kv, ly->idx);
     be->kv_write(be, kc, vc, w->k, w->v, w->d_slotmap, T, c->n_kv_heads, c->head_dim);
-    be->attention(be, w->att, w->q, kc, vc, w->d_bt, b->max_pages, w->d_cu, w->d_pos, b->n_seq, T, c->n_heads,
+    be->attention(be, w->att, w->q, kc, vc, w->d_bt, max_pages, w->d_cu, w->d_pos, n_seq, T, c->n_heads,
                   c->n_kv_heads, c->head_dim, kv_page_size(kv), 1.0f / sqrtf((float)c->head_dim));
     be->matmul(be, w->x, w->att, ly->wo, T, qd, D, 1);
-    add_bias(m, w->x, ly->bo, T, D);
+    add_bias(m, w, w->x, ly->bo, T, D);
 }
 
-static void mamba_layer(model *m, kv_cache *kv, const model_layer *ly, const kv_batch *b) {
+static void mamba_layer(model *m, model_ws *w, kv_cache *kv, const model_layer *ly, int T, int n_seq) {
     const model_config *c = &m->c;
     op_backend *be = m->be;
-    model_ws *w = &m->ws;
-    int T = b->T, D = c->hidden, di = c->m_d_inner, gn = c->m_groups * c->m_d_state, H = c->m_heads;
+    int D = c->hidden, di = c->m_d_inner, gn = c->m_groups * c->m_d_state, H = c->m_heads;
     be->matmul(be, w->z, w->xn, ly->w_z, T, D, di, 0);
     be->matmul(be, w->xs, w->xn, ly->w_x, T, D, di, 0);
     be->matmul(be, w->Bs, w->xn, ly->w_B, T, D, gn, 0);
     be->matmul(be, w->Cs, w->xn, ly->w_C, T, D, gn, 0);
     be->matmul(be, w->dt, w->xn, ly->w_dt, T, D, H, 0);
-    add_bias(m, w->z, ly->b_z, T, di);
-    add_bias(m, w->xs, ly->b_x, T, di);
-    add_bias(m, w->Bs, ly->b_B, T, gn);
-    add_bias(m, w->Cs, ly->b_C, T, gn);
-    add_bias(m, w->dt, ly->b_dt, T, H);
+    add_bias(m, w, w->z, ly->b_z, T, di);
+    add_bias(m, w, w->xs, ly->b_x, T, di);
+    add_bias(m, w, w->Bs, ly->b_B, T, gn);
+    add_bias(m, w, w->Cs, ly->b_C, T, gn);
+    add_bias(m, w, w->dt, ly->b_dt, T, H);
     void *in[3] = {w->xs, w->Bs, w->Cs}, *outc[3] = {w->xc, w->Bc, w->Cc};
     int ch[3] = {di, gn, gn};
     for (int p = 0; p < 3; p++)
         be->conv1d(be, outc[p], in[p], ly->conv_w[p], ly->conv_b[p], kv_conv(kv, ly->idx, p), w->d_cu, w->d_slots,
-                   b->n_seq, T, ch[p], c->m_d_conv);
+                   n_seq, T, ch[p], c->m_d_conv);
     be->ssd_scan(be, w->y, w->xc, w->dt, ly->A_log, w->Bc, w->Cc, ly->Dskip, ly->dt_bias, kv_ssm(kv, ly->idx), w->d_cu,
-                 w->d_slots, b->n_seq, T, H, c->m_head_dim, c->m_groups, c->m_d_state, c->m_chunk > 0 ? c->m_chunk : 256,
+                 w->d_slots, n_seq, T, H, c->m_head_dim, c->m_groups, c->m_d_state, c->m_chunk > 0 ? c->m_chunk : 256,
                  (float)c->dt_min, (float)c->dt_max);
     be->gated_rmsnorm(be, w->yn, w->y, w->z, ly->gnorm, T, di, di, c->rms_eps);
     be->matmul(be, w->x, w->yn, ly->out_proj, T, di, D, 1);
-    add_bias(m, w->x, ly->b_out, T, D);
+    add_bias(m, w, w->x, ly->b_out, T, D);
+}
+
+/* The layers of one step over workspace w (inputs already uploaded into w's index arrays). */
+static void forward_layers(model *m, model_ws *w, kv_cache *kv, int T, int n_seq, int max_pages) {
+    const model_config *c = &m->c;
+    op_backend *be = m->be;
+    int D = c->hidden;
+    be->embed(be, w->x, m->embed, w->d_tokens, T, D);
+    for (int i = 0; i < c->n_layers; i++) {
+        const model_layer *ly = &m->layers[i];
+        be->rmsnorm(be, w->xn, w->x, ly->in_norm, T, D, c->rms_eps);
+        if (ly->is_attn) attn_layer(m, w, kv, ly, T, n_seq, max_pages);
+        else mamba_layer(m, w, kv, ly, T, n_seq);
+        if (ly->ff_norm && c->intermediate > 0) {
+            be->rmsnorm(be, w->xn, w->x, ly->ff_norm, T, D, c->rms_eps);
+            be->matmul(be, w->gu, w->xn, ly->w_gu, T, D, 2 * c->intermediate, 0);
+            add_bias(m, w, w->gu, ly->b_gu, T, 2 * c->intermediate);
+            be->swiglu(be, w->h, w->gu, T, c->intermediate);
+            be->matmul(be, w->x, w->h, ly->w_down, T, c->intermediate, D, 1);
+            add_bias(m, w, w->x, ly->b_down, T, D);
+        }
+    }
 }
 
 const float *model_forward(model *m, kv_cache *kv, const kv_batch *b, int all_logits) {
@@ -484,21 +528,7 @@ const float *model_forward(model *m, kv_cache *kv, const kv_batch *b, int all_lo
     be->upload(be, w->d_slots, b->slots, sizeof(int32_t) * n_seq);
     if (c->n_attn_layers) be->upload(be, w->d_bt, b->block_table, sizeof(int32_t) * n_seq * b->max_pages);
     for (int t = 0; t < T; t++) CHECK(b->tokens[t] >= 0 && b->tokens[t] < c->vocab_size, "token id %d out of range", b->tokens[t]);
-    be->embed(be, w->x, m->embed, w->d_tokens, T, D);
-    for (int i = 0; i < c->n_layers; i++) {
-        const model_layer *ly = &m->layers[i];
-        be->rmsnorm(be, w->xn, w->x, ly->in_norm, T, D, c->rms_eps);
-        if (ly->is_attn) attn_layer(m, kv, ly, b);
-        else mamba_layer(m, kv, ly, b);
-        if (ly->ff_norm && c->intermediate > 0) {
-            be->rmsnorm(be, w->xn, w->x, ly->ff_norm, T, D, c->rms_eps);
-            be->matmul(be, w->gu, w->xn, ly->w_gu, T, D, 2 * c->intermediate, 0);
-            add_bias(m, w->gu, ly->b_gu, T, 2 * c->intermediate);
-            be->swiglu(be, w->h, w->gu, T, c->intermediate);
-            be->matmul(be, w->x, w->h, ly->w_down, T, c->intermediate, D, 1);
-            add_bias(m, w->x, ly->b_down, T, D);
-        }
-    }
+    forward_layers(m, w, kv, T, n_seq, b->max_pages);
     if (all_logits) {
         be->rmsnorm(be, w->xn, w->x, m->final_norm, T, D, c->rms_eps);
         be->matmul_f32out(be, w->logits, w->xn, m->lm_head, T, D, c->vocab_size);
@@ -509,6 +539,69 @@ const float *model_forward(model *m, kv_cache *kv, const kv_batch *b, int all_lo
         be->rmsnorm(be, w->last, w->last, m->final_norm, n_seq, D, c->rms_eps);
         be->matmul_f32out(be, w->logits, w->last, m->lm_head, n_seq, D, c->vocab_size);
     }
+    return w->logits;
+}
+
+/* ------------------------------------------------------------------ fixed decode steps */
+
+struct model_step {
+    model *m;
+    model_ws ws;
+    model_step_io io;
+};
+
+size_t model_step_row_bytes(const model *m, int max_pages) {
+    size_t widths[WS_N_ACT], act = 0;
+    ws_widths(&m->c, widths);
+    for (int i = 0; i < WS_N_ACT; i++) act += widths[i];
+    act += 1 + (size_t)m->c.hidden; /* ones, last */
+    return act * m->be->act_bytes + sizeof(float) * (size_t)m->c.vocab_size +
+           sizeof(int32_t) * (6 + (size_t)(max_pages > 0 ? max_pages : 1));
+}
+
+int model_step_new(model *m, int max_seqs, int max_pages, model_step **out, char *err, size_t errlen) {
+    *out = NULL;
+    if (max_seqs < 1 || max_pages < 1)
+        return util_err(err, errlen, "model_step: max_seqs %d and max_pages %d must be positive", max_seqs, max_pages);
+    model_step *s = xcalloc(1, sizeof *s);
+    s->m = m;
+    if (ws_grow(m, &s->ws, max_seqs, max_seqs, max_seqs * max_pages, max_seqs) != 0) {
+        ws_free(m, &s->ws);
+        free(s);
+        return util_err(err, errlen, "model_step: out of %s memory for a %d-sequence decode workspace (%zu bytes)",
+                        m->be->name, max_seqs, model_step_row_bytes(m, max_pages) * (size_t)max_seqs);
+    }
+    model_step_io *io = &s->io;
+    io->tokens = s->ws.d_tokens;
+    io->pos = s->ws.d_pos;
+    io->slot_mapping = s->ws.d_slotmap;
+    io->slots = s->ws.d_slots;
+    io->cu_seqlens = s->ws.d_cu;
+    io->block_table = s->ws.d_bt;
+    io->logits = s->ws.logits;
+    io->max_seqs = max_seqs;
+    io->max_pages = max_pages;
+    *out = s;
+    return 0;
+}
+
+void model_step_destroy(model_step **ps) {
+    if (!ps || !*ps) return;
+    ws_free((*ps)->m, &(*ps)->ws);
+    free(*ps);
+    *ps = NULL;
+}
+
+const model_step_io *model_step_io_of(const model_step *s) { return &s->io; }
+
+const float *model_step_forward(model *m, kv_cache *kv, model_step *s, int n) {
+    const model_config *c = &m->c;
+    CHECK(s->m == m && n >= 1 && n <= s->io.max_seqs, "model_step_forward: %d rows for a %d-row step", n, s->io.max_seqs);
+    model_ws *w = &s->ws;
+    forward_layers(m, w, kv, n, n, s->io.max_pages);
+    /* one token per sequence: the last rows are the rows themselves */
+    m->be->rmsnorm(m->be, w->xn, w->x, m->final_norm, n, c->hidden, c->rms_eps);
+    m->be->matmul_f32out(m->be, w->logits, w->xn, m->lm_head, n, c->hidden, c->vocab_size);
     return w->logits;
 }
 

@@ -46,4 +46,32 @@ const float *model_forward(model *m, kv_cache *kv, const kv_batch *b, int all_lo
  * each sequence. Valid until the next forward. */
 const void *model_forward_hidden(model *m, kv_cache *kv, const kv_batch *b, int all_tokens);
 
+/* ---- decode steps over a fixed workspace (the CUDA-graph decode path, engine_graph.c) ----
+ * A model_step is a decode workspace for up to max_seqs sequences of one token each whose
+ * buffers (activations, logits and the index arrays of model_step_io) are allocated once and
+ * never move, so the ops model_step_forward issues can be captured in a CUDA graph once per
+ * row count and replayed after new inputs are uploaded into io. */
+typedef struct model_step model_step;
+typedef struct model_step_io {
+    int32_t *tokens, *pos, *slot_mapping, *slots;  /* [max_seqs], backend memory */
+    int32_t *cu_seqlens;                           /* [max_seqs + 1] */
+    int32_t *block_table;                          /* [max_seqs, max_pages] (fixed row width) */
+    float *logits;                                 /* [max_seqs, V], written by model_step_forward */
+    int max_seqs, max_pages;
+} model_step_io;
+
+/* Allocates the workspace (backend memory). 0 ok; -1 with err ("model_step: out of cuda:0 memory
+ * for a 4096-sequence decode workspace (... bytes)"). The step borrows m: destroy it first. */
+int model_step_new(model *m, int max_seqs, int max_pages, model_step **out, char *err, size_t errlen);
+void model_step_destroy(model_step **s);
+const model_step_io *model_step_io_of(const model_step *s);
+/* Backend bytes one row of a model_step takes (memory planning). */
+size_t model_step_row_bytes(const model *m, int max_pages);
+/* The decode step of rows 0..n-1 (1 <= n <= max_seqs; row i = sequence i, one token at pos[i])
+ * with inputs already in io; the block table has max_pages columns. Issues only stream-ordered
+ * backend ops (no upload, download, sync or allocation once the backend's own plans and scratch
+ * exist: run it eagerly once per n before capturing it). Returns io->logits [n, V]. Equals
+ * model_forward(all_logits = 0) of the same rows. */
+const float *model_step_forward(model *m, kv_cache *kv, model_step *s, int n);
+
 #endif

@@ -1,9 +1,10 @@
 /* workers/score/reward.c — outcome and process reward models on the model engine (see reward.h).
  *
  * Flow of a batch: every item is tokenised (prompt + response in one piece, step ends located by
- * the tokens' byte offsets), then items are packed into forwards of at most max_step tokens
- * (several whole sequences per forward; a longer sequence runs alone in chunks through the
- * cache). ORM reads the final-normed hidden state of each sequence's last token
+ * the tokens' byte offsets); consecutive items with the same prompt form a group whose longest
+ * common token prefix is prefilled once and forked (kv_seq_fork) into each sample; the
+ * sequences (or their suffixes) are packed into forwards of at most max_step tokens (several
+ * per forward; a longer one runs alone in chunks through the cache). ORM reads the final-normed hidden state of each sequence's last token
  * (model_forward_hidden) and applies score.weight on the host in double; PRM reads the logits
  * rows of the step ends and takes exp(logit[token] - logsumexp(row)).
  */
@@ -42,6 +43,8 @@ struct reward_model {
     float *head;           /* ORM [num_labels, hidden] fp32, host */
     int num_labels, hidden, vocab;
     int max_step;          /* tokens per forward */
+    int share_prefix;      /* prefill a group's common prompt once (default 1) */
+    int64_t tokens_run;    /* tokens through the model so far */
     kv_cache *kv;
     int kv_pages, kv_slots;
     kv_batch b;
@@ -113,83 +116,6 @@ int reward_split_steps(const char *response, size_t len, const char *sep, size_t
 
 /* ------------------------------------------------------------------ loading */
 
-/* ORM shadow directory: config.json naming the causal class with tied embeddings, symlinks to
- * the weight files. Returns the malloc'd path or NULL with err. */
-static char *make_shadow(const char *dir, char *err, size_t errlen) {
-    char cfgp[PATH_MAX + 16], real[PATH_MAX];
-    if (!realpath(dir, real)) { util_err(err, errlen, "reward.model: %s: %s", dir, strerror(errno)); return NULL; }
-    snprintf(cfgp, sizeof cfgp, "%s/config.json", real);
-    json_error_t je;
-    json_t *root = json_load_file(cfgp, 0, &je);
-    if (!root || !json_is_object(root)) {
-        util_err(err, errlen, "%s:%d: %s", cfgp, je.line, root ? "expected a JSON object" : je.text);
-        json_decref(root);
-        return NULL;
-    }
-    json_t *archs = json_object_get(root, "architectures");
-    if (archs && json_is_array(archs) && json_array_size(archs) >= 1 && json_is_string(json_array_get(archs, 0))) {
-        const char *a = json_string_value(json_array_get(archs, 0));
-        const char *suf = "ForSequenceClassification";
-        size_t la = strlen(a), ls = strlen(suf);
-        if (la > ls && !strcmp(a + la - ls, suf)) {
-            char causal[128];
-            snprintf(causal, sizeof causal, "%.*sForCausalLM", (int)(la - ls), a);
-            json_array_set_new(archs, 0, json_string(causal));
-        }
-    }
-    json_object_set_new(root, "tie_word_embeddings", json_true());
-    const char *td = getenv("TMPDIR");
-    char *sh = xmalloc(PATH_MAX);
-    snprintf(sh, PATH_MAX, "%s/thinkfast_rm_XXXXXX", td && *td ? td : "/tmp");
-    if (!mkdtemp(sh)) {
-        util_err(err, errlen, "reward: cannot create a temporary directory %s: %s", sh, strerror(errno));
-        json_decref(root);
-        free(sh);
-        return NULL;
-    }
-    char p[PATH_MAX + 64];
-    snprintf(p, sizeof p, "%s/config.json", sh);
-    if (json_dump_file(root, p, JSON_INDENT(1)) != 0) {
-        util_err(err, errlen, "reward: cannot write %s", p);
-        json_decref(root);
-        free(sh);
-        return NULL;
-    }
-    json_decref(root);
-    DIR *d = opendir(real);
-    if (d) {
-        struct dirent *de;
-        while ((de = readdir(d))) {
-            size_t l = strlen(de->d_name);
-            int st = l > 12 && !strcmp(de->d_name + l - 12, ".safetensors");
-            if (!st && strcmp(de->d_name, "model.safetensors.index.json") != 0) continue;
-            char src[PATH_MAX + 300], dst[PATH_MAX + 300];
-            snprintf(src, sizeof src, "%s/%s", real, de->d_name);
-            snprintf(dst, sizeof dst, "%s/%s", sh, de->d_name);
-            if (symlink(src, dst) != 0) LOG_WARN("reward: symlink %s: %s", dst, strerror(errno));
-        }
-        closedir(d);
-    }
-    return sh;
-}
-
-static void remove_shadow(char *sh) {
-    if (!sh) return;
-    DIR *d = opendir(sh);
-    if (d) {
-        struct dirent *de;
-        while ((de = readdir(d))) {
-            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
-            char p[PATH_MAX + 300];
-            snprintf(p, sizeof p, "%s/%s", sh, de->d_name);
-            unlink(p);
-        }
-        closedir(d);
-    }
-    rmdir(sh);
-    free(sh);
-}
-
 /* Reads score.weight [L, hidden] (and checks config.json's num_labels if present). */
 static int load_head(reward_model *rm, const char *dir, char *err, size_t errlen) {
     st_file *f = NULL;
@@ -259,7 +185,6 @@ int reward_load(const reward_spec *spec, reward_model **out, char *err, size_t e
     reward_model *rm = xcalloc(1, sizeof *rm);
     kv_batch_init(&rm->b);
     rm->good = -1;
-    char *shadow = NULL;
     if (reward_parse_kind(spec->kind, &rm->kind) != 0) {
         util_err(err, errlen, "reward.kind: unknown kind \"%s\" (expected orm|prm)", spec->kind);
         goto fail;
@@ -272,13 +197,9 @@ int reward_load(const reward_spec *spec, reward_model **out, char *err, size_t e
     const char *dev = spec->device && *spec->device ? spec->device : "auto";
     rm->be = op_backend_new(dev, err, errlen);
     if (!rm->be) goto fail;
-    if (rm->kind == REWARD_ORM) {
-        shadow = make_shadow(spec->model, err, errlen);
-        if (!shadow) goto fail;
-    }
-    if (model_load(shadow ? shadow : spec->model, rm->be, &rm->m, err, errlen) != 0) goto fail;
-    remove_shadow(shadow);
-    shadow = NULL;
+    /* An ORM is a LlamaForSequenceClassification checkpoint: the config loader maps it to Llama
+     * without an LM head; load_head reads its score.weight. */
+    if (model_load(spec->model, rm->be, &rm->m, err, errlen) != 0) goto fail;
     const model_config *c = model_cfg(rm->m);
     rm->hidden = c->hidden;
     rm->vocab = c->vocab_size;
@@ -291,6 +212,7 @@ int reward_load(const reward_spec *spec, reward_model **out, char *err, size_t e
     }
     if (rm->kind == REWARD_PRM && resolve_token(rm, spec->prm_token, err, errlen) != 0) goto fail;
     rm->max_step = 2048;
+    rm->share_prefix = 1;
     if (rm->kind == REWARD_PRM) {
         /* all-token logits [T, V] fp32: keep them near 256 MB */
         long cap = (256L << 20) / ((long)rm->vocab * 4);
@@ -309,7 +231,6 @@ int reward_load(const reward_spec *spec, reward_model **out, char *err, size_t e
     *out = rm;
     return 0;
 fail:
-    remove_shadow(shadow);
     reward_destroy(&rm);
     return -1;
 }
@@ -489,23 +410,26 @@ typedef struct seq_job {
     const int *pos;
     int n_steps;
     reward_result *out;
+    int start;             /* tokens [0, start) are the shared prefix already in the cache */
 } seq_job;
 
-/* Runs jobs[0..k) in one forward (sum of n <= max_step) or, for k == 1, in chunks. */
-static int run_pack(reward_model *rm, seq_job *jobs, int k, char *err, size_t errlen) {
+/* Runs jobs[0..k) in one forward (suffixes [start, n) together <= max_step tokens) or, for
+ * k == 1, in chunks. With prefix (its length = every job's start) each sequence is a fork of it;
+ * the cache must already be large enough then (the prefix lives in it). */
+static int run_pack(reward_model *rm, seq_job *jobs, int k, const kv_seq *prefix, char *err, size_t errlen) {
     const model_config *c = model_cfg(rm->m);
-    int pages = 0;
-    for (int j = 0; j < k; j++) pages += (jobs[j].n + RM_PAGE - 1) / RM_PAGE + 1;
-    if (ensure_kv(rm, pages, k, err, errlen) != 0) return -1;
+    if (!prefix) {
+        int pages = 0;
+        for (int j = 0; j < k; j++) pages += (jobs[j].n + RM_PAGE - 1) / RM_PAGE + 1;
+        if (ensure_kv(rm, pages, k, err, errlen) != 0) return -1;
+    }
     kv_seq *seqs = xcalloc((size_t)k, sizeof *seqs);
     int rc = 0, inited = 0;
     for (int j = 0; j < k; j++) {
-        if (kv_seq_init(rm->kv, &seqs[j]) != 0 || kv_seq_reserve(rm->kv, &seqs[j], jobs[j].n) != 0) {
-            rc = util_err(err, errlen, "reward: kv cache too small for %d sequences", k);
-            inited = j + 1;
-            goto done;
-        }
+        int ok = prefix ? kv_seq_fork(rm->kv, prefix, &seqs[j], jobs[j].n) == 0
+                        : kv_seq_init(rm->kv, &seqs[j]) == 0 && kv_seq_reserve(rm->kv, &seqs[j], jobs[j].n) == 0;
         inited = j + 1;
+        if (!ok) { rc = util_err(err, errlen, "reward: kv cache too small for %d sequences", k); goto done; }
         if (rm->kind == REWARD_PRM) {
             jobs[j].out->steps = xcalloc((size_t)jobs[j].n_steps, sizeof(double));
             jobs[j].out->n_steps = jobs[j].n_steps;
@@ -513,16 +437,17 @@ static int run_pack(reward_model *rm, seq_job *jobs, int k, char *err, size_t er
         }
     }
     int chunk = k == 1 ? rm->max_step : INT_MAX;
-    int total = jobs[0].n;
-    for (int i = 0; i < total || (k > 1 && i == 0); i += chunk) {
+    int begin = jobs[0].start, total = jobs[0].n;
+    for (int i = begin; i < total || (k > 1 && i == begin); i += chunk) {
         kv_batch_clear(&rm->b);
         int len = k == 1 ? (total - i < chunk ? total - i : chunk) : 0;
         for (int j = 0; j < k; j++) {
-            const int32_t *tk = k == 1 ? jobs[0].ids + i : jobs[j].ids;
-            int nt = k == 1 ? len : jobs[j].n;
+            const int32_t *tk = k == 1 ? jobs[0].ids + i : jobs[j].ids + jobs[j].start;
+            int nt = k == 1 ? len : jobs[j].n - jobs[j].start;
             if (kv_batch_add(rm->kv, &rm->b, &seqs[j], tk, nt) != 0) { rc = util_err(err, errlen, "reward: out of cache pages"); goto done; }
         }
         kv_batch_finish(&rm->b);
+        rm->tokens_run += rm->b.T;
         int last_chunk = k > 1 || i + len >= total;
         if (rm->kind == REWARD_ORM) {
             const void *h = model_forward_hidden(rm->m, rm->kv, &rm->b, 0);
@@ -532,7 +457,7 @@ static int run_pack(reward_model *rm, seq_job *jobs, int k, char *err, size_t er
         } else {
             const float *lg = model_forward(rm->m, rm->kv, &rm->b, 1);
             for (int j = 0; j < k; j++) {
-                int base = rm->b.cu_seqlens[j], lo = k == 1 ? i : 0, hi = k == 1 ? i + len : jobs[j].n;
+                int base = rm->b.cu_seqlens[j], lo = k == 1 ? i : jobs[j].start, hi = k == 1 ? i + len : jobs[j].n;
                 for (int s = 0; s < jobs[j].n_steps; s++) {
                     int p = jobs[j].pos[s];
                     if (p < lo || p >= hi) continue;
@@ -552,6 +477,73 @@ done:
     return rc;
 }
 
+/* Packs jobs[0..n) (each job's start already set) into forwards: consecutive jobs whose suffixes
+ * together fit max_step tokens (at most 64 sequences). Writes pack boundaries to cut[] (n + 1
+ * entries at most) and returns the number of packs. */
+static int plan_packs(const reward_model *rm, const seq_job *jobs, int n, int *cut) {
+    int np = 0;
+    cut[0] = 0;
+    for (int i = 0; i < n;) {
+        int k = 1, sum = jobs[i].n - jobs[i].start;
+        while (i + k < n && sum + jobs[i + k].n - jobs[i + k].start <= rm->max_step && k < 64)
+            sum += jobs[i + k].n - jobs[i + k].start, k++;
+        i += k;
+        cut[++np] = i;
+    }
+    return np;
+}
+
+/* Scores a group of jobs that share a prompt: the longest common token prefix (kept short of
+ * every sequence's last token and first step) is prefilled once and forked into each sample. */
+static int run_group(reward_model *rm, seq_job *jobs, int n, char *err, size_t errlen) {
+    int L = 0;
+    if (n >= 2 && rm->share_prefix) {
+        L = jobs[0].n - 1;
+        for (int j = 0; j < n; j++) {
+            int l = 0, lim = jobs[j].n - 1 < L ? jobs[j].n - 1 : L;
+            while (l < lim && jobs[j].ids[l] == jobs[0].ids[l]) l++;
+            L = l;
+            for (int s = 0; s < jobs[j].n_steps; s++) if (jobs[j].pos[s] < L) L = jobs[j].pos[s];
+        }
+        if (L < RM_PAGE) L = 0; /* not worth a fork */
+    }
+    for (int j = 0; j < n; j++) jobs[j].start = L;
+    int *cut = xmalloc(sizeof(int) * (size_t)(n + 1));
+    int np = plan_packs(rm, jobs, n, cut), rc = 0;
+    if (L == 0) {
+        for (int q = 0; q < np && !rc; q++) rc = run_pack(rm, jobs + cut[q], cut[q + 1] - cut[q], NULL, err, errlen);
+        free(cut);
+        return rc;
+    }
+    /* one cache for the prefix and the largest pack of forks */
+    int need = 0, maxk = 0;
+    for (int q = 0; q < np; q++) {
+        int pg = 0;
+        for (int j = cut[q]; j < cut[q + 1]; j++) pg += (jobs[j].n - L + RM_PAGE - 1) / RM_PAGE + 2;
+        if (pg > need) need = pg;
+        if (cut[q + 1] - cut[q] > maxk) maxk = cut[q + 1] - cut[q];
+    }
+    rc = ensure_kv(rm, need + (L + RM_PAGE - 1) / RM_PAGE + 1, maxk + 1, err, errlen);
+    kv_seq pre;
+    int have_pre = 0;
+    if (!rc) {
+        if (kv_seq_init(rm->kv, &pre) != 0 || (have_pre = 1, kv_seq_reserve(rm->kv, &pre, L) != 0))
+            rc = util_err(err, errlen, "reward: kv cache too small for a %d-token prompt", L);
+    }
+    for (int i = 0; i < L && !rc; i += rm->max_step) {
+        int len = L - i < rm->max_step ? L - i : rm->max_step;
+        kv_batch_clear(&rm->b);
+        if (kv_batch_add(rm->kv, &rm->b, &pre, jobs[0].ids + i, len) != 0) { rc = util_err(err, errlen, "reward: out of cache pages"); break; }
+        kv_batch_finish(&rm->b);
+        rm->tokens_run += rm->b.T;
+        model_forward_hidden(rm->m, rm->kv, &rm->b, 0);
+    }
+    for (int q = 0; q < np && !rc; q++) rc = run_pack(rm, jobs + cut[q], cut[q + 1] - cut[q], &pre, err, errlen);
+    if (have_pre) kv_seq_release(rm->kv, &pre);
+    free(cut);
+    return rc;
+}
+
 int reward_score_ids(reward_model *rm, const int32_t *ids, int n, const int *step_pos, int n_steps, reward_result *out,
                      char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
@@ -567,13 +559,15 @@ int reward_score_ids(reward_model *rm, const int32_t *ids, int n, const int *ste
         for (int s = 0; s < n_steps; s++)
             if (step_pos[s] < 0 || step_pos[s] >= n) return util_err(err, errlen, "reward: step position %d outside [0, %d)", step_pos[s], n);
     }
-    seq_job j = {ids, n, rm->kind == REWARD_PRM ? step_pos : &last, rm->kind == REWARD_PRM ? n_steps : 1, out};
-    int rc = run_pack(rm, &j, 1, err, errlen);
+    seq_job j = {ids, n, rm->kind == REWARD_PRM ? step_pos : &last, rm->kind == REWARD_PRM ? n_steps : 1, out, 0};
+    int rc = run_pack(rm, &j, 1, NULL, err, errlen);
     if (rc) reward_result_free(out, 1);
     return rc;
 }
 
 void reward_set_max_step(reward_model *rm, int n) { rm->max_step = n < 1 ? 1 : n; }
+void reward_set_prefix_sharing(reward_model *rm, int on) { rm->share_prefix = on != 0; }
+int64_t reward_tokens_run(const reward_model *rm) { return rm->tokens_run; }
 
 void reward_result_free(reward_result *r, int n) {
     if (!r) return;
@@ -599,11 +593,13 @@ int reward_score_batch(reward_model *rm, const reward_item *items, int n, reward
         jobs[i].out = &out[i];
         ntok += jobs[i].n;
     }
+    /* groups of consecutive items with the same prompt (a problem's samples) share its prefill */
     for (int i = 0; i < n;) {
-        int k = 1, sum = jobs[i].n;
-        while (i + k < n && sum + jobs[i + k].n <= rm->max_step && k < 64) sum += jobs[i + k++].n;
-        if (run_pack(rm, jobs + i, k, err, errlen) != 0) { rc = -1; goto done; }
-        i += k;
+        int g = 1;
+        const char *pi = items[i].prompt ? items[i].prompt : "";
+        while (i + g < n && !strcmp(pi, items[i + g].prompt ? items[i + g].prompt : "")) g++;
+        if (run_group(rm, jobs + i, g, err, errlen) != 0) { rc = -1; goto done; }
+        i += g;
     }
     LOG_DEBUG("reward: %d samples, %lld tokens in %.3fs", n, (long long)ntok, (util_now_ns() - t0) / 1e9);
 done:

@@ -28,6 +28,14 @@
  * class with tied embeddings and whose weight files are symlinks to the originals; the head
  * `score.weight` is read on the host (fp32) and applied to the hidden state in double.
  *
+ * Batching: several whole sequences share a forward (reward_set_max_step tokens in all), so a
+ * sample's score may differ in the last bits with its neighbours in the batch (matmul kernels
+ * are chosen by row count), as the engine's prefill packing does; chunked and one-at-a-time
+ * scoring agree within ~1e-5 on the CPU backend (tests/unit/test_reward.c).
+ * Measured (H100, random 123M-param Llama, bf16 weights, 64 samples x 522 tokens sharing a
+ * 40-token prompt; THINKFAST_REWARD_BENCH=1 build/tests/test_reward): ORM 854 samples/s
+ * (446k tokens/s; 740 before prefix sharing), PRM with a 32000-id vocabulary 245 samples/s.
+ *
  * Thread safety: a reward_model is used by one thread at a time.
  */
 #ifndef THINKFAST_REWARD_H
@@ -107,6 +115,13 @@ int reward_score_ids(reward_model *rm, const int32_t *ids, int n, const int *ste
 /* Tokens per forward (default 2048; PRM less for a large vocabulary, so that the fp32 logits
  * of a step stay near 256 MB). Longer sequences run alone in chunks through the cache. n >= 1. */
 void reward_set_max_step(reward_model *rm, int n);
+
+/* 1 (default): consecutive items with the same prompt (a problem's samples) prefill their
+ * longest common token prefix once and fork it for each sample (kv_seq_fork); 0: every sequence
+ * is computed whole. Scores agree to rounding either way. */
+void reward_set_prefix_sharing(reward_model *rm, int on);
+/* Tokens run through the model since load (prefixes counted once). */
+int64_t reward_tokens_run(const reward_model *rm);
 
 /* Scores n items (several sequences share one forward where they fit). out[n] is filled
  * (free each with reward_result_free). 0 ok; -1 with err (out left freed). */
