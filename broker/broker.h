@@ -22,7 +22,7 @@
 #include <stdint.h>
 
 #include "broker/zap.h"
-#include "broker/zkey.h"
+#include "common/zkey.h"
 
 typedef struct brk_config {
     const char *db;               /* store directory (created if missing) */

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "broker/zkey.h"
+#include "common/zkey.h"
 #include "common/util.h"
 #include "jobs/proto.h"
 

@@ -1,11 +1,11 @@
 /* tools/jobctl_keygen.c — `jobctl keygen BASE`: a fresh CURVE keypair written as BASE.key (secret,
- * mode 0600) and BASE.pub (public) in ZeroMQ's zcert format (broker/zkey.h). One command makes
+ * mode 0600) and BASE.pub (public) in ZeroMQ's zcert format (common/zkey.h). One command makes
  * both the broker's keypair (--curve-secret BASE.key; clients get BASE.pub) and each client's
  * (--curve-keyfile BASE.key; its BASE.pub goes into the broker's --allow-keys file). */
 #include <stdio.h>
 #include <string.h>
 
-#include "broker/zkey.h"
+#include "common/zkey.h"
 #include "tools/jobctl.h"
 
 int jobctl_cmd_keygen(const jobctl_opts *o, int argc, char **argv) {

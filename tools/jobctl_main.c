@@ -8,6 +8,7 @@
 #include "common/log.h"
 #include "tools/gendata.h"
 #include "tools/jobctl.h"
+#include "tools/jobctl_report.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -28,8 +29,11 @@ static void usage(FILE *f) {
             "  watch JOB                           follow a job until it ends (exit 0 = done)\n"
             "  report JOB [--json]                 coverage@k, majority@k, ...\n"
             "  workers [--json]                    registered workers\n"
-            "  export JOB --db DIR --format jsonl  one line per generation (offline)\n"
+            "  export JOB --db DIR --format jsonl|csv  one line per generation (offline)\n"
             "  reaggregate JOB --db DIR [--k LIST] [--json]  recompute stats offline\n"
+            "  compare JOB [JOB ...] --db DIR [--json] [--plot F.svg|F.png] [--k LIST] [--budget-axis]\n"
+            "                                      jobs side by side over k and GPU time (offline)\n"
+            "  rescore JOB --db DIR [--grader math|gsm8k] [--json] [--dry-run]  regrade stored generations\n"
             "  gen-data synth ...                  write the built-in synth dataset as JSONL\n"
             "  local FILE [--db DIR] [--workers N] run a job on this machine, end to end\n"
             "  keygen BASE [--force]               write a CURVE keypair BASE.key (0600) + BASE.pub\n",
@@ -76,7 +80,7 @@ int main(int argc, char **argv) {
     /* CURVE only for commands that talk to a broker's client endpoint */
     static zkey_client curve;
     if (strcmp(cmd, "local") && strcmp(cmd, "export") && strcmp(cmd, "reaggregate") && strcmp(cmd, "gen-data") &&
-        strcmp(cmd, "keygen")) {
+        strcmp(cmd, "keygen") && strcmp(cmd, "compare") && strcmp(cmd, "rescore")) {
         int on = 0;
         char kerr[1024];
         if (zkey_client_resolve(curve_server, curve_keyfile, &curve, &on, kerr, sizeof kerr) != 0) {
@@ -89,7 +93,8 @@ int main(int argc, char **argv) {
         {"submit", jobctl_cmd_submit}, {"status", jobctl_cmd_status}, {"list", jobctl_cmd_list},
         {"cancel", jobctl_cmd_cancel}, {"watch", jobctl_cmd_watch}, {"report", jobctl_cmd_report},
         {"workers", jobctl_cmd_workers}, {"export", jobctl_cmd_export}, {"reaggregate", jobctl_cmd_reaggregate},
-        {"local", jobctl_cmd_local}, {"keygen", jobctl_cmd_keygen},
+        {"local", jobctl_cmd_local}, {"keygen", jobctl_cmd_keygen}, {"compare", jobctl_cmd_compare},
+        {"rescore", jobctl_cmd_rescore},
     };
     for (size_t k = 0; k < sizeof cmds / sizeof *cmds; k++)
         if (!strcmp(cmd, cmds[k].name)) return cmds[k].fn(&o, sargc, sargv);

@@ -95,16 +95,18 @@ static int export_cb(uint64_t job, const store_generation *g, void *ctx) {
 int jobctl_cmd_export(const jobctl_opts *o, int argc, char **argv) {
     (void)o;
     static const char usage[] =
-        "usage: jobctl export JOB --db DIR [--format jsonl]\n"
+        "usage: jobctl export JOB --db DIR [--format jsonl|csv]\n"
         "Reads the store (read-only; a running broker is fine) and writes one JSON line per\n"
         "generation to stdout: {\"problem\",\"sample\",\"text\",\"extracted\",\"correct\",\"canonical\",\n"
         "\"tokens\",\"time_s\",\"finish\"} (extracted/correct null while not scored).\n"
         "  --db DIR        the broker's store directory (default $THINKFAST_DB)\n"
-        "  --format jsonl  the only format (default)\n";
+        "  --format F      jsonl (default) or csv (RFC 4180; see jobctl export --format csv --help)\n";
+    for (int i = 1; i + 1 < argc; i++)   /* csv has flags of its own (--no-text): hand it argv whole */
+        if (!strcmp(argv[i], "--format") && !strcmp(argv[i + 1], "csv")) return jobctl_export_csv(o, argc, argv);
     const char *job, *db, *format = "jsonl";
     int rc = parse_db_args(argc, argv, usage, &job, &db, &format, NULL, NULL);
     if (rc) return rc == 1 ? 0 : rc;
-    if (strcmp(format, "jsonl") != 0) { fprintf(stderr, "jobctl export: --format: unknown format \"%s\" (expected jsonl)\n", format); return 2; }
+    if (strcmp(format, "jsonl") != 0) { fprintf(stderr, "jobctl export: --format: unknown format \"%s\" (expected jsonl|csv)\n", format); return 2; }
     store *st;
     store_job j;
     if (open_job(db, job, &st, &j, "export")) return 1;

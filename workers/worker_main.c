@@ -11,7 +11,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
-#include "broker/zkey.h"
+#include "common/zkey.h"
 #include "jobs/proto.h"
 #include "workers/wrk_worker.h"
 

@@ -8,7 +8,7 @@
  * exponentially from WRK_BACKOFF_MIN_MS to WRK_BACKOFF_MAX_MS and the back-off resets once the
  * broker answers.
  *
- * Security: with cfg.curve set the socket is a CURVE client (broker/zkey.h). A socket monitor
+ * Security: with cfg.curve set the socket is a CURVE client (common/zkey.h). A socket monitor
  * watches the handshake so that a refusal is logged once per connection with its likely cause
  * (our key not in the broker's allow-list; wrong broker key or CURVE on one side only) instead
  * of appearing only as "broker silent".
@@ -18,7 +18,7 @@
 
 #include <stdint.h>
 
-#include "broker/zkey.h"
+#include "common/zkey.h"
 #include "jobs/proto.h"
 
 #define WRK_DEAD_BEATS 3

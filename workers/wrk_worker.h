@@ -13,7 +13,7 @@
 
 #include <signal.h>
 
-#include "broker/zkey.h"
+#include "common/zkey.h"
 
 typedef struct wrk_worker_cfg {
     const char *endpoint;   /* broker's worker endpoint */

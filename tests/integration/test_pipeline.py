@@ -179,7 +179,7 @@ def test_bad_arguments():
                          (["status"], "missing"), (["status", "j-1", "--bogus"], "--bogus"),
                          (["local", "x.json", "--workers", "0"], "--workers"),
                          (["reaggregate", "j-1", "--db", "/nonexistent-db", "--k", "1"], "nonexistent"),
-                         (["export", "j-1", "--db", "/tmp", "--format", "csv"], "csv")]:
+                         (["export", "j-1", "--db", "/tmp", "--format", "xml"], "xml")]:
         r = subprocess.run([str(BIN / "jobctl"), *args], capture_output=True, text=True, timeout=10)
         assert r.returncode != 0 and needle in r.stderr, (args, r.stderr)
 

@@ -11,8 +11,6 @@ then, offline from the store:
                      scores, and going back restores the original stats exactly; refused while
                      a broker holds the store
   export --format csv  RFC 4180 rows that match the JSONL export
-The commands come from bin/jobctl when its table lists them, else from bin/jobctl_report (the
-same functions, until jobctl dispatches them).
 """
 import csv
 import io
@@ -34,14 +32,12 @@ N_PROBLEMS, N_SAMPLES, K = 36, 8, [1, 2, 4, 8]
 
 
 def report_bin(cmd, marker=None):
-    """bin/jobctl if it dispatches `cmd` (and its --help mentions `marker`), else bin/jobctl_report."""
-    if (BIN / "jobctl").exists():
-        r = subprocess.run([str(BIN / "jobctl"), cmd, "--help"], capture_output=True, text=True, timeout=30)
-        if r.returncode == 0 and "usage: jobctl " + cmd in r.stdout and (marker is None or marker in r.stdout):
-            return BIN / "jobctl"
-    if not (BIN / "jobctl_report").exists():
-        pytest.skip("neither bin/jobctl nor bin/jobctl_report provides " + cmd)
-    return BIN / "jobctl_report"
+    """bin/jobctl, after checking that it dispatches `cmd` (and its --help mentions `marker`)."""
+    need("jobctl")
+    r = subprocess.run([str(BIN / "jobctl"), cmd, "--help"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and "usage: jobctl " + cmd in r.stdout, r.stdout + r.stderr
+    assert marker is None or marker in r.stdout, r.stdout
+    return BIN / "jobctl"
 
 
 def run(prog, *args, check=True, timeout=120):

@@ -1,4 +1,4 @@
-/* tests/unit/test_zap.c — CURVE key files (broker/zkey.h) and the ZAP allow-list (broker/zap.h):
+/* tests/unit/test_zap.c — CURVE key files (common/zkey.h) and the ZAP allow-list (broker/zap.h):
  * key-file parsing (zcert format, bare keys, every error names file:line), keygen round trip
  * with file modes, allow-list parsing, the pure allow/refuse decision on hand-built ZAP
  * requests, and the handler thread over real sockets: a CURVE ROUTER in a context with the
@@ -8,7 +8,7 @@
 #include "unit.h"
 
 #include "broker/zap.h"
-#include "broker/zkey.h"
+#include "common/zkey.h"
 #include "common/log.h"
 #include "common/util.h"
 

@@ -11,7 +11,6 @@
 #include "workers/score/reward.h"
 
 #include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>

@@ -1,8 +1,8 @@
-/* broker/zkey.h — CURVE key files: parse, load, generate, write, and apply to ZeroMQ sockets.
+/* common/zkey.h — CURVE key files: parse, load, generate, write, and apply to ZeroMQ sockets.
  *
  * Used by the broker (its server keypair), the worker and jobctl (their client keypair and the
- * broker's public key). Lives in broker/ because the broker is the party that defines who may
- * connect; it depends only on libzmq (CURVE via libsodium/tweetnacl: zmq_has("curve")).
+ * broker's public key), so it lives in common/; it depends only on libzmq (CURVE via
+ * libsodium/tweetnacl: zmq_has("curve")). The allow-list and ZAP handler are broker/zap.h.
  *
  * File format: ZeroMQ's zcert text format (CZMQ reads and writes the same files), which is a
  * superset of "one key per line":

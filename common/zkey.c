@@ -1,5 +1,5 @@
-/* broker/zkey.c — CURVE key files (format and contracts in broker/zkey.h). */
-#include "broker/zkey.h"
+/* common/zkey.c — CURVE key files (format and contracts in common/zkey.h). */
+#include "common/zkey.h"
 
 #include <errno.h>
 #include <fcntl.h>
