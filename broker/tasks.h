@@ -63,11 +63,17 @@
  *                  problems:[{p: index, id, question, solution, answer}]}
  *         outputs: one map per (problem, sample), s in [0, n):
  *                  {p, s, text, tokens: int, time_s: float, finish: "stop"|"length"}
- * score   payload {job, chunk, grader: "gsm8k"|"math", items:[{p, s, text, answer}]}
- *         outputs: [{p, s, extracted: str, canonical: str, correct: bool|0/1, reward?: float}]
+ * score   payload {job, chunk, grader: "gsm8k"|"math", items:[{p, s, text, answer, question?}],
+ *                  reward?: {model, kind: "orm"|"prm", device, prm_token, prm_separator,
+ *                            prm_aggregate}, prompt?: {template, system}}
+ *                  (reward, prompt and each item's question only when the job has score.reward)
+ *         outputs: [{p, s, extracted: str, canonical: str, correct: bool|0/1, reward?: float,
+ *                    steps?: [f64...] (PRM step scores; sent, not stored)}]
  * aggregate payload {job, final: bool, k:[int...], seed: uint,
- *                  problems:[{p, correct:[0/1...], canonical:[str...], reward:[f64...],
- *                             time_s:[f64...]}]}   (samples in s order; reward NaN when none)
+ *                  problems:[{p, subject?, level?, correct:[0/1...], canonical:[str...],
+ *                             reward:[f64...], time_s:[f64...]}]}
+ *                  (samples in s order; reward NaN when none; subject/level when the dataset
+ *                   has them: they add the by_subject / by_level breakdowns)
  *         outputs: [{stats: <map>}]  (the agg_stats as a msgpack map with the same keys as its
  *                  JSON: {"k":[...],"coverage":[...],"majority":[...],"problems":N,"samples":M,...})
  */
