@@ -23,6 +23,9 @@
 #include "kernels/ops.h"
 #include "workers/model/engine.h"
 #include "workers/model/model_random.h"
+#ifdef THINKFAST_CUDA
+#include "kernels/cuda/cuda_backend.h"
+#endif
 
 #define ROOF_BW 3.0e12
 #define ROOF_FLOPS 800e12
@@ -153,7 +156,12 @@ int main(int argc, char **argv) {
     op_backend *be = write_only ? NULL : op_backend_new(backend, err, sizeof err);
     if (write_only) backend = "none";
     else if (!be) { fprintf(stderr, "bench_engine_gpu: %s\n", err); return 1; }
-    printf("bench_engine_gpu: backend %s; prompt %d, gen %d, %d samples per prompt, page %d, %d layers%s\n", be ? be->name : backend,
+    char desc[256];
+    snprintf(desc, sizeof desc, "%s", be ? be->name : backend);
+#ifdef THINKFAST_CUDA
+    if (be && strncmp(be->name, "cuda", 4) == 0) op_cuda_describe(be, desc, sizeof desc);
+#endif
+    printf("bench_engine_gpu: backend %s; prompt %d, gen %d, %d samples per prompt, page %d, %d layers%s\n", desc,
            prompt, gen, S, page, layers, small ? " (small shapes)" : "");
     fflush(stdout);
     point *pts = xcalloc(256, sizeof(point));
@@ -271,7 +279,7 @@ int main(int argc, char **argv) {
                        p->max_seqs, planned, p->tok_s, p->step_ms, p->mean_batch, p->prefill_s, p->roof_ms, 100 * p->frac,
                        p->graphs, (long long)p->padded, p->is_max ? "  (max)" : "");
                 fflush(stdout);
-                write_json(out, be->name, pts, np, prompt, gen, page);
+                write_json(out, desc, pts, np, prompt, gen, page);
             }
             free(ids);
             free(rq);
