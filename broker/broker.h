@@ -34,6 +34,8 @@ typedef struct brk_config {
     uint32_t max_batch;           /* most messages per batch */
     int nosync;                   /* 1 = no fsync per commit ("fast, not durable") */
     size_t map_bytes;             /* initial LMDB map size (grows on demand) */
+    size_t map_max_bytes;         /* map growth limit; 0 = unlimited (grow while the disk allows) */
+    uint32_t full_retry_ms;       /* store-full state: how often a write is retried */
     /* Security (borrowed; NULL = off). curve set: both endpoints are CURVE servers with this
      * keypair. allow set too: a ZAP handler admits only the listed client keys; allow NULL with
      * curve set accepts any client key (encryption without authentication: --allow-any-key). */
@@ -44,8 +46,25 @@ typedef struct brk_config {
 #define BRK_DEFAULT_GROUP_COMMIT_MS 0
 #define BRK_DEFAULT_MAX_BATCH 4096
 #define BRK_DEFAULT_MAX_ATTEMPTS 3
+#define BRK_DEFAULT_FULL_RETRY_MS 2000
 
 void brk_config_defaults(brk_config *c);
+
+/* Store full (DESIGN.md: "a full disk is an error, not corruption"). When a batch cannot commit
+ * because the map reached map_max_bytes or the file system refused to extend data.mdb, the
+ * batch is aborted whole (nothing partial, nothing sent) and the broker enters the store-full
+ * state, logging one error that says what is full, the map size, the limit and the fixes:
+ *   - submit and cancel are answered {ok:false, error:"store full: ..."}; no task is leased;
+ *   - a worker `result` is answered `error {task, error:"store full: ..."}` and NOT acked; the
+ *     task is re-queued (without counting an attempt, the holder told `cancel`) by the first
+ *     write that succeeds, so outputs lost with the refused message are redone; `fail`,
+ *     re-registrations and disconnects are likewise applied then (lease expiry waits too);
+ *   - status, watch, list, report and workers keep working from read transactions; status and
+ *     list carry "store": "ok" | "full" (and "store_error" with the reason while full).
+ * Every full_retry_ms (and at once when mdb_reader_check freed stale reader slots) a normal
+ * batch is tried; the first one that commits ends the state. A restart with a larger
+ * --map-max-mb resumes from the store like any restart. Other store failures still stop the
+ * broker (nothing unacknowledged is lost: the batch was not committed, nothing was sent). */
 
 /* Runs the broker until *stop becomes nonzero (set it from a signal handler); the current
  * batch is committed and its messages sent before returning. Returns 0 on a clean stop, -1 with

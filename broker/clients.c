@@ -78,10 +78,18 @@ static void write_status_fields(proto_writer *w, const store_job *j) {
 }
 #define STATUS_FIELDS 18
 
+/* "store": "ok" | "full" (+ "store_error" while full): 1 or 2 fields. */
+static uint32_t store_fields_n(const brk_client_env *env) { return env->store_full ? 2 : 1; }
+static void write_store_fields(proto_writer *w, const brk_client_env *env) {
+    proto_w_key(w, "store"); proto_w_str(w, env->store_full ? "full" : "ok");
+    if (env->store_full) { proto_w_key(w, "store_error"); proto_w_str(w, env->store_full); }
+}
+
 static proto_writer *cmd_submit(brk_batch *b, const brk_client_env *env, const proto_msg *m, int *fatal) {
     const proto_val *r = proto_root(m);
     const char *text, *fname = "spec";
     uint32_t tl;
+    if (env->store_full) return brk_client_error("submit", m, env->store_full);   /* intake paused */
     if (proto_get_str(r, "spec", &text, &tl) != 0)
         return brk_client_error("submit", m, "field spec: missing or not a string (the job JSON text)");
     proto_get_str(r, "filename", &fname, NULL);
@@ -120,7 +128,8 @@ static proto_writer *cmd_submit(brk_batch *b, const brk_client_env *env, const p
     return w;
 }
 
-static proto_writer *cmd_status(brk_batch *b, const proto_msg *m, const char *cmd, int *fatal) {
+static proto_writer *cmd_status(brk_batch *b, const brk_client_env *env, const proto_msg *m, const char *cmd,
+                                int *fatal) {
     store_job *j;
     char err[256];
     int rc = find_job(b, m, &j, err, sizeof err);
@@ -128,8 +137,9 @@ static proto_writer *cmd_status(brk_batch *b, const proto_msg *m, const char *cm
         if (rc != STORE_ERR_NOTFOUND) *fatal = rc;
         return brk_client_error(cmd, m, err);
     }
-    proto_writer *w = reply_new(cmd, m, 1, STATUS_FIELDS);
+    proto_writer *w = reply_new(cmd, m, 1, STATUS_FIELDS + store_fields_n(env));
     write_status_fields(w, j);
+    write_store_fields(w, env);
     return w;
 }
 
@@ -152,14 +162,15 @@ static int list_cb(const store_job *j0, void *ctx) {
     return 0;
 }
 
-static proto_writer *cmd_list(brk_batch *b, const proto_msg *m, int *fatal) {
+static proto_writer *cmd_list(brk_batch *b, const brk_client_env *env, const proto_msg *m, int *fatal) {
     /* jobs of this batch are flushed first so the walk sees them */
     int rc = taskq_batch_flush(b);
     if (rc) { *fatal = rc; return brk_client_error("list", m, "store failure"); }
     list_ctx c = {NULL, 0, 1, b};
     rc = store_jobs_each_txn(b->txn, list_cb, &c);
     if (rc) { *fatal = rc; return brk_client_error("list", m, "store failure"); }
-    proto_writer *w = reply_new("list", m, 1, 1);
+    proto_writer *w = reply_new("list", m, 1, 1 + store_fields_n(env));
+    write_store_fields(w, env);
     proto_w_key(w, "jobs");
     proto_w_array(w, c.n);
     list_ctx c2 = {w, 0, 0, b};
@@ -168,9 +179,10 @@ static proto_writer *cmd_list(brk_batch *b, const proto_msg *m, int *fatal) {
     return w;
 }
 
-static proto_writer *cmd_cancel(brk_batch *b, const proto_msg *m, int *fatal) {
+static proto_writer *cmd_cancel(brk_batch *b, const brk_client_env *env, const proto_msg *m, int *fatal) {
     store_job *j;
     char err[256];
+    if (env->store_full) return brk_client_error("cancel", m, env->store_full);   /* cannot record it */
     int rc = find_job(b, m, &j, err, sizeof err);
     if (rc) {
         if (rc != STORE_ERR_NOTFOUND) *fatal = rc;
@@ -243,10 +255,10 @@ proto_writer *brk_client_handle(brk_batch *b, const brk_client_env *env, const p
     *fatal = 0;
     const char *cmd = proto_cmd(m);
     if (strcmp(cmd, "submit") == 0) return cmd_submit(b, env, m, fatal);
-    if (strcmp(cmd, "status") == 0) return cmd_status(b, m, "status", fatal);
-    if (strcmp(cmd, "watch") == 0) return cmd_status(b, m, "watch", fatal);
-    if (strcmp(cmd, "list") == 0) return cmd_list(b, m, fatal);
-    if (strcmp(cmd, "cancel") == 0) return cmd_cancel(b, m, fatal);
+    if (strcmp(cmd, "status") == 0) return cmd_status(b, env, m, "status", fatal);
+    if (strcmp(cmd, "watch") == 0) return cmd_status(b, env, m, "watch", fatal);
+    if (strcmp(cmd, "list") == 0) return cmd_list(b, env, m, fatal);
+    if (strcmp(cmd, "cancel") == 0) return cmd_cancel(b, env, m, fatal);
     if (strcmp(cmd, "report") == 0) return cmd_report(b, m, fatal);
     if (strcmp(cmd, "workers") == 0) return cmd_workers(env, m);
     char err[160];

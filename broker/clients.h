@@ -24,6 +24,10 @@
 typedef struct brk_client_env {
     uint32_t default_max_attempts;
     const brk_registry *workers;
+    /* NULL while the store is writable; in the store-full state the reason ("store full: ..."):
+     * submit and cancel are refused with it, status/watch/list report "store":"full" and it as
+     * "store_error"; the batch then runs in a read transaction. */
+    const char *store_full;
 } brk_client_env;
 
 /* Executes one client request in batch b; returns the reply (never NULL; caller destroys).

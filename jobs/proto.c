@@ -539,6 +539,18 @@ static int has_more(void *sock) {
     return more;
 }
 
+/* Receives the next frame of a message already started into f (initialised here); on failure
+ * f is closed, err says why and -1 is returned. */
+static int recv_next(void *sock, zmq_msg_t *f, char *err, size_t errlen) {
+    zmq_msg_init(f);
+    if (zmq_msg_recv(f, sock, 0) < 0) {
+        zmq_msg_close(f);
+        util_err(err, errlen, "recv: %s", zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    return 0;
+}
+
 int proto_recv(void *sock, int want_identity, void *id, size_t idcap, size_t *id_len,
                proto_msg **out, int flags, char *err, size_t errlen) {
     *out = NULL;
@@ -570,12 +582,7 @@ int proto_recv(void *sock, int want_identity, void *id, size_t idcap, size_t *id
             util_err(err, errlen, "frames: identity only, no signature frame");
             return PROTO_ERR_FRAMES;
         }
-        zmq_msg_init(&f);
-        if (zmq_msg_recv(&f, sock, 0) < 0) {
-            zmq_msg_close(&f);
-            util_err(err, errlen, "recv: %s", zmq_strerror(zmq_errno()));
-            return PROTO_ERR_SOCKET;
-        }
+        if (recv_next(sock, &f, err, errlen)) return PROTO_ERR_SOCKET;
     }
     /* f = signature frame */
     if (zmq_msg_size(&f) != 2 || memcmp(zmq_msg_data(&f), PROTO_SIGNATURE, 2) != 0) {
@@ -591,12 +598,7 @@ int proto_recv(void *sock, int want_identity, void *id, size_t idcap, size_t *id
         util_err(err, errlen, "frames: no body frame after the signature");
         return PROTO_ERR_FRAMES;
     }
-    zmq_msg_init(&f);
-    if (zmq_msg_recv(&f, sock, 0) < 0) {
-        zmq_msg_close(&f);
-        util_err(err, errlen, "recv: %s", zmq_strerror(zmq_errno()));
-        return PROTO_ERR_SOCKET;
-    }
+    if (recv_next(sock, &f, err, errlen)) return PROTO_ERR_SOCKET;
     if (has_more(sock)) {
         zmq_msg_close(&f);
         drain(sock);

@@ -22,7 +22,9 @@
 #include <string.h>
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 enum { DB_META, DB_JOBS, DB_PROBLEMS, DB_TASKS, DB_READY, DB_LEASES, DB_GENERATIONS, DB_SCORES,
@@ -38,7 +40,9 @@ struct store {
     int nosync;
     int open_txns;
     size_t map_bytes;
-    char last_err[256];
+    size_t map_max;        /* growth limit in bytes, 0 = unlimited */
+    char *dir;
+    char last_err[512];
 };
 
 struct store_txn {
@@ -58,22 +62,67 @@ const char *store_strerror(int rc) {
     case STORE_ERR_SCHEMA: return "schema version mismatch";
     case STORE_ERR_IO: return "LMDB error";
     case STORE_ERR_READONLY: return "store is read-only";
+    case STORE_ERR_DISK_FULL: return "file system full";
     default: return "unknown store error";
     }
 }
 
-/* Maps an LMDB code to a STORE_ code, remembering the text of real failures. */
+int store_err_is_full(int rc) { return rc == STORE_ERR_MAP_FULL || rc == STORE_ERR_DISK_FULL; }
+
+const char *store_last_error(const store *s) { return s->last_err; }
+size_t store_map_bytes(const store *s) { return s->map_bytes; }
+size_t store_map_max(const store *s) { return s->map_max; }
+int store_is_readonly(const store *s) { return s->readonly; }
+const char *store_dir(const store *s) { return s->dir; }
+void store_set_map_max(store *s, size_t max_bytes) { s->map_max = max_bytes; }
+
+size_t store_used_bytes(store *s) {
+    MDB_envinfo info;
+    MDB_stat st;
+    if (mdb_env_info(s->env, &info) != 0 || mdb_env_stat(s->env, &st) != 0) return 0;
+    return (size_t)(info.me_last_pgno + 1) * st.ms_psize;
+}
+
+/* "limit 2 MiB" / "no limit" into buf. */
+static const char *limit_text(const store *s, char *buf, size_t cap) {
+    if (s->map_max) snprintf(buf, cap, "limit %zu MiB", s->map_max >> 20 ? s->map_max >> 20 : 1);
+    else snprintf(buf, cap, "no map limit");
+    return buf;
+}
+
+/* LMDB reports a short write of data pages as EIO ("filesystem full?"): call it a full disk
+ * when the file system has almost no space left for us, or data.mdb sits at the process's
+ * file-size limit; otherwise it is a real I/O error. */
+static int eio_means_full(const store *s) {
+    struct statvfs vf;
+    if (statvfs(s->dir, &vf) == 0 && (unsigned long long)vf.f_bavail * vf.f_frsize < (8ull << 20)) return 1;
+    struct rlimit rl;
+    char path[4096];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/data.mdb", s->dir);
+    if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && stat(path, &st) == 0 &&
+        (unsigned long long)st.st_size + (1ull << 20) >= (unsigned long long)rl.rlim_cur)
+        return 1;
+    return 0;
+}
+
+/* Maps an LMDB code to a STORE_ code, remembering the text of real failures and of a full
+ * disk (what is full, the map size and the limit). */
 static int mdb_rc(store *s, int rc, const char *what) {
     if (rc == MDB_SUCCESS) return STORE_OK;
     if (rc == MDB_NOTFOUND) return STORE_ERR_NOTFOUND;
     if (rc == MDB_MAP_FULL) return STORE_ERR_MAP_FULL;
+    if (rc == ENOSPC || rc == EDQUOT || rc == EFBIG || (rc == EIO && eio_means_full(s))) {
+        char lim[48];
+        snprintf(s->last_err, sizeof s->last_err,
+                 "no space to extend %s/data.mdb (%s: %s%s; map %zu MiB, %zu MiB used, %s)", s->dir, what,
+                 mdb_strerror(rc), rc == EIO ? ", a short write: file system or file-size limit reached" : "",
+                 s->map_bytes >> 20, store_used_bytes(s) >> 20, limit_text(s, lim, sizeof lim));
+        return STORE_ERR_DISK_FULL;
+    }
     snprintf(s->last_err, sizeof s->last_err, "%s: %s", what, mdb_strerror(rc));
     return STORE_ERR_IO;
 }
-
-const char *store_last_error(const store *s) { return s->last_err; }
-size_t store_map_bytes(const store *s) { return s->map_bytes; }
-int store_is_readonly(const store *s) { return s->readonly; }
 
 /* ======================================================================= keys */
 
@@ -147,6 +196,7 @@ int store_open(const char *dir, int readonly, size_t map_bytes, store **out, cha
     store *s = xcalloc(1, sizeof *s);
     s->readonly = readonly;
     s->lock_fd = -1;
+    s->dir = xstrdup(dir);
     if (!readonly) {
         /* One writer: LMDB would happily serialise two writer processes, and two brokers on one
          * store would lease the same tasks twice. An flock dies with its process (kill -9 too). */
@@ -155,7 +205,8 @@ int store_open(const char *dir, int readonly, size_t map_bytes, store **out, cha
         s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
         if (s->lock_fd < 0) {
             util_err(err, errlen, "store: %s: %s", path, strerror(errno));
-            free(s);
+            free(s->dir);
+        free(s);
             return STORE_ERR_IO;
         }
         if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
@@ -164,7 +215,8 @@ int store_open(const char *dir, int readonly, size_t map_bytes, store **out, cha
             if (n > 0) { pid[n] = 0; pid[strcspn(pid, "\n")] = 0; } else snprintf(pid, sizeof pid, "?");
             util_err(err, errlen, "store: %s is already open for writing by another process (pid %s)", dir, pid);
             close(s->lock_fd);
-            free(s);
+            free(s->dir);
+        free(s);
             return STORE_ERR_IO;
         }
         char pid[32];
@@ -174,6 +226,7 @@ int store_open(const char *dir, int readonly, size_t map_bytes, store **out, cha
     int rc = mdb_env_create(&s->env);
     if (rc) {
         if (s->lock_fd >= 0) close(s->lock_fd);
+        free(s->dir);
         free(s);
         return util_err(err, errlen, "store: mdb_env_create: %s", mdb_strerror(rc)), STORE_ERR_IO;
     }
@@ -188,6 +241,7 @@ int store_open(const char *dir, int readonly, size_t map_bytes, store **out, cha
         util_err(err, errlen, "store: open %s: %s", dir, mdb_strerror(rc));
         mdb_env_close(s->env);
         if (s->lock_fd >= 0) close(s->lock_fd);
+        free(s->dir);
         free(s);
         return rc == ENOENT ? STORE_ERR_NOTFOUND : STORE_ERR_IO;
     }
@@ -201,6 +255,7 @@ int store_open(const char *dir, int readonly, size_t map_bytes, store **out, cha
     if (rc) {
         mdb_env_close(s->env);
         if (s->lock_fd >= 0) close(s->lock_fd);
+        free(s->dir);
         free(s);
         return rc;
     }
@@ -214,6 +269,7 @@ void store_close(store **sp) {
     if (!s->readonly && s->nosync) mdb_env_sync(s->env, 1);
     mdb_env_close(s->env);
     if (s->lock_fd >= 0) close(s->lock_fd);   /* releases the writer flock */
+    free(s->dir);
     free(s);
     *sp = NULL;
 }
@@ -232,8 +288,24 @@ int store_maintain(store *s) {
 
 int store_grow(store *s, char *err, size_t errlen) {
     if (s->open_txns) return util_err(err, errlen, "store: cannot grow the map with a transaction open"), STORE_ERR_IO;
+    char lim[48];
+    if (s->map_max && s->map_bytes >= s->map_max) {
+        snprintf(s->last_err, sizeof s->last_err, "map full at its limit (map %zu MiB, %zu MiB used, %s) in %s",
+                 s->map_bytes >> 20, store_used_bytes(s) >> 20, limit_text(s, lim, sizeof lim), s->dir);
+        util_err(err, errlen, "store: %s", s->last_err);
+        return STORE_ERR_MAP_FULL;
+    }
     size_t nb = s->map_bytes * 2;
+    if (s->map_max && nb > s->map_max) nb = s->map_max;
     int rc = mdb_env_set_mapsize(s->env, nb);
+    if (rc == ENOMEM || rc == ENOSPC || rc == EFBIG || rc == EDQUOT) {
+        /* the map cannot grow (no address space, or the file cannot be extended): full */
+        snprintf(s->last_err, sizeof s->last_err, "map full: growing it from %zu to %zu MiB failed (%s; %zu MiB used, %s) in %s",
+                 s->map_bytes >> 20, nb >> 20, mdb_strerror(rc), store_used_bytes(s) >> 20,
+                 limit_text(s, lim, sizeof lim), s->dir);
+        util_err(err, errlen, "store: %s", s->last_err);
+        return STORE_ERR_MAP_FULL;
+    }
     if (rc) return util_err(err, errlen, "store: growing the map to %zu bytes: %s", nb, mdb_strerror(rc)), STORE_ERR_IO;
     MDB_envinfo info;
     mdb_env_info(s->env, &info);
@@ -301,16 +373,26 @@ int store_write(store *s, store_write_fn fn, void *ctx, char *err, size_t errlen
         rc = fn(t, ctx);
         if (rc == STORE_OK) rc = store_txn_commit(&t, err, errlen);
         else store_txn_abort(&t);
+        if (rc == STORE_ERR_DISK_FULL) {
+            /* a bigger map needs a bigger file: growing cannot help */
+            util_err(err, errlen, "store: file system full: %s", s->last_err);
+            return rc;
+        }
         if (rc != STORE_ERR_MAP_FULL) {
             if (rc <= STORE_ERR_NOTFOUND && rc >= STORE_ERR_READONLY && err && !*err)
                 util_err(err, errlen, "store: %s%s%s", store_strerror(rc),
                                              s->last_err[0] ? ": " : "", s->last_err);
             return rc;
         }
-        LOG_WARN("store: map full at %zu MiB; growing and retrying the write", s->map_bytes >> 20);
+        if (s->map_max && s->map_bytes >= s->map_max) return store_grow(s, err, errlen);  /* says why */
+        LOG_INFO("store: map full at %zu MiB; growing and retrying the write", s->map_bytes >> 20);
+        if (err) err[0] = 0;
         if ((rc = store_grow(s, err, errlen))) return rc;
     }
-    util_err(err, errlen, "store: map still full after growing to %zu bytes", s->map_bytes);
+    char lim[48];
+    snprintf(s->last_err, sizeof s->last_err, "map still full after growing to %zu MiB (%s) in %s", s->map_bytes >> 20,
+             limit_text(s, lim, sizeof lim), s->dir);
+    util_err(err, errlen, "store: %s", s->last_err);
     return STORE_ERR_MAP_FULL;
 }
 

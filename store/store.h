@@ -30,6 +30,17 @@
  * open, as LMDB requires) and the write retried: use store_write(), whose callback must be
  * replayable (it may run more than once; only the last run's effects are committed).
  * Stale readers (a killed tool's reader slot) are cleared at open and by store_maintain().
+ *
+ * A full store is an error, never corruption. "Full" is either
+ *   STORE_ERR_MAP_FULL   the map reached its limit (store_set_map_max; 0 = no limit) or could not
+ *                        be grown (mmap refused the address space), or
+ *   STORE_ERR_DISK_FULL  the file system refused to extend data.mdb (ENOSPC, EDQUOT, EFBIG from
+ *                        a file-size limit; also EIO from LMDB's "short write" when the file
+ *                        system is nearly full or the file reached RLIMIT_FSIZE).
+ * Either way the failed transaction is aborted whole (LMDB's last committed state is intact and
+ * the store stays usable: readers go on, a later write may succeed once there is room), and
+ * store_last_error() / the caller's err say what is full, the map size and the limit.
+ * store_err_is_full() tells these two apart from real I/O failures.
  */
 #ifndef THINKFAST_STORE_H
 #define THINKFAST_STORE_H
@@ -48,7 +59,10 @@ enum {
     STORE_ERR_SCHEMA = -4,     /* schema version mismatch */
     STORE_ERR_IO = -5,         /* any other LMDB / file-system failure */
     STORE_ERR_READONLY = -6,   /* write attempted on a read-only store */
+    STORE_ERR_DISK_FULL = -7,  /* the file system refused to extend the data file */
 };
+/* 1 for STORE_ERR_MAP_FULL and STORE_ERR_DISK_FULL (the store is full, not broken), else 0. */
+int store_err_is_full(int rc);
 const char *store_strerror(int rc);
 
 typedef struct store store;
@@ -70,8 +84,18 @@ void store_set_nosync(store *s, int nosync);
 /* Periodic housekeeping: mdb_reader_check (clears stale reader slots). Returns slots cleared. */
 int store_maintain(store *s);
 size_t store_map_bytes(const store *s);
-/* Doubles the map. No transaction may be open. */
+/* Doubles the map, capped at the limit (store_set_map_max). No transaction may be open.
+ * STORE_ERR_MAP_FULL with err "... at its limit ..." when the map already is at the limit or
+ * mmap cannot give the address space; STORE_ERR_IO for other failures. */
 int store_grow(store *s, char *err, size_t errlen);
+/* Largest map store_grow may reach, in bytes; 0 = unlimited (grow while the file system
+ * allows). A limit below the current map size stops growth at the current size. Writer only. */
+void store_set_map_max(store *s, size_t max_bytes);
+size_t store_map_max(const store *s);
+/* Bytes of the map in use (last page number + 1 times the page size; freed pages inside the
+ * file are reused by LMDB, so this is the data file's high-water mark). */
+size_t store_used_bytes(store *s);
+const char *store_dir(const store *s);
 int store_is_readonly(const store *s);
 /* Text of the last LMDB failure on this store ("mdb_put(tasks): MDB_MAP_FULL ..."), or "". */
 const char *store_last_error(const store *s);
@@ -85,7 +109,10 @@ void store_txn_abort(store_txn **t);
 /* Runs fn inside one write transaction and commits it. On STORE_ERR_MAP_FULL (from fn or from
  * the commit) the transaction is aborted, the map doubled and fn called again on a fresh
  * transaction, up to a few times. fn returns STORE_OK to commit, or a negative code to abort
- * (that code is returned). fn must therefore make no irreversible changes outside the txn. */
+ * (that code is returned). fn must therefore make no irreversible changes outside the txn.
+ * When the store is full (the map cannot grow: its limit; or the disk: STORE_ERR_DISK_FULL,
+ * which growing cannot help) the write is aborted whole and the full code returned, with err
+ * naming what is full ("store: map full at its limit of 2 MiB ..." / "store: no space ..."). */
 typedef int (*store_write_fn)(store_txn *t, void *ctx);
 int store_write(store *s, store_write_fn fn, void *ctx, char *err, size_t errlen);
 

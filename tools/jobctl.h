@@ -1,7 +1,7 @@
 /* tools/jobctl.h — internals shared by the jobctl modules (bin/jobctl: tools/jobctl_main.c).
  *
  *   jobctl_client.c   request/reply client for the broker's client endpoint (DEALER, rid matching,
- *                     timeouts), JSON printing helpers
+ *                     timeouts), JSON printing helpers, the subcommands' argument parser
  *   jobctl_cmds.c     submit, status, list, cancel, watch, report, workers (online)
  *   jobctl_offline.c  export, reaggregate (read-only store, no broker)
  *   jobctl_local.c    local: broker + workers as child processes, run one job, report, shut down
@@ -54,6 +54,21 @@ void jobctl_print_stats_table(const char *title, const proto_val *stats);
 /* Directory of the running executable (from /proc/self/exe) into buf; 0 or -1. */
 int jobctl_exe_dir(char *buf, size_t cap);
 int jobctl_isatty_stdout(void);
+
+/* ---- arguments ---- */
+/* One flag of a subcommand's table (ended by {NULL}): a switch when on != NULL (*on = 1),
+ * else it takes the next argument (*value = it). */
+typedef struct jobctl_flag {
+    const char *name;       /* "--json" */
+    int *on;
+    const char **value;
+} jobctl_flag;
+/* Parses argv[1..argc) of subcommand argv[0]: --help/-h, the flags in the table (NULL = none)
+ * and exactly n_pos positional arguments into pos (pos_name names them in "missing ..."). Returns
+ * 0; 1 after printing usage to stdout (--help: the caller exits 0); 2 after printing
+ * "jobctl CMD: why" (and the usage) to stderr. */
+int jobctl_parse_args(int argc, char **argv, const char *usage, const jobctl_flag *flags, int n_pos,
+                      const char *pos_name, const char **pos);
 
 /* ---- subcommands (argv[0] is the subcommand name; return the exit status) ---- */
 int jobctl_cmd_submit(const jobctl_opts *o, int argc, char **argv);

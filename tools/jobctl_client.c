@@ -1,4 +1,5 @@
-/* tools/jobctl_client.c — jobctl's request/reply client and output helpers.
+/* tools/jobctl_client.c — jobctl's request/reply client, output helpers and the subcommands'
+ * argument parser.
  *
  * One DEALER socket per jobctl process. Every request carries a fresh "rid" and replies with
  * any other rid (late answers to a request that timed out) are discarded, so a retried request
@@ -266,3 +267,30 @@ int jobctl_exe_dir(char *buf, size_t cap) {
 }
 
 int jobctl_isatty_stdout(void) { return isatty(STDOUT_FILENO); }
+
+/* ---- arguments ---- */
+
+int jobctl_parse_args(int argc, char **argv, const char *usage, const jobctl_flag *flags, int n_pos,
+                      const char *pos_name, const char **pos) {
+    int n = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { printf("%s", usage); return 1; }
+        const jobctl_flag *f = flags;
+        while (f && f->name && strcmp(f->name, a) != 0) f++;
+        if (f && f->name) {
+            if (f->on) {
+                *f->on = 1;
+                continue;
+            }
+            if (i + 1 >= argc) { fprintf(stderr, "jobctl %s: %s needs a value\n", argv[0], a); return 2; }
+            *f->value = argv[++i];
+            continue;
+        }
+        if (a[0] == '-' && a[1]) { fprintf(stderr, "jobctl %s: unknown flag %s\n%s", argv[0], a, usage); return 2; }
+        if (n >= n_pos) { fprintf(stderr, "jobctl %s: unexpected argument %s\n%s", argv[0], a, usage); return 2; }
+        pos[n++] = a;
+    }
+    if (n < n_pos) { fprintf(stderr, "jobctl %s: missing %s\n%s", argv[0], pos_name, usage); return 2; }
+    return 0;
+}

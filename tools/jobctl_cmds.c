@@ -13,15 +13,24 @@
 
 /* Parses "SUBCMD [--json] [--help] ARG" shapes: fills *pos with the positional arguments. */
 static int parse_simple(int argc, char **argv, const char *usage, int want_pos, const char **pos, int *json) {
-    int n = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { printf("%s", usage); return 1; }
-        if (json && !strcmp(argv[i], "--json")) { *json = 1; continue; }
-        if (argv[i][0] == '-' && argv[i][1]) { fprintf(stderr, "jobctl %s: unknown flag %s\n%s", argv[0], argv[i], usage); return 2; }
-        if (n >= want_pos) { fprintf(stderr, "jobctl %s: unexpected argument %s\n%s", argv[0], argv[i], usage); return 2; }
-        pos[n++] = argv[i];
+    const jobctl_flag flags[] = {{"--json", json, NULL}, {NULL, NULL, NULL}};
+    return jobctl_parse_args(argc, argv, usage, json ? flags : NULL, want_pos, "argument", pos);
+}
+
+/* One request on a fresh connection: cmd with a "job" field (job != NULL) or none. 0 with
+ * *reply set, or 1 after printing "jobctl CMD: why" to stderr. */
+static int call_once(const jobctl_opts *o, const char *cmd, const char *job, proto_msg **reply) {
+    jobctl_client *c = jobctl_client_new(o->broker, o->timeout_ms);
+    char err[1024];
+    int rc;
+    if (job) {
+        rc = jobctl_call_job(c, cmd, job, reply, err, sizeof err);
+    } else {
+        proto_writer *w = jobctl_req_new(c, cmd, 0);
+        rc = jobctl_call(c, &w, reply, err, sizeof err);
     }
-    if (n < want_pos) { fprintf(stderr, "jobctl %s: missing argument\n%s", argv[0], usage); return 2; }
+    jobctl_client_destroy(&c);
+    if (rc != 0) { fprintf(stderr, "jobctl %s: %s\n", cmd, err); return 1; }
     return 0;
 }
 
@@ -119,12 +128,8 @@ int jobctl_cmd_status(const jobctl_opts *o, int argc, char **argv) {
     int json = 0;
     int rc = parse_simple(argc, argv, usage, 1, pos, &json);
     if (rc) return rc == 1 ? 0 : rc;
-    jobctl_client *c = jobctl_client_new(o->broker, o->timeout_ms);
     proto_msg *reply;
-    char err[1024];
-    rc = jobctl_call_job(c, "status", pos[0], &reply, err, sizeof err);
-    jobctl_client_destroy(&c);
-    if (rc != 0) { fprintf(stderr, "jobctl status: %s\n", err); return 1; }
+    if (call_once(o, "status", pos[0], &reply)) return 1;
     if (json) print_json_public(proto_root(reply));
     else print_status_human(proto_root(reply));
     proto_msg_destroy(&reply);
@@ -141,13 +146,8 @@ int jobctl_cmd_list(const jobctl_opts *o, int argc, char **argv) {
     int json = 0;
     int rc = parse_simple(argc, argv, usage, 0, NULL, &json);
     if (rc) return rc == 1 ? 0 : rc;
-    jobctl_client *c = jobctl_client_new(o->broker, o->timeout_ms);
-    proto_writer *w = jobctl_req_new(c, "list", 0);
     proto_msg *reply;
-    char err[1024];
-    rc = jobctl_call(c, &w, &reply, err, sizeof err);
-    jobctl_client_destroy(&c);
-    if (rc != 0) { fprintf(stderr, "jobctl list: %s\n", err); return 1; }
+    if (call_once(o, "list", NULL, &reply)) return 1;
     const proto_val *jobs = proto_get_array(proto_root(reply), "jobs");
     if (json) print_json_public(proto_root(reply));
     else {
@@ -169,12 +169,8 @@ int jobctl_cmd_cancel(const jobctl_opts *o, int argc, char **argv) {
     const char *pos[1];
     int rc = parse_simple(argc, argv, usage, 1, pos, NULL);
     if (rc) return rc == 1 ? 0 : rc;
-    jobctl_client *c = jobctl_client_new(o->broker, o->timeout_ms);
     proto_msg *reply;
-    char err[1024];
-    rc = jobctl_call_job(c, "cancel", pos[0], &reply, err, sizeof err);
-    jobctl_client_destroy(&c);
-    if (rc != 0) { fprintf(stderr, "jobctl cancel: %s\n", err); return 1; }
+    if (call_once(o, "cancel", pos[0], &reply)) return 1;
     printf("%s %s\n", str_of(proto_root(reply), "job", pos[0]), str_of(proto_root(reply), "state", "cancelled"));
     proto_msg_destroy(&reply);
     return 0;
@@ -317,13 +313,8 @@ int jobctl_cmd_workers(const jobctl_opts *o, int argc, char **argv) {
     int json = 0;
     int rc = parse_simple(argc, argv, usage, 0, NULL, &json);
     if (rc) return rc == 1 ? 0 : rc;
-    jobctl_client *c = jobctl_client_new(o->broker, o->timeout_ms);
-    proto_writer *w = jobctl_req_new(c, "workers", 0);
     proto_msg *reply;
-    char err[1024];
-    rc = jobctl_call(c, &w, &reply, err, sizeof err);
-    jobctl_client_destroy(&c);
-    if (rc != 0) { fprintf(stderr, "jobctl workers: %s\n", err); return 1; }
+    if (call_once(o, "workers", NULL, &reply)) return 1;
     if (json) print_json_public(proto_root(reply));
     else {
         const proto_val *ws = proto_get_array(proto_root(reply), "workers");

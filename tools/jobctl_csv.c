@@ -150,25 +150,12 @@ static int csv_gen_cb(uint64_t job, const store_generation *g, void *vctx) {
 
 int jobctl_export_csv(const jobctl_opts *o, int argc, char **argv) {
     (void)o;
-    const char *env = getenv("THINKFAST_DB");
-    const char *db = env && *env ? env : NULL, *job = NULL, *format = "csv";
+    const char *db, *job, *format = "csv";
     int no_text = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { printf("%s", csv_usage); return 0; }
-        if (!strcmp(a, "--no-text")) { no_text = 1; continue; }
-        if (!strcmp(a, "--db") || !strcmp(a, "--format")) {
-            if (i + 1 >= argc) { fprintf(stderr, "jobctl %s: %s needs a value\n", argv[0], a); return 2; }
-            if (!strcmp(a, "--db")) db = argv[++i]; else format = argv[++i];
-            continue;
-        }
-        if (a[0] == '-' && a[1]) { fprintf(stderr, "jobctl %s: unknown flag %s\n%s", argv[0], a, csv_usage); return 2; }
-        if (job) { fprintf(stderr, "jobctl %s: unexpected argument %s\n%s", argv[0], a, csv_usage); return 2; }
-        job = a;
-    }
+    const jobctl_flag flags[] = {{"--no-text", &no_text, NULL}, {"--format", NULL, &format}, {NULL, NULL, NULL}};
+    int prc = jobctl_parse_job_db(argc, argv, csv_usage, flags, &job, &db);
+    if (prc) return prc == 1 ? 0 : prc;
     if (strcmp(format, "csv") != 0) { fprintf(stderr, "jobctl %s: --format: this is the csv exporter, got \"%s\"\n", argv[0], format); return 2; }
-    if (!job) { fprintf(stderr, "jobctl %s: missing JOB\n%s", argv[0], csv_usage); return 2; }
-    if (!db) { fprintf(stderr, "jobctl %s: --db DIR is required (or set THINKFAST_DB)\n", argv[0]); return 2; }
     store *st;
     if (jobctl_open_store_ro(db, argv[0], &st)) return 1;
     char err[1024];

@@ -20,14 +20,10 @@ int jobctl_cmd_keygen(const jobctl_opts *o, int argc, char **argv) {
         "  --force  overwrite existing files (default: refuse)\n";
     const char *base = NULL;
     int force = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { fputs(usage, stdout); return 0; }
-        if (!strcmp(argv[i], "--force")) { force = 1; continue; }
-        if (argv[i][0] == '-' && argv[i][1]) { fprintf(stderr, "jobctl keygen: unknown flag %s\n%s", argv[i], usage); return 2; }
-        if (base) { fprintf(stderr, "jobctl keygen: unexpected argument %s\n%s", argv[i], usage); return 2; }
-        base = argv[i];
-    }
-    if (!base || !*base) { fprintf(stderr, "jobctl keygen: missing BASE\n%s", usage); return 2; }
+    const jobctl_flag flags[] = {{"--force", &force, NULL}, {NULL, NULL, NULL}};
+    int prc = jobctl_parse_args(argc, argv, usage, flags, 1, "BASE", &base);
+    if (prc) return prc == 1 ? 0 : prc;
+    if (!*base) { fprintf(stderr, "jobctl keygen: missing BASE\n%s", usage); return 2; }
     char err[1024];
     zkey_pair kp;
     if (zkey_generate(&kp, err, sizeof err) != ZKEY_OK) { fprintf(stderr, "jobctl keygen: %s\n", err); return 1; }

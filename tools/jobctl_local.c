@@ -101,30 +101,18 @@ int jobctl_cmd_local(const jobctl_opts *o, int argc, char **argv) {
         "  --workers N  workers per role (default 1)\n"
         "  --json       print the report as JSON (stdout) instead of the table\n"
         "  --keep       keep the temp dir (logs, store) and print its path\n";
-    const char *file = NULL, *db = NULL;
+    const char *file = NULL, *db = NULL, *workers = NULL;
     int n_workers = 1, json = 0, keep = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { printf("%s", usage); return 0; }
-        if (!strcmp(a, "--json")) { json = 1; continue; }
-        if (!strcmp(a, "--keep")) { keep = 1; continue; }
-        if (!strcmp(a, "--db") || !strcmp(a, "--workers")) {
-            if (i + 1 >= argc) { fprintf(stderr, "jobctl local: %s needs a value\n", a); return 2; }
-            const char *v = argv[++i];
-            if (!strcmp(a, "--db")) db = v;
-            else {
-                char *end;
-                long x = strtol(v, &end, 10);
-                if (!*v || *end || x < 1 || x > 64) { fprintf(stderr, "jobctl local: --workers: expected 1..64, got \"%s\"\n", v); return 2; }
-                n_workers = (int)x;
-            }
-            continue;
-        }
-        if (a[0] == '-' && a[1]) { fprintf(stderr, "jobctl local: unknown flag %s\n%s", a, usage); return 2; }
-        if (file) { fprintf(stderr, "jobctl local: unexpected argument %s\n", a); return 2; }
-        file = a;
+    const jobctl_flag flags[] = {{"--json", &json, NULL}, {"--keep", &keep, NULL}, {"--db", NULL, &db},
+                                 {"--workers", NULL, &workers}, {NULL, NULL, NULL}};
+    int prc = jobctl_parse_args(argc, argv, usage, flags, 1, "FILE", &file);
+    if (prc) return prc == 1 ? 0 : prc;
+    if (workers) {
+        char *end;
+        long x = strtol(workers, &end, 10);
+        if (!*workers || *end || x < 1 || x > 64) { fprintf(stderr, "jobctl local: --workers: expected 1..64, got \"%s\"\n", workers); return 2; }
+        n_workers = (int)x;
     }
-    if (!file) { fprintf(stderr, "jobctl local: missing FILE\n%s", usage); return 2; }
 
     char err[2048];
     job_spec spec;

@@ -19,32 +19,6 @@
 #include "workers/aggregate/aggregate.h"
 #include "workers/wrk_roles.h"
 
-static int parse_db_args(int argc, char **argv, const char *usage, const char **job, const char **db, const char **format,
-                         const char **klist, int *json) {
-    const char *env = getenv("THINKFAST_DB");
-    *db = env && *env ? env : NULL;
-    *job = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { printf("%s", usage); return 1; }
-        if (json && !strcmp(a, "--json")) { *json = 1; continue; }
-        if (!strcmp(a, "--db") || (format && !strcmp(a, "--format")) || (klist && !strcmp(a, "--k"))) {
-            if (i + 1 >= argc) { fprintf(stderr, "jobctl %s: %s needs a value\n", argv[0], a); return 2; }
-            const char *v = argv[++i];
-            if (!strcmp(a, "--db")) *db = v;
-            else if (!strcmp(a, "--format")) *format = v;
-            else *klist = v;
-            continue;
-        }
-        if (a[0] == '-' && a[1]) { fprintf(stderr, "jobctl %s: unknown flag %s\n%s", argv[0], a, usage); return 2; }
-        if (*job) { fprintf(stderr, "jobctl %s: unexpected argument %s\n%s", argv[0], a, usage); return 2; }
-        *job = a;
-    }
-    if (!*job) { fprintf(stderr, "jobctl %s: missing JOB\n%s", argv[0], usage); return 2; }
-    if (!*db) { fprintf(stderr, "jobctl %s: --db DIR is required (or set THINKFAST_DB)\n", argv[0]); return 2; }
-    return 0;
-}
-
 static int open_job(const char *db, const char *job, store **st, store_job *j, const char *cmd) {
     char err[1024];
     if (store_open(db, 1, 0, st, err, sizeof err) != 0) { fprintf(stderr, "jobctl %s: %s\n", cmd, err); return 1; }
@@ -104,7 +78,8 @@ int jobctl_cmd_export(const jobctl_opts *o, int argc, char **argv) {
     for (int i = 1; i + 1 < argc; i++)   /* csv has flags of its own (--no-text): hand it argv whole */
         if (!strcmp(argv[i], "--format") && !strcmp(argv[i + 1], "csv")) return jobctl_export_csv(o, argc, argv);
     const char *job, *db, *format = "jsonl";
-    int rc = parse_db_args(argc, argv, usage, &job, &db, &format, NULL, NULL);
+    const jobctl_flag flags[] = {{"--format", NULL, &format}, {NULL, NULL, NULL}};
+    int rc = jobctl_parse_job_db(argc, argv, usage, flags, &job, &db);
     if (rc) return rc == 1 ? 0 : rc;
     if (strcmp(format, "jsonl") != 0) { fprintf(stderr, "jobctl export: --format: unknown format \"%s\" (expected jsonl|csv)\n", format); return 2; }
     store *st;
@@ -141,7 +116,8 @@ int jobctl_cmd_reaggregate(const jobctl_opts *o, int argc, char **argv) {
         "  --json     the stats object instead of the table\n";
     const char *job, *db, *klist = NULL;
     int json = 0;
-    int rc = parse_db_args(argc, argv, usage, &job, &db, NULL, &klist, &json);
+    const jobctl_flag flags[] = {{"--k", NULL, &klist}, {"--json", &json, NULL}, {NULL, NULL, NULL}};
+    int rc = jobctl_parse_job_db(argc, argv, usage, flags, &job, &db);
     if (rc) return rc == 1 ? 0 : rc;
     store *st;
     if (jobctl_open_store_ro(db, "reaggregate", &st)) return 1;

@@ -232,6 +232,25 @@ int jobctl_parse_klist(const char *text, int *k, char *err, size_t errlen) {
     return n;
 }
 
+int jobctl_parse_job_db(int argc, char **argv, const char *usage, const jobctl_flag *extra, const char **job,
+                        const char **db) {
+    jobctl_flag flags[JOBCTL_MAX_EXTRA_FLAGS + 2];
+    int n = 0;
+    for (; extra && extra[n].name; n++) {
+        if (n == JOBCTL_MAX_EXTRA_FLAGS) abort(); /* a programming error: raise the limit */
+        flags[n] = extra[n];
+    }
+    flags[n++] = (jobctl_flag){"--db", NULL, db};
+    flags[n] = (jobctl_flag){NULL, NULL, NULL};
+    const char *env = getenv("THINKFAST_DB");
+    *db = env && *env ? env : NULL;
+    *job = NULL;
+    int rc = jobctl_parse_args(argc, argv, usage, flags, 1, "JOB", job);
+    if (rc) return rc;
+    if (!*db) { fprintf(stderr, "jobctl %s: --db DIR is required (or set THINKFAST_DB)\n", argv[0]); return 2; }
+    return 0;
+}
+
 int jobctl_open_store_ro(const char *db, const char *cmd, store **out) {
     char err[1024];
     if (store_open(db, 1, 0, out, err, sizeof err) != 0) {

@@ -2,7 +2,8 @@
  * scored samples into the paper's numbers and figures (bin/jobctl dispatches to them).
  *
  *   jobctl_report.c   shared: load one job's problems/generations/scores from a store into the
- *                     aggregate input (with MATH subject/level), the subject/level table
+ *                     aggregate input (with MATH subject/level), the subject/level table, the
+ *                     "JOB --db DIR" argument parser
  *   jobctl_compare.c  compare JOB1 JOB2 ... --db DIR [--json] [--plot F.svg|F.png] [--k LIST]
  *                     [--budget-axis] [--title T]: several jobs (from one store or several:
  *                     each --db applies to the JOBs after it) on one k axis and one
@@ -12,8 +13,6 @@
  *                     scores that changed and the stats
  *   jobctl_csv.c      export JOB --db DIR --format csv: one RFC 4180 row per generation
  *   jobctl_png.c      SVG -> PNG for compare --plot F.png (rsvg-convert or librsvg, at run time)
- *   jobctl_report_main.c  bin/jobctl_report: these commands standalone, until bin/jobctl's
- *                     command table lists them
  *
  * Every command has the jobctl_cmd_* signature of tools/jobctl.h: argv[0] is the subcommand's
  * name, the return value is the exit status (0 ok, 1 failure, 2 usage error). The jobctl_opts
@@ -108,6 +107,13 @@ void jobctl_print_breakdown_map(FILE *f, const proto_val *stats);
  * else librsvg loaded at run time. 0 ok (how gets "rsvg-convert" | "librsvg"); -1 with err
  * when no converter exists or the conversion failed. */
 int jobctl_svg_to_png(const char *svg, const char *png, double scale, char *how, size_t howcap, char *err, size_t errlen);
+
+/* Parses "SUBCMD JOB --db DIR" plus the extra flags (table ended by {NULL}; at most
+ * JOBCTL_MAX_EXTRA_FLAGS; NULL = none) with jobctl_parse_args; --db defaults to $THINKFAST_DB
+ * and is required. Returns 0, 1 (--help printed) or 2 (usage error printed). */
+#define JOBCTL_MAX_EXTRA_FLAGS 8
+int jobctl_parse_job_db(int argc, char **argv, const char *usage, const jobctl_flag *extra, const char **job,
+                        const char **db);
 
 /* Opens the store at db read-only; prints "jobctl CMD: ..." on failure. Returns 0 or 1. */
 int jobctl_open_store_ro(const char *db, const char *cmd, store **out);

@@ -88,25 +88,12 @@ static double first_of(const char *json, const char *key) {
 
 int jobctl_cmd_rescore(const jobctl_opts *o, int argc, char **argv) {
     (void)o;
-    const char *env = getenv("THINKFAST_DB");
-    const char *db = env && *env ? env : NULL, *job = NULL, *grader_name = NULL;
+    const char *db, *job, *grader_name = NULL;
     int json = 0, dry = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { printf("%s", rescore_usage); return 0; }
-        if (!strcmp(a, "--json")) { json = 1; continue; }
-        if (!strcmp(a, "--dry-run")) { dry = 1; continue; }
-        if (!strcmp(a, "--db") || !strcmp(a, "--grader")) {
-            if (i + 1 >= argc) { fprintf(stderr, "jobctl %s: %s needs a value\n", argv[0], a); return 2; }
-            if (!strcmp(a, "--db")) db = argv[++i]; else grader_name = argv[++i];
-            continue;
-        }
-        if (a[0] == '-' && a[1]) { fprintf(stderr, "jobctl %s: unknown flag %s\n%s", argv[0], a, rescore_usage); return 2; }
-        if (job) { fprintf(stderr, "jobctl %s: unexpected argument %s\n%s", argv[0], a, rescore_usage); return 2; }
-        job = a;
-    }
-    if (!job) { fprintf(stderr, "jobctl %s: missing JOB\n%s", argv[0], rescore_usage); return 2; }
-    if (!db) { fprintf(stderr, "jobctl %s: --db DIR is required (or set THINKFAST_DB)\n", argv[0]); return 2; }
+    const jobctl_flag flags[] = {{"--json", &json, NULL}, {"--dry-run", &dry, NULL}, {"--grader", NULL, &grader_name},
+                                 {NULL, NULL, NULL}};
+    int prc = jobctl_parse_job_db(argc, argv, rescore_usage, flags, &job, &db);
+    if (prc) return prc == 1 ? 0 : prc;
     grader_kind gk;
     if (grader_name && grade_parse_kind(grader_name, &gk) != 0) {
         fprintf(stderr, "jobctl %s: --grader: unknown grader \"%s\" (expected math or gsm8k)\n", argv[0], grader_name);

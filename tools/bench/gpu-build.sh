@@ -29,10 +29,14 @@ LIBS="-Wl,-Bstatic -ljansson -lpcre2-8 -Wl,-Bdynamic -L$CUDA_HOME/lib64 -lcublas
 cc $CFLAGS -c tests/gpu/test_cuda_ops.c -o $O/test_cuda_ops.o
 cc $CFLAGS -c tests/gpu/test_cuda_golden.c -o $O/test_cuda_golden.o
 cc $CFLAGS -c tools/bench_gpu_main.c -o $O/bench_gpu_main.o
+cc $CFLAGS -c tests/gpu/test_engine_graphs.c -o $O/test_engine_graphs.o
+cc $CFLAGS -c tools/bench_engine_gpu_main.c -o $O/bench_engine_gpu_main.o
 rm -f $O/libgpu.a && ar rcs $O/libgpu.a "${objs[@]}"
 cc -o .gpu/bin/test_cuda_ops $O/test_cuda_ops.o $O/libgpu.a $LIBS
 cc -o .gpu/bin/test_cuda_golden $O/test_cuda_golden.o $O/libgpu.a $LIBS
 cc -o .gpu/bin/bench_gpu $O/bench_gpu_main.o $O/libgpu.a $LIBS
-strip .gpu/bin/test_cuda_ops .gpu/bin/test_cuda_golden .gpu/bin/bench_gpu
+cc -o .gpu/bin/test_engine_graphs $O/test_engine_graphs.o $O/libgpu.a $LIBS
+cc -o .gpu/bin/bench_engine_gpu $O/bench_engine_gpu_main.o $O/libgpu.a $LIBS
+strip .gpu/bin/test_cuda_ops .gpu/bin/test_cuda_golden .gpu/bin/bench_gpu .gpu/bin/test_engine_graphs .gpu/bin/bench_engine_gpu
 for b in .gpu/bin/*; do if ldd "$b" | grep -E "jansson|pcre|zmq|lmdb|msgpack|openblas|gfortran"; then echo "gpu-build: $b links a library the GPU machine lacks"; exit 1; fi; done
 ls -la .gpu/bin

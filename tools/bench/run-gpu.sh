@@ -2,7 +2,7 @@
 # tools/bench/run-gpu.sh — the GPU benchmarks (make bench-gpu): bin/bench_gpu over the four
 # architectures (teacher, student, hybrid50, hybrid25) x generation lengths 1024/4096/8192 x
 # batch 1..512 + the largest batch that fits, a short teacher run at the HF baseline's context,
-# and the PyTorch/HF generate() baseline (tools/bench/hf_baseline.py, needs torch+transformers).
+# the engine itself (bin/bench_engine_gpu), and the PyTorch/HF generate() baseline (tools/bench/hf_baseline.py, needs torch+transformers).
 # Env: BENCH_BIN (default bin/bench_gpu), RESULTS (default bench/results), PYTHON (default python3),
 #      QUICK=1 (teacher+student, gen 1024/8192, batch 1,64,256 + max), SKIP_HF=1.
 set -uo pipefail
@@ -20,6 +20,10 @@ else
   "$BIN" --out "$RES/gpu_decode.json" || rc=1
 fi
 "$BIN" --arch teacher --gen 48 --batch 1,64 --no-max --out "$RES/gpu_decode_peer.json" || rc=1
+# The real engine (continuous batching, CUDA graphs per batch bucket, GPU sampling).
+ENG=${ENGINE_BIN:-bin/bench_engine_gpu}
+"$ENG" --arch teacher,hybrid50,hybrid25,student --batch 64,256,max --max-arch teacher,student --ab 64 \
+       --out "$RES/gpu_engine.json" || rc=1
 if [ "${SKIP_HF:-0}" != 1 ]; then
   PYTHONUNBUFFERED=1 "$PY" tools/bench/hf_baseline.py --batch 1,64 --out "$RES/gpu_hf_baseline.json" || rc=1
 fi

@@ -9,7 +9,7 @@ args=()
 [ "${BENCH_QUICK:-0}" = 1 ] && args+=(--quick)
 bin/bench_queue "${args[@]}" --out bench/results/queue.json
 cat bench/results/queue.json
-# Other engineers' CPU benchmarks hook in as tools/bench/run-*.sh (skipped when absent).
+# Further CPU benchmarks hook in as tools/bench/run-cpu-*.sh (each skipped when not executable).
 for s in tools/bench/run-cpu-*.sh; do
   [ -x "$s" ] && "$s"
 done

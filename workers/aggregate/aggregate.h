@@ -24,7 +24,7 @@
  * "majority_se": the standard error of the job mean due to Monte Carlo parts (0 when exact);
  * "majority_mc"[i]: how many of the counted problems were estimated rather than exact.
  * Values that are undefined (no problem has k samples) are written as null.
- * The msgpack form (workers engineer) uses the same keys.
+ * The msgpack form (wrk_aggregate_stats in workers/wrk_roles.h) uses the same keys.
  */
 #ifndef THINKFAST_AGGREGATE_H
 #define THINKFAST_AGGREGATE_H

@@ -262,9 +262,9 @@ static int ensure_cache(engine *e, int max_len, int prompt_len, int spp, int tot
         e->kv_pages = pages;
         e->kv_max_len = max_len;
         e->kv_pad = 1;
-        LOG_INFO("engine: memory plan on %s: %d sequences of up to %d tokens fit%s (%.1f MiB each; %.2f GiB free, %.2f GiB "
-                 "kept in reserve); using %d slots, %d KV pages of %d tokens",
-                 e->be->name, mem.max_batch, max_len, mem.max_batch == e->seqs_cap ? " (the cap)" : "", mem.per_seq_bytes / 1048576.0, mem.free_bytes / 1073741824.0,
+        LOG_INFO("engine: memory plan on %s: room for %d sequences of up to %d tokens (planning cap %d; %.1f MiB each; %.2f "
+                 "GiB free, %.2f GiB kept in reserve); using %d slots, %d KV pages of %d tokens",
+                 e->be->name, mem.max_batch, max_len, e->seqs_cap, mem.per_seq_bytes / 1048576.0, mem.free_bytes / 1073741824.0,
                  mem.reserve_bytes / 1073741824.0, n, pages, ps);
         return 0;
     }

@@ -18,6 +18,11 @@
  * A GPU backend whose GEMM picks kernels by shape may differ in the last bits between batch
  * shapes, which can flip exact near-ties.
  *
+ * Decode on CUDA (eng_set_graphs, default on there): each step is padded to a batch-size bucket
+ * and replayed from a CUDA graph captured for that bucket (its first step runs eagerly), with
+ * sampling on the GPU so only ids cross to the host; prefill and forks stay eager between steps
+ * (workers/model/engine_graph.h). Slots can be planned from free memory (ENG_SEQS_AUTO).
+ *
  * Telemetry (DESIGN.md Metrics): a sample's time_s = prefill time of its prompt / n samples
  * + sum over its decode steps of (step time / sequences in the step).
  */

@@ -16,53 +16,46 @@
 #include "workers/model/tok_internal.h"
 
 typedef struct {
-    int32_t rank;
-    int32_t l, r;   /* symbol indices (= byte offsets of their starts) */
-    int32_t a, b;   /* ids of l and r when pushed: the entry is stale if either changed */
-    int32_t merged;
-} bpe_cand;
-
-typedef struct {
     const tok *t;
     tok_ids *out;
     int32_t *id, *prev, *next;
-    bpe_cand *heap;
-    size_t cap, hcap;
-    int hn;
+    tok_heap heap;   /* key = -rank; a, b = ids of l and r when pushed (stale if either changed) */
+    size_t cap;
 } bpe_ws;
 
-static int cand_less(const bpe_cand *x, const bpe_cand *y) {
-    return x->rank < y->rank || (x->rank == y->rank && x->l < y->l);
+/* The candidate heap is shared with tok_spm.c: a max-heap on key, ties to the leftmost pair. */
+static int cand_better(const tok_cand *x, const tok_cand *y) {
+    return x->key > y->key || (x->key == y->key && x->l < y->l);
 }
 
-static void heap_push(bpe_ws *w, bpe_cand c) {
-    if ((size_t)w->hn == w->hcap) {
-        w->hcap = w->hcap ? w->hcap * 2 : 64;
-        w->heap = xrealloc(w->heap, w->hcap * sizeof *w->heap);
+void tok__heap_push(tok_heap *h, tok_cand c) {
+    if ((size_t)h->n == h->cap) {
+        h->cap = h->cap ? h->cap * 2 : 64;
+        h->v = xrealloc(h->v, h->cap * sizeof *h->v);
     }
-    int i = w->hn++;
+    int i = h->n++;
     while (i > 0) {
         int p = (i - 1) / 2;
-        if (!cand_less(&c, &w->heap[p])) break;
-        w->heap[i] = w->heap[p];
+        if (!cand_better(&c, &h->v[p])) break;
+        h->v[i] = h->v[p];
         i = p;
     }
-    w->heap[i] = c;
+    h->v[i] = c;
 }
 
-static bpe_cand heap_pop(bpe_ws *w) {
-    bpe_cand top = w->heap[0];
-    bpe_cand last = w->heap[--w->hn];
+tok_cand tok__heap_pop(tok_heap *h) {
+    tok_cand top = h->v[0];
+    tok_cand last = h->v[--h->n];
     int i = 0;
     for (;;) {
         int c = 2 * i + 1;
-        if (c >= w->hn) break;
-        if (c + 1 < w->hn && cand_less(&w->heap[c + 1], &w->heap[c])) c++;
-        if (!cand_less(&w->heap[c], &last)) break;
-        w->heap[i] = w->heap[c];
+        if (c >= h->n) break;
+        if (c + 1 < h->n && cand_better(&h->v[c + 1], &h->v[c])) c++;
+        if (!cand_better(&h->v[c], &last)) break;
+        h->v[i] = h->v[c];
         i = c;
     }
-    if (w->hn > 0) w->heap[i] = last;
+    if (h->n > 0) h->v[i] = last;
     return top;
 }
 
@@ -70,8 +63,8 @@ static void try_pair(bpe_ws *w, int32_t l, int32_t r) {
     if (l < 0 || r < 0) return;
     const tok_pair_slot *m = tok__pairs_get(&w->t->pairs, w->id[l], w->id[r]);
     if (!m) return;
-    bpe_cand c = {m->rank, l, r, w->id[l], w->id[r], m->merged};
-    heap_push(w, c);
+    tok_cand c = {-(double)m->rank, l, r, w->id[l], w->id[r], m->merged};
+    tok__heap_push(&w->heap, c);
 }
 
 static void bpe_piece(void *ctx, const char *p, size_t n) {
@@ -101,10 +94,10 @@ static void bpe_piece(void *ctx, const char *p, size_t n) {
         w->prev[i] = i - 1;
         w->next[i] = i + 1 < m ? i + 1 : -1;
     }
-    w->hn = 0;
+    w->heap.n = 0;
     for (int32_t i = 0; i + 1 < m; i++) try_pair(w, i, i + 1);
-    while (w->hn > 0) {
-        bpe_cand c = heap_pop(w);
+    while (w->heap.n > 0) {
+        tok_cand c = tok__heap_pop(&w->heap);
         if (w->id[c.l] != c.a || w->next[c.l] != c.r || w->id[c.r] != c.b) continue; /* stale */
         w->id[c.l] = c.merged;
         int32_t nx = w->next[c.r];
@@ -124,5 +117,5 @@ void tok__bpe_encode(const tok *t, const char *s, size_t n, tok_ids *out) {
     free(w.id);
     free(w.prev);
     free(w.next);
-    free(w.heap);
+    free(w.heap.v);
 }

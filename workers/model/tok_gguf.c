@@ -224,19 +224,6 @@ static int check_arr(rd *r, const gg_arr *a, uint32_t elem, uint64_t n, const ch
     return 0;
 }
 
-/* "▁" -> ' ' for display. */
-static void spm_disp(const char *s, size_t n, util_buf *out) {
-    out->len = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (i + 2 < n && (unsigned char)s[i] == 0xE2 && (unsigned char)s[i + 1] == 0x96 && (unsigned char)s[i + 2] == 0x81) {
-            util_buf_append(out, " ", 1);
-            i += 2;
-        } else {
-            util_buf_append(out, s + i, 1);
-        }
-    }
-}
-
 int tok__load_gguf(const char *data, size_t len, tok **out, char *err, size_t errlen) {
     *out = NULL;
     rd r = {(const unsigned char *)data, len, 0, err, errlen};
@@ -286,17 +273,16 @@ int tok__load_gguf(const char *data, size_t len, tok **out, char *err, size_t er
         }
         if (spm) {
             if (ty == TOK_T_BYTE) {
-                unsigned bv;
-                char tail, buf[16];
-                if (sn != 6 || (memcpy(buf, s, 6), buf[6] = 0, sscanf(buf, "<0x%2x%c", &bv, &tail) != 2) || tail != '>') {
+                int bv = tok__byte_token(s, sn);
+                if (bv < 0) {
                     util_err(err, errlen, "tokenizer.ggml.tokens[%d]: byte token is not <0xXX>", id);
                     goto fail;
                 }
                 char c = (char)bv;
                 tok__set(t, id, s, sn, &c, 1, (uint8_t)ty, score);
             } else {
-                spm_disp(s, sn, &disp);
-                tok__set(t, id, s, sn, disp.data ? disp.data : "", disp.len, (uint8_t)ty, score);
+                tok__u2581_to_space(s, sn, &disp);
+                tok__set(t, id, s, sn, disp.data, disp.len, (uint8_t)ty, score);
             }
         } else {
             if (ty == TOK_T_CONTROL || ty == TOK_T_USER || ty == TOK_T_UNKNOWN || ty == TOK_T_UNUSED) {

@@ -195,20 +195,6 @@ static int read_spm_pretok(json_t *p, spm_cfg *c, char *err, size_t errlen) {
     return 0;
 }
 
-/* "▁" -> ' ' (display form of a SentencePiece piece). */
-static void u2581_to_space(const char *s, size_t n, util_buf *out) {
-    out->len = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (i + 2 < n && (unsigned char)s[i] == 0xE2 && (unsigned char)s[i + 1] == 0x96 && (unsigned char)s[i + 2] == 0x81) {
-            util_buf_append(out, " ", 1);
-            i += 2;
-        } else {
-            util_buf_append(out, s + i, 1);
-        }
-    }
-    util_buf_append(out, "", 0);
-}
-
 static int32_t find_added(json_t *added, const char *const *names) {
     for (int k = 0; names[k]; k++) {
         size_t i;
@@ -290,13 +276,12 @@ int tok__load_hfjson(const char *data, size_t len, tok **out, char *err, size_t 
         size_t kl = strlen(key);
         if (spm) {
             if (t->type[id]) { util_err(err, errlen, "model.vocab: id %d used twice", id); goto fail; }
-            unsigned bv;
-            char tail;
-            if (kl == 6 && sscanf(key, "<0x%2x%c", &bv, &tail) == 2 && tail == '>') {
+            int bv = tok__byte_token(key, kl);
+            if (bv >= 0) {
                 char c = (char)bv;
                 tok__set(t, id, key, kl, &c, 1, TOK_T_BYTE, 0.0f);
             } else if (sc.space) {
-                u2581_to_space(key, kl, &raw);
+                tok__u2581_to_space(key, kl, &raw);
                 tok__set(t, id, key, kl, raw.data, raw.len, TOK_T_NORMAL, 0.0f);
             } else {
                 tok__set(t, id, key, kl, NULL, 0, TOK_T_NORMAL, 0.0f);

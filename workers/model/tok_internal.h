@@ -108,6 +108,11 @@ void tok__pairs_free(tok_pairmap *m);
 /* tiktoken-style merges (tok_tiktoken.c): for ids < n_base of type NORMAL, every split of the
  * token into two tokens (a, b) merges with rank = the token's id. Needs the string map. */
 void tok__pairs_from_vocab(tok *t, int n_base);
+/* "<0xXX>" (6 bytes, as sscanf's %2x reads XX) -> the byte value 0..255, else -1. */
+int tok__byte_token(const char *s, size_t n);
+/* SentencePiece piece -> display bytes: each "▁" becomes ' '. Replaces out's contents (out->data
+ * is never NULL afterwards). */
+void tok__u2581_to_space(const char *s, size_t n, util_buf *out);
 static inline const char *tok__text(const tok *t, int32_t id, size_t *n) {
     *n = t->text_len[id];
     return t->blob + t->text_off[id];
@@ -150,6 +155,23 @@ typedef struct {
     int n, cap;
 } tok_ids;
 void tok__ids_push(tok_ids *v, int32_t id);
+/* Merge candidates (tok_bpe.c), shared by both encoders: a binary max-heap on key, ties to the
+ * smaller l (leftmost pair). a, b: whatever the encoder needs to recognise a stale entry when
+ * it is popped. Zero-initialise a tok_heap; free(h.v) when done. */
+typedef struct {
+    double key;     /* exact for int32 ranks and float scores */
+    int32_t l, r;   /* symbol indices of the pair */
+    int32_t a, b;
+    int32_t merged; /* token id of the merged pair */
+} tok_cand;
+typedef struct {
+    tok_cand *v;
+    int n;
+    size_t cap;
+} tok_heap;
+void tok__heap_push(tok_heap *h, tok_cand c);
+/* Removes and returns the best candidate; h->n must be > 0. */
+tok_cand tok__heap_pop(tok_heap *h);
 /* Byte-level BPE of one text run (no specials inside). */
 void tok__bpe_encode(const tok *t, const char *s, size_t n, tok_ids *out);
 /* SPM BPE of one text run; prefix_space: add the dummy space first. */

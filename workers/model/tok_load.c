@@ -210,13 +210,8 @@ int tok__finish(tok *t, char *err, size_t errlen) {
             if (t->type[id] != TOK_T_BYTE) continue;
             size_t n;
             const char *s = tok__text(t, id, &n);
-            unsigned v;
-            char tail;
-            char buf[16];
-            if (n != 6 || memcmp(s, "<0x", 3) != 0) continue;
-            memcpy(buf, s, n); buf[n] = 0;
-            if (sscanf(buf, "<0x%2x%c", &v, &tail) == 2 && tail == '>' && v < 256 && t->byte_id[v] < 0)
-                t->byte_id[v] = id;
+            int v = tok__byte_token(s, n);
+            if (v >= 0 && t->byte_id[v] < 0) t->byte_id[v] = id;
         }
     }
     /* specials */
@@ -354,6 +349,29 @@ void tok_destroy(tok **tp) {
     free(t->special_ids);
     free(t);
     *tp = NULL;
+}
+
+int tok__byte_token(const char *s, size_t n) {
+    unsigned v;
+    char tail, buf[8];
+    if (n != 6) return -1;
+    memcpy(buf, s, 6);
+    buf[6] = 0;
+    if (sscanf(buf, "<0x%2x%c", &v, &tail) != 2 || tail != '>' || v > 255) return -1;
+    return (int)v;
+}
+
+void tok__u2581_to_space(const char *s, size_t n, util_buf *out) {
+    out->len = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i + 2 < n && (unsigned char)s[i] == 0xE2 && (unsigned char)s[i + 1] == 0x96 && (unsigned char)s[i + 2] == 0x81) {
+            util_buf_append(out, " ", 1);
+            i += 2;
+        } else {
+            util_buf_append(out, s + i, 1);
+        }
+    }
+    util_buf_append(out, "", 0);
 }
 
 /* ---------------------------------------------------------------- encode */

@@ -28,13 +28,6 @@
 #include "workers/model/tok_internal.h"
 
 typedef struct {
-    float score;
-    int32_t l, r;
-    uint32_t len;   /* l.len + r.len when pushed: stale if it changed */
-    int32_t merged;
-} spm_cand;
-
-typedef struct {
     uint32_t start, len;
     int32_t prev, next;
     int32_t id;     /* token id of the symbol's text, -1 if it is not a token */
@@ -45,45 +38,8 @@ typedef struct {
     const tok *t;
     const char *buf;
     spm_sym *sym;
-    spm_cand *heap;
-    int hn;
-    size_t hcap;
+    tok_heap heap;  /* key = score (or -rank); a = l.len + r.len when pushed: stale if it changed */
 } spm_ws;
-
-static int cand_better(const spm_cand *x, const spm_cand *y) {
-    return x->score > y->score || (x->score == y->score && x->l < y->l);
-}
-
-static void heap_push(spm_ws *w, spm_cand c) {
-    if ((size_t)w->hn == w->hcap) {
-        w->hcap = w->hcap ? w->hcap * 2 : 64;
-        w->heap = xrealloc(w->heap, w->hcap * sizeof *w->heap);
-    }
-    int i = w->hn++;
-    while (i > 0) {
-        int p = (i - 1) / 2;
-        if (!cand_better(&c, &w->heap[p])) break;
-        w->heap[i] = w->heap[p];
-        i = p;
-    }
-    w->heap[i] = c;
-}
-
-static spm_cand heap_pop(spm_ws *w) {
-    spm_cand top = w->heap[0];
-    spm_cand last = w->heap[--w->hn];
-    int i = 0;
-    for (;;) {
-        int c = 2 * i + 1;
-        if (c >= w->hn) break;
-        if (c + 1 < w->hn && cand_better(&w->heap[c + 1], &w->heap[c])) c++;
-        if (!cand_better(&w->heap[c], &last)) break;
-        w->heap[i] = w->heap[c];
-        i = c;
-    }
-    if (w->hn > 0) w->heap[i] = last;
-    return top;
-}
 
 static void try_pair(spm_ws *w, int32_t l, int32_t r) {
     if (l < 0 || r < 0) return;
@@ -96,14 +52,14 @@ static void try_pair(spm_ws *w, int32_t l, int32_t r) {
         if (a->id < 0 || b->id < 0) return;
         const tok_pair_slot *m = tok__pairs_get(&w->t->pairs, a->id, b->id);
         if (!m) return;
-        spm_cand c = {-(float)m->rank, l, r, len, m->merged};
-        heap_push(w, c);
+        tok_cand c = {-(float)m->rank, l, r, (int32_t)len, 0, m->merged};
+        tok__heap_push(&w->heap, c);
         return;
     }
     int32_t id = tok__lookup(w->t, w->buf + a->start, len);
     if (id < 0) return;
-    spm_cand c = {w->t->score[id], l, r, len, id};
-    heap_push(w, c);
+    tok_cand c = {w->t->score[id], l, r, (int32_t)len, 0, id};
+    tok__heap_push(&w->heap, c);
 }
 
 static void emit_bytes(const tok *t, const unsigned char *p, size_t n, tok_ids *out) {
@@ -119,7 +75,7 @@ static void emit_bytes(const tok *t, const unsigned char *p, size_t n, tok_ids *
 static void spm_segment(spm_ws *w, const unsigned char *u, size_t m, int prefix_sym, tok_ids *out) {
     const tok *t = w->t;
     w->buf = (const char *)u;
-    w->hn = 0;
+    w->heap.n = 0;
     int32_t ns = 0;
     if (t->llama2c_split) {
         /* run.c: gather a character (lead byte + up to 3 continuation bytes), look it up */
@@ -166,10 +122,10 @@ static void spm_segment(spm_ws *w, const unsigned char *u, size_t m, int prefix_
     for (int32_t k = 0; k + 1 < ns; k++) w->sym[k].next = k + 1;
 
     for (int32_t k = 0; k + 1 < ns; k++) try_pair(w, k, k + 1);
-    while (w->hn > 0) {
-        spm_cand c = heap_pop(w);
+    while (w->heap.n > 0) {
+        tok_cand c = tok__heap_pop(&w->heap);
         spm_sym *a = &w->sym[c.l], *b = &w->sym[c.r];
-        if (a->len == 0 || b->len == 0 || a->next != c.r || a->len + b->len != c.len) continue; /* stale */
+        if (a->len == 0 || b->len == 0 || a->next != c.r || a->len + b->len != (uint32_t)c.a) continue; /* stale */
         a->len += b->len;
         a->id = c.merged;
         a->next = b->next;
@@ -234,6 +190,6 @@ void tok__spm_encode(const tok *t, const char *s, size_t n, int prefix_space, to
         }
     }
     free(w.sym);
-    free(w.heap);
+    free(w.heap.v);
     util_buf_free(&nb);
 }

@@ -162,26 +162,16 @@ int tok__load_spmproto(const char *data, size_t len, tok **out, char *err, size_
             goto fail;
         }
         if (type == TOK_T_BYTE) {
-            unsigned bv;
-            char tail, buf[16];
-            if (pl != 6 || (memcpy(buf, piece, 6), buf[6] = 0, sscanf(buf, "<0x%2x%c", &bv, &tail) != 2) || tail != '>') {
+            int bv = tok__byte_token(piece, pl);
+            if (bv < 0) {
                 util_err(err, errlen, "pieces[%d]: byte piece is not <0xXX>", id);
                 goto fail;
             }
             char c = (char)bv;
             tok__set(t, id, piece, pl, &c, 1, TOK_T_BYTE, score);
         } else {
-            disp.len = 0;
-            for (size_t i = 0; i < pl; i++) {
-                if (i + 2 < pl && (unsigned char)piece[i] == 0xE2 && (unsigned char)piece[i + 1] == 0x96 &&
-                    (unsigned char)piece[i + 2] == 0x81) {
-                    util_buf_append(&disp, " ", 1);
-                    i += 2;
-                } else {
-                    util_buf_append(&disp, piece + i, 1);
-                }
-            }
-            tok__set(t, id, piece, pl, disp.data ? disp.data : "", disp.len, (uint8_t)type, score);
+            tok__u2581_to_space(piece, pl, &disp);
+            tok__set(t, id, piece, pl, disp.data, disp.len, (uint8_t)type, score);
         }
         id++;
     }

@@ -3,9 +3,8 @@
  * A sample worker receives many tasks of the same job; loading a model is expensive, so the
  * cache keeps the last backend and returns it again while (backend, path, device, corrupt)
  * stay the same, destroying it and loading the new one when a task asks for something else.
- * Backends: "replay" (workers/sample/replay.c) and "native" (workers/sample/native.c, the
- * ENGINE engineer's; when that file is absent at build time the factory reports
- * "native backend not built").
+ * Backends: "replay" (workers/sample/replay.c) and "native" (workers/sample/native.c: the
+ * Transformer/Mamba engine of workers/model/).
  */
 #ifndef THINKFAST_SAMPLE_BACKEND_CACHE_H
 #define THINKFAST_SAMPLE_BACKEND_CACHE_H

@@ -5,7 +5,7 @@
  * sample_output the backend emits to the broker. Backends:
  *   replay  (workers/sample/replay.c)  — calibration backend: emits the reference solution,
  *           or with seeded probability `corrupt` a wrong one (pass@k = 1 - corrupt^k).
- *   native  (workers/sample/native.c, ENGINE engineer) — the Transformer/Mamba engine.
+ *   native  (workers/sample/native.c) — the Transformer/Mamba engine (workers/model/engine.h).
  * The factory that picks one from a job's model spec (and caches a loaded backend across
  * tasks) is in workers/sample/backend.h.
  *
