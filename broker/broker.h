@@ -61,10 +61,15 @@ void brk_config_defaults(brk_config *c);
  *     re-registrations and disconnects are likewise applied then (lease expiry waits too);
  *   - status, watch, list, report and workers keep working from read transactions; status and
  *     list carry "store": "ok" | "full" (and "store_error" with the reason while full).
- * Every full_retry_ms (and at once when mdb_reader_check freed stale reader slots) a normal
- * batch is tried; the first one that commits ends the state. A restart with a larger
- * --map-max-mb resumes from the store like any restart. Other store failures still stop the
- * broker (nothing unacknowledged is lost: the batch was not committed, nothing was sent). */
+ * Every full_retry_ms (and at once when mdb_reader_check freed stale reader slots) the broker
+ * checks for some headroom (store_room_check: a 32nd of the map, 64 KiB..16 MiB) and then tries
+ * a normal batch; the first one that commits ends the state. A store that refills within 10 s
+ * of leaving the state backs its retries off (x2 per episode, up to x32), and the error is
+ * logged at most every 30 s, so a store stuck at its limit neither churns work nor floods the
+ * log. A restart with a larger --map-max-mb resumes from the store like any restart; a restart
+ * on a store still full comes up in the full state with its recovery deferred. Other store
+ * failures still stop the broker (nothing unacknowledged is lost: the batch was not committed,
+ * nothing was sent). */
 
 /* Runs the broker until *stop becomes nonzero (set it from a signal handler); the current
  * batch is committed and its messages sent before returning. Returns 0 on a clean stop, -1 with

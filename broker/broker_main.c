@@ -33,6 +33,13 @@ static void usage(FILE *f) {
             "                        commit (default %u: commit what has arrived; what arrives during a\n"
             "                        commit's fsync forms the next batch, so batches grow with load)\n"
             "  --map-mb N            initial LMDB map size in MiB; grows on demand (default %zu)\n"
+            "  --map-max-mb N        the map never grows past N MiB (default 0 = unlimited: grow while the\n"
+            "                        file system allows). When the store is full (this limit, or a full\n"
+            "                        disk) the broker stays up and pauses intake: submit is refused with\n"
+            "                        \"store full: ...\", no tasks are leased, results are not acked (their\n"
+            "                        tasks are redone later), status/list/report/workers keep working and\n"
+            "                        status shows \"store\":\"full\"; a write is retried every %u ms and the\n"
+            "                        first that succeeds resumes (or restart with a larger N)\n"
             "  --nosync              fast, not durable: commits are not fsync'd (a crash of the machine\n"
             "                        may lose acknowledged results; a crash of the broker does not)\n"
             "  --log-level L         debug|info|warn|error (default info; env THINKFAST_LOG)\n"
@@ -44,7 +51,8 @@ static void usage(FILE *f) {
             "  --allow-any-key       CURVE encryption without client authentication: accept any client\n"
             "                        key (default: off)\n"
             "  --help                this text\n",
-            d.db, d.clients_ep, d.workers_ep, d.lease_ms, d.max_attempts, d.group_commit_ms, d.map_bytes >> 20);
+            d.db, d.clients_ep, d.workers_ep, d.lease_ms, d.max_attempts, d.group_commit_ms, d.map_bytes >> 20,
+            d.full_retry_ms);
 }
 
 static int parse_u32(const char *flag, const char *s, uint32_t lo, uint32_t hi, uint32_t *out) {
@@ -64,7 +72,7 @@ int main(int argc, char **argv) {
     brk_config cfg;
     brk_config_defaults(&cfg);
     const char *level = NULL, *curve_secret = NULL, *allow_keys = NULL;
-    int allow_any = 0;
+    int allow_any = 0, map_mb_set = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -79,7 +87,8 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--lease-ms") == 0) { if (parse_u32(a, v, 10, 86400000, &cfg.lease_ms)) return 2; i++; }
         else if (strcmp(a, "--max-attempts") == 0) { if (parse_u32(a, v, 1, 1000, &cfg.max_attempts)) return 2; i++; }
         else if (strcmp(a, "--group-commit-ms") == 0) { if (parse_u32(a, v, 0, 1000, &cfg.group_commit_ms)) return 2; i++; }
-        else if (strcmp(a, "--map-mb") == 0) { if (parse_u32(a, v, 1, 1u << 24, &x)) return 2; cfg.map_bytes = (size_t)x << 20; i++; }
+        else if (strcmp(a, "--map-mb") == 0) { if (parse_u32(a, v, 1, 1u << 24, &x)) return 2; cfg.map_bytes = (size_t)x << 20; map_mb_set = 1; i++; }
+        else if (strcmp(a, "--map-max-mb") == 0) { if (parse_u32(a, v, 0, 1u << 24, &x)) return 2; cfg.map_max_bytes = (size_t)x << 20; i++; }
         else if (strcmp(a, "--log-level") == 0) { level = v; i++; }
         else if (strcmp(a, "--curve-secret") == 0) { curve_secret = v; i++; }
         else if (strcmp(a, "--allow-keys") == 0) { allow_keys = v; i++; }
@@ -93,6 +102,14 @@ int main(int argc, char **argv) {
     if (strcmp(cfg.clients_ep, cfg.workers_ep) == 0) {
         fprintf(stderr, "broker: --clients and --workers must be different endpoints (both %s)\n", cfg.clients_ep);
         return 2;
+    }
+    if (cfg.map_max_bytes && cfg.map_bytes > cfg.map_max_bytes) {
+        if (map_mb_set) {
+            fprintf(stderr, "broker: --map-mb %zu is larger than --map-max-mb %zu\n", cfg.map_bytes >> 20,
+                    cfg.map_max_bytes >> 20);
+            return 2;
+        }
+        cfg.map_bytes = cfg.map_max_bytes;   /* the default initial map, capped by the limit */
     }
     zkey_pair curve;
     zap_allowlist *allow = NULL;
@@ -136,10 +153,14 @@ int main(int argc, char **argv) {
     } else {
         LOG_INFO("security: plaintext, no authentication (see --curve-secret)");
     }
+    char map_max[32];
+    if (cfg.map_max_bytes) snprintf(map_max, sizeof map_max, "%zu", cfg.map_max_bytes >> 20);
+    else snprintf(map_max, sizeof map_max, "0 (unlimited)");
     LOG_INFO("config db=%s clients=%s workers=%s lease_ms=%u max_attempts=%u group_commit_ms=%u "
-             "map_mb=%zu sync=%s max_batch=%u",
+             "map_mb=%zu map_max_mb=%s sync=%s max_batch=%u full_retry_ms=%u",
              cfg.db, cfg.clients_ep, cfg.workers_ep, cfg.lease_ms, cfg.max_attempts, cfg.group_commit_ms,
-             cfg.map_bytes >> 20, cfg.nosync ? "nosync (fast, not durable)" : "fsync", cfg.max_batch);
+             cfg.map_bytes >> 20, map_max, cfg.nosync ? "nosync (fast, not durable)" : "fsync", cfg.max_batch,
+             cfg.full_retry_ms);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -147,6 +168,8 @@ int main(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* a file-size limit (ulimit -f) must read as a full disk (EFBIG: store-full state), not kill us */
+    signal(SIGXFSZ, SIG_IGN);
     char err[1024] = "";
     int rc = brk_run(&cfg, &g_stop, err, sizeof err);
     zap_allowlist_destroy(&allow);

@@ -4,6 +4,14 @@
  * Replay safety: a batch runs inside store_write(), which may call it again after growing the
  * map. Everything a batch changes outside the transaction is the worker registry (restored from
  * a snapshot taken before the first run) and the outbox (cleared); the inbox is only read.
+ *
+ * Store full (broker.h): a batch whose write fails because the store is full is undone the same
+ * way (registry from the snapshot, outbox cleared) and its messages run again in "full mode":
+ * one read transaction, nothing written; whatever needs a write later (re-queueing a task whose
+ * result was refused, a `fail`, the leases of a worker that re-registered or left, restart
+ * recovery) goes on the deferred list, which the first batch that commits applies before its
+ * messages. A deferred entry is only kept while it names a live lease, so the list is bounded
+ * by the number of leases.
  */
 #include "broker/broker.h"
 
@@ -34,6 +42,8 @@ void brk_config_defaults(brk_config *c) {
     c->max_batch = BRK_DEFAULT_MAX_BATCH;
     c->nosync = 0;
     c->map_bytes = STORE_DEFAULT_MAP_BYTES;
+    c->map_max_bytes = 0;
+    c->full_retry_ms = BRK_DEFAULT_FULL_RETRY_MS;
 }
 
 typedef struct in_msg {
@@ -54,6 +64,20 @@ typedef struct out_msg {
 } out_msg;
 
 typedef struct { uint64_t task; char worker[64]; } undelivered;
+
+/* Work a full store could not record, applied by the next batch that commits. */
+enum { DEF_REQUEUE_TASK = 1,  /* task's result was refused: re-queue (uncounted), cancel the holder */
+       DEF_FAIL = 2,          /* a `fail` for task's current lease */
+       DEF_WORKER_GONE = 3,   /* worker re-registered / disconnected: re-queue its old leases */
+       DEF_RECOVER = 4 };     /* restart recovery could not be written */
+typedef struct deferred {
+    int kind;
+    uint64_t task;
+    uint32_t attempt;
+    int mark_gone;            /* DEF_WORKER_GONE: mirror the worker as "gone" unless registered again */
+    char worker[64];
+    char error[256];
+} deferred;
 
 /* A batch stops collecting once its parsed messages hold this much memory (results are up to
  * ~1 MB each; the count cap alone would allow gigabytes). */
@@ -79,6 +103,15 @@ typedef struct brk_loop {
     int timers_due;
     brk_batch *b;
     brk_client_env cenv;
+    /* store-full state */
+    int full;                      /* 1 while writes fail because the store is full */
+    int full_run;                  /* the current run is a read-only full-mode run */
+    char full_msg[768];            /* "store full: ..." for clients and workers */
+    int64_t full_since_ms, full_retry_at_ms, full_logged_ms, full_left_ms;
+    int full_backoff;              /* retry interval multiplier while the store flaps at its limit */
+    uint64_t full_entries, full_refused_results, full_refused_cmds;
+    deferred *def;
+    uint32_t n_def, cap_def;
     /* counters */
     uint64_t batches, msgs, tasks_sent, bad_msgs;
     int64_t bad_window_ms;
@@ -114,6 +147,98 @@ static void worker_error(brk_loop *L, const void *ident, size_t len, uint64_t ta
     out_push(L, 1, ident, len, w);
 }
 
+/* ---------------------------------------------------------------- deferred work (store full) */
+
+static deferred *def_push(brk_loop *L, int kind, uint64_t task, const char *worker) {
+    for (uint32_t i = 0; i < L->n_def; i++) {   /* one entry per (kind, task, worker) */
+        deferred *d = &L->def[i];
+        if (d->kind == kind && d->task == task && strcmp(d->worker, worker ? worker : "") == 0) return d;
+    }
+    if (L->n_def == L->cap_def) {
+        L->cap_def = L->cap_def ? L->cap_def * 2 : 64;
+        L->def = xrealloc(L->def, L->cap_def * sizeof *L->def);
+    }
+    deferred *d = &L->def[L->n_def++];
+    memset(d, 0, sizeof *d);
+    d->kind = kind;
+    d->task = task;
+    snprintf(d->worker, sizeof d->worker, "%s", worker ? worker : "");
+    return d;
+}
+
+/* 1 when task's current lease is held by worker (read in the batch's transaction). */
+static int holds_lease(brk_loop *L, uint64_t task, const char *worker) {
+    store_task x;
+    return store_task_get(L->b->txn, task, &x) == STORE_OK && x.state == BRK_TASK_LEASED &&
+           strcmp(x.worker, worker) == 0;
+}
+
+typedef struct { const char *worker; int found; } lease_probe;
+static int probe_lease(const store_lease *l, void *ctx) {
+    lease_probe *p = ctx;
+    if (strcmp(l->worker, p->worker) == 0) { p->found = 1; return 1; }
+    return 0;
+}
+
+/* Full mode: the leases of `worker` are void (re-registration, disconnect); re-queue them later. */
+static void def_worker_gone(brk_loop *L, const char *worker, int mark_gone) {
+    lease_probe p = {worker, 0};
+    store_leases_each_txn(L->b->txn, probe_lease, &p);
+    if (p.found || mark_gone) def_push(L, DEF_WORKER_GONE, 0, worker)->mark_gone = mark_gone;
+}
+
+static int mirror_worker(brk_loop *L, const struct brk_worker *w, const char *state);
+static int recover_in_batch(brk_batch *b, int *n_requeued);
+
+/* Applies the deferred list at the start of a batch that will commit (replay-safe: the list is
+ * only read here and cleared by the loop after the commit). */
+static int apply_deferred(brk_loop *L) {
+    int rc = 0;
+    for (uint32_t i = 0; !rc && i < L->n_def; i++) {
+        deferred *d = &L->def[i];
+        switch (d->kind) {
+        case DEF_RECOVER: {
+            int n = 0;
+            rc = recover_in_batch(L->b, &n);
+            if (!rc && n) LOG_INFO("loop: recovery re-queued %d leased task(s) from the previous run", n);
+            break;
+        }
+        case DEF_REQUEUE_TASK:
+            if (!holds_lease(L, d->task, d->worker)) break;
+            rc = taskq_requeue_task(L->b, d->task, d->worker, "its result could not be stored (store full): redo");
+            if (!rc) {
+                brk_worker *w = brk_registry_by_id(&L->reg, d->worker);
+                if (w) {   /* the holder may still be streaming a result with a hole: stop it */
+                    proto_writer *m = proto_writer_new("cancel", 1);
+                    proto_w_key(m, "task"); proto_w_u64(m, d->task);
+                    out_push(L, 1, w->ident, w->ident_len, m);
+                }
+            }
+            break;
+        case DEF_FAIL:
+            rc = taskq_fail(L->b, d->worker, d->task, d->attempt, d->error);
+            break;
+        case DEF_WORKER_GONE: {
+            int n = taskq_requeue_worker(L->b, d->worker, 0, "worker re-registered or left while the store was full");
+            rc = n < 0 ? n : 0;
+            if (!rc && d->mark_gone && !brk_registry_by_id(&L->reg, d->worker)) {
+                store_worker sw;
+                if (store_worker_get(L->b->txn, d->worker, &sw) == STORE_OK) {
+                    snprintf(sw.state, sizeof sw.state, "gone");
+                    rc = store_worker_put(L->b->txn, &sw);
+                }
+            }
+            break;
+        }
+        }
+    }
+    /* the registry changed in memory while full: bring the store's mirror up to date */
+    if (!rc && (L->n_def || L->full)) {
+        for (int i = 0; !rc && i < L->reg.n; i++) rc = mirror_worker(L, &L->reg.w[i], "up");
+    }
+    return rc;
+}
+
 /* ---------------------------------------------------------------- effects */
 
 static void on_lease_ended(void *ctx, const char *worker, uint64_t task, int send_cancel) {
@@ -131,6 +256,7 @@ static void on_lease_ended(void *ctx, const char *worker, uint64_t task, int sen
 /* ---------------------------------------------------------------- workers */
 
 static int mirror_worker(brk_loop *L, const brk_worker *w, const char *state) {
+    if (L->full_run) return 0;   /* read-only run: mirrored by the first batch that commits */
     store_worker sw;
     memset(&sw, 0, sizeof sw);
     snprintf(sw.id, sizeof sw.id, "%s", w->id);
@@ -169,7 +295,8 @@ static int worker_ready(brk_loop *L, const in_msg *im, brk_worker *w) {
     int rc;
     if (w && strcmp(w->id, id) != 0) {
         /* same socket, new identity: treat as a fresh registration */
-        if ((rc = taskq_requeue_worker(L->b, w->id, 0, "worker re-registered under a new id")) < 0) return rc;
+        if (L->full_run) def_worker_gone(L, w->id, 1);
+        else if ((rc = taskq_requeue_worker(L->b, w->id, 0, "worker re-registered under a new id")) < 0) return rc;
         brk_registry_remove(&L->reg, w);
         w = NULL;
     }
@@ -177,7 +304,8 @@ static int worker_ready(brk_loop *L, const in_msg *im, brk_worker *w) {
         brk_worker *old = brk_registry_by_id(&L->reg, id);
         if (old) {
             /* the worker reconnected with a fresh socket: its old leases are void */
-            if ((rc = taskq_requeue_worker(L->b, old->id, 0, "worker re-registered")) < 0) return rc;
+            if (L->full_run) def_worker_gone(L, old->id, 0);
+            else if ((rc = taskq_requeue_worker(L->b, old->id, 0, "worker re-registered")) < 0) return rc;
             brk_registry_remove(&L->reg, old);
         }
         w = brk_registry_add(&L->reg, im->ident, im->ident_len);
@@ -228,6 +356,14 @@ static int worker_msg(brk_loop *L, const in_msg *im) {
             worker_error(L, im->ident, im->ident_len, task, "result: field final: not a bool");
             return 0;
         }
+        if (L->full_run) {
+            /* cannot commit: no ack (the worker's `error` path); the task is re-queued and its
+             * holder cancelled by the first batch that commits, so the refused outputs are redone */
+            if (holds_lease(L, task, w->id)) def_push(L, DEF_REQUEUE_TASK, task, w->id);
+            L->full_refused_results++;
+            worker_error(L, im->ident, im->ident_len, task, L->full_msg);
+            return 0;
+        }
         const proto_val *outs = proto_get(r, "outputs");
         if (outs && outs->type == PV_NIL) outs = NULL;
         int rc = taskq_result(L->b, w->id, task, outs, final, err, sizeof err);
@@ -254,13 +390,23 @@ static int worker_msg(brk_loop *L, const in_msg *im) {
         proto_get_u64(r, "attempt", &attempt);
         proto_get_str(r, "error", &e, NULL);
         LOG_INFO("workers: %s: task %llu failed: %s", w->id, (unsigned long long)task, e);
+        if (L->full_run) {   /* counted once the store has room (only if still the current lease) */
+            if (holds_lease(L, task, w->id)) {
+                deferred *d = def_push(L, DEF_FAIL, task, w->id);
+                d->attempt = (uint32_t)attempt;
+                snprintf(d->error, sizeof d->error, "%s", e);
+            }
+            return 0;
+        }
         int rc = taskq_fail(L->b, w->id, task, (uint32_t)attempt, e);
         return rc < 0 ? rc : 0;
     }
     if (strcmp(cmd, "disconnect") == 0) {
         char id[64];
         snprintf(id, sizeof id, "%s", w->id);
-        int rc = taskq_requeue_worker(L->b, id, 0, "worker disconnected");
+        int rc = 0;
+        if (L->full_run) def_worker_gone(L, id, 1);
+        else rc = taskq_requeue_worker(L->b, id, 0, "worker disconnected");
         if (rc < 0) return rc;
         w = brk_registry_by_id(&L->reg, id);
         if (w) {
@@ -345,7 +491,9 @@ static int run_batch(store_txn *t, void *ctx) {
     brk_fx fx = {on_lease_ended, L};
     taskq_batch_init(&b, t, util_wall_ms(), &fx);
     L->b = &b;
-    int rc = 0;
+    L->full_run = 0;
+    L->cenv.store_full = NULL;
+    int rc = apply_deferred(L);
     for (uint32_t i = 0; !rc && i < L->n_undel; i++)
         rc = taskq_requeue_task(&b, L->undel[i].task, L->undel[i].worker, "task message could not be delivered");
     for (uint32_t i = 0; !rc && i < L->n_in; i++) {
@@ -370,6 +518,108 @@ static int run_batch(store_txn *t, void *ctx) {
     taskq_batch_free(&b);
     L->b = NULL;
     return rc;
+}
+
+/* The batch's messages in full mode: one read transaction, nothing written (clients.c refuses
+ * submit/cancel, worker_msg defers what needs a write); no lease expiry, no dispatch. Returns 0
+ * or a STORE_ERR_* (a read failed: the store is broken, not full). */
+static int run_full_batch(brk_loop *L, char *err, size_t errlen) {
+    store_txn *t;
+    int rc = store_txn_begin(L->st, 0, &t, err, errlen);
+    if (rc) return rc;
+    brk_batch b;
+    brk_fx fx = {on_lease_ended, L};
+    taskq_batch_init(&b, t, util_wall_ms(), &fx);
+    L->b = &b;
+    L->full_run = 1;
+    L->cenv.store_full = L->full_msg;
+    for (uint32_t i = 0; !rc && i < L->n_in; i++) {
+        in_msg *im = &L->in[i];
+        if (!im->m) {
+            if (im->from_workers) worker_error(L, im->ident, im->ident_len, 0, im->err);
+            else out_push(L, 0, im->ident, im->ident_len, brk_client_error("error", NULL, im->err));
+            continue;
+        }
+        if (im->from_workers) {
+            rc = worker_msg(L, im);
+        } else {
+            const char *cmd = proto_cmd(im->m);
+            if (strcmp(cmd, "submit") == 0 || strcmp(cmd, "cancel") == 0) L->full_refused_cmds++;
+            int fatal = 0;
+            proto_writer *w = brk_client_handle(&b, &L->cenv, im->m, &fatal);
+            out_push(L, 0, im->ident, im->ident_len, w);
+            rc = fatal;
+        }
+    }
+    taskq_batch_free(&b);
+    L->b = NULL;
+    L->full_run = 0;
+    L->cenv.store_full = NULL;
+    store_txn_abort(&t);
+    if (rc) util_err(err, errlen, "store read failed in the store-full state: %s%s%s", store_strerror(rc),
+                     store_last_error(L->st)[0] ? ": " : "", store_last_error(L->st));
+    return rc;
+}
+
+/* Enters (or stays in) the store-full state after a write failed with rc (a full code). */
+static void enter_full(brk_loop *L, int rc, const char *werr) {
+    const brk_config *c = L->cfg;
+    int64_t now = util_now_ms();
+    const char *what = werr && *werr ? werr : store_strerror(rc);
+    if (strncmp(what, "store: ", 7) == 0) what += 7;
+    char fix[320];
+    if (c->map_max_bytes)
+        snprintf(fix, sizeof fix, "free disk space, restart the broker with a larger --map-max-mb (now %zu), or "
+                 "archive finished jobs out of %.200s", c->map_max_bytes >> 20, c->db);
+    else
+        snprintf(fix, sizeof fix, "free disk space on the file system holding %.200s, or archive finished jobs out "
+                 "of it (the map has no limit: --map-max-mb 0)", c->db);
+    snprintf(L->full_msg, sizeof L->full_msg,
+             "store full: %s. New jobs are refused and no tasks are leased until a write succeeds (retried "
+             "every %u ms, less often while the store keeps refilling). Fix: %s", what, c->full_retry_ms, fix);
+    if (!L->full) {
+        /* a store that fills again soon after a retry succeeded is at its limit: back off the
+         * retries (up to 32x) instead of re-leasing work that cannot be stored every few seconds */
+        if (L->full_entries && now - L->full_left_ms < 10000) {
+            if (L->full_backoff < 32) L->full_backoff *= 2;
+        } else {
+            L->full_backoff = 1;
+        }
+        L->full = 1;
+        L->full_since_ms = now;
+        L->full_entries++;
+        /* one clear error per episode; a store that flaps at its limit logs at most every 30 s */
+        if (L->full_entries == 1 || now - L->full_logged_ms >= 30000) {
+            LOG_ERROR("%s", L->full_msg);
+            L->full_logged_ms = now;
+        } else {
+            LOG_DEBUG("store full again (%llu episodes)", (unsigned long long)L->full_entries);
+        }
+    }
+    L->full_retry_at_ms = now + (int64_t)c->full_retry_ms * L->full_backoff;
+}
+
+/* Store full, retry due: is there some headroom (a 32nd of the map, 64 KiB .. 16 MiB)? If not,
+ * stay full without running a batch (nothing leased, nothing logged) and retry later. */
+static int room_for_retry(brk_loop *L) {
+    size_t want = store_map_bytes(L->st) / 32;
+    if (want < ((size_t)64 << 10)) want = (size_t)64 << 10;
+    if (want > ((size_t)16 << 20)) want = (size_t)16 << 20;
+    char e[512] = "";
+    int rc = store_room_check(L->st, want, e, sizeof e);
+    if (rc == STORE_OK) return 1;
+    LOG_DEBUG("store still full: %s", e);
+    L->full_retry_at_ms = util_now_ms() + (int64_t)L->cfg->full_retry_ms * L->full_backoff;
+    return 0;
+}
+
+static void leave_full(brk_loop *L) {
+    LOG_WARN("store writable again after %.1f s full (%llu result(s) and %llu submit/cancel refused): "
+             "accepting jobs and leasing tasks", (double)(util_now_ms() - L->full_since_ms) / 1000.0,
+             (unsigned long long)L->full_refused_results, (unsigned long long)L->full_refused_cmds);
+    L->full = 0;
+    L->full_left_ms = util_now_ms();
+    L->full_refused_results = L->full_refused_cmds = 0;
 }
 
 /* ---------------------------------------------------------------- sockets */
@@ -504,8 +754,11 @@ int brk_run(const brk_config *cfg, volatile sig_atomic_t *stop, char *err, size_
     L.cenv.default_max_attempts = cfg->max_attempts;
     L.cenv.workers = &L.reg;
     int ret = -1;
-    if (store_open(cfg->db, 0, cfg->map_bytes, &L.st, err, errlen) != STORE_OK) return -1;
+    size_t map0 = cfg->map_bytes;
+    if (cfg->map_max_bytes && map0 > cfg->map_max_bytes) map0 = cfg->map_max_bytes;
+    if (store_open(cfg->db, 0, map0, &L.st, err, errlen) != STORE_OK) return -1;
     store_set_nosync(L.st, cfg->nosync);
+    store_set_map_max(L.st, cfg->map_max_bytes);
     L.zctx = zmq_ctx_new();
     L.in = xcalloc(cfg->max_batch ? cfg->max_batch : 1, sizeof *L.in);
     /* the ZAP handler must exist before a CURVE socket binds: a CURVE server that finds no
@@ -522,6 +775,7 @@ int brk_run(const brk_config *cfg, volatile sig_atomic_t *stop, char *err, size_
              !cfg->curve ? "plaintext, no authentication"
              : cfg->allow ? "CURVE, clients restricted to the allow-list" : "CURVE, any client key accepted");
 
+    if (L.full) LOG_WARN("loop: started in the store-full state: jobs resume once a write succeeds");
     int64_t now = util_now_ms();
     int64_t next_hb = now + PROTO_HEARTBEAT_MS;
     int64_t lease_tick = cfg->lease_ms / 4 < 250 ? (cfg->lease_ms / 4 ? cfg->lease_ms / 4 : 1) : 250;
@@ -535,6 +789,7 @@ int brk_run(const brk_config *cfg, volatile sig_atomic_t *stop, char *err, size_
     while (!*stop) {
         now = util_now_ms();
         int64_t wake = next_hb < next_lease ? next_hb : next_lease;
+        if (L.full && L.full_retry_at_ms < wake) wake = L.full_retry_at_ms;
         long timeout = wake > now ? (long)(wake - now) : 0;
         if (L.n_undel_next) timeout = 0;
         int n = zmq_poll(items, n_items, timeout);
@@ -567,28 +822,67 @@ int brk_run(const brk_config *cfg, volatile sig_atomic_t *stop, char *err, size_
         /* swap the undelivered lists: this batch re-queues what the last send could not deliver */
         undelivered *tmp = L.undel; L.undel = L.undel_next; L.undel_next = tmp;
         L.n_undel = L.n_undel_next; L.n_undel_next = 0;
-        if (L.n_in || L.timers_due || L.n_undel) {
+        int retry_due = L.full && now >= L.full_retry_at_ms && room_for_retry(&L);
+        if (L.full && !retry_due) {
+            /* store full, no retry yet: answer what can be answered without writing */
+            for (uint32_t i = 0; i < L.n_undel; i++) def_push(&L, DEF_REQUEUE_TASK, L.undel[i].task, L.undel[i].worker);
+            L.n_undel = 0;
+            if (L.n_in) {
+                char rerr[512] = "";
+                if (run_full_batch(&L, rerr, sizeof rerr) != 0) {
+                    util_err(err, errlen, "broker: %s", rerr);
+                    out_clear(&L);
+                    ret = -1;
+                    break;
+                }
+                send_outbox(&L);
+            }
+        } else if (L.n_in || L.timers_due || L.n_undel || retry_due) {
             brk_registry_copy(&L.snap, &L.reg);
             L.run_count = 0;
+            if (retry_due) L.timers_due = 1;
             char werr[512] = "";
             int rc = store_write(L.st, run_batch, &L, werr, sizeof werr);
-            if (rc != STORE_OK) {
-                /* the store is unusable (disk full beyond growth, I/O error): nothing of this batch
-                 * was committed or sent; stop rather than acknowledge what is not durable */
+            if (rc == STORE_OK) {
+                if (L.full) leave_full(&L);
+                L.n_def = 0;   /* applied and committed */
+                L.batches++;
+                send_outbox(&L);
+            } else if (store_err_is_full(rc)) {
+                /* nothing of this batch was committed or sent: undo it, enter the full state, and
+                 * answer its messages from a read transaction */
+                brk_registry_copy(&L.reg, &L.snap);
+                out_clear(&L);
+                for (uint32_t i = 0; i < L.n_undel; i++) def_push(&L, DEF_REQUEUE_TASK, L.undel[i].task, L.undel[i].worker);
+                L.n_undel = 0;
+                enter_full(&L, rc, werr);
+                char rerr[512] = "";
+                if (L.n_in && run_full_batch(&L, rerr, sizeof rerr) != 0) {
+                    util_err(err, errlen, "broker: %s", rerr);
+                    out_clear(&L);
+                    ret = -1;
+                    break;
+                }
+                send_outbox(&L);
+            } else {
+                /* the store is unusable (I/O error, corruption): nothing of this batch was
+                 * committed or sent; stop rather than acknowledge what is not durable */
                 util_err(err, errlen, "broker: store write failed: %s", werr[0] ? werr : store_strerror(rc));
                 out_clear(&L);
                 ret = -1;
                 break;
             }
-            L.batches++;
-            send_outbox(&L);
         }
         for (uint32_t i = 0; i < L.n_in; i++) proto_msg_destroy(&L.in[i].m);
         L.n_in = 0;
         L.in_bytes = 0;
         now = util_now_ms();
         if (now >= next_hb) { heartbeat_all(&L); next_hb = now + PROTO_HEARTBEAT_MS; }
-        if (now >= next_maint) { store_maintain(L.st); next_maint = now + 10000; }
+        if (now >= next_maint) {
+            /* stale reader slots pin old pages: clearing them may give a full map room again */
+            if (store_maintain(L.st) > 0 && L.full) L.full_retry_at_ms = now;
+            next_maint = now + 10000;
+        }
         if (now >= next_log) {
             LOG_DEBUG("loop: %llu batches, %llu messages (%llu malformed), %llu tasks sent, %d workers",
                       (unsigned long long)L.batches, (unsigned long long)L.msgs, (unsigned long long)L.bad_msgs,
@@ -610,6 +904,7 @@ done:
     free(L.in);
     free(L.undel);
     free(L.undel_next);
+    free(L.def);
     if (L.cli_mon) zmq_close(L.cli_mon);
     if (L.wrk_mon) zmq_close(L.wrk_mon);
     if (L.cli) zmq_close(L.cli);
@@ -632,28 +927,43 @@ static int collect_up(const store_worker *w, void *ctx) {
     c->w[c->nw++] = *w;
     return 0;
 }
+/* Marks the previous run's workers gone and re-queues every lease, inside batch b (no flush). */
+static int recover_in_batch(brk_batch *b, int *n_requeued) {
+    recover_ctx c = {0};
+    /* workers of the previous run are gone until they register again */
+    int rc = store_workers_each_txn(b->txn, collect_up, &c);
+    for (int i = 0; !rc && i < c.nw; i++) {
+        snprintf(c.w[i].state, sizeof c.w[i].state, "gone");
+        rc = store_worker_put(b->txn, &c.w[i]);
+    }
+    free(c.w);
+    if (rc) return rc;
+    rc = taskq_recover(b);
+    if (rc < 0) return rc;
+    *n_requeued = rc;
+    return 0;
+}
 static int recover_fn(store_txn *t, void *ctx) {
     recover_ctx *c = ctx;
     brk_batch b;
     taskq_batch_init(&b, t, util_wall_ms(), NULL);
-    /* workers of the previous run are gone until they register again */
-    c->nw = 0;
-    int rc = store_workers_each_txn(t, collect_up, c);
-    for (int i = 0; !rc && i < c->nw; i++) {
-        snprintf(c->w[i].state, sizeof c->w[i].state, "gone");
-        rc = store_worker_put(t, &c->w[i]);
-    }
-    if (rc) { taskq_batch_free(&b); return rc; }
-    rc = taskq_recover(&b);
-    if (rc >= 0) { c->n = rc; rc = taskq_batch_flush(&b); }
+    int rc = recover_in_batch(&b, &c->n);
+    if (!rc) rc = taskq_batch_flush(&b);
     taskq_batch_free(&b);
     return rc;
 }
 static int recover(brk_loop *L, char *err, size_t errlen) {
     recover_ctx c = {0};
-    int rc = store_write(L->st, recover_fn, &c, err, errlen);
-    free(c.w);
-    if (rc) return -1;
+    char werr[512] = "";
+    int rc = store_write(L->st, recover_fn, &c, werr, sizeof werr);
+    if (store_err_is_full(rc)) {
+        /* restarted on a full store (same limit, disk still full): serve read-only and recover
+         * with the first write that succeeds; no lease is handed out before that */
+        def_push(L, DEF_RECOVER, 0, NULL);
+        enter_full(L, rc, werr);
+        return 0;
+    }
+    if (rc) return util_err(err, errlen, "%s", werr), -1;
     if (c.n) LOG_INFO("loop: recovery re-queued %d leased task(s) from the previous run", c.n);
     return 0;
 }

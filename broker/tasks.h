@@ -46,7 +46,10 @@
  *     (of any attempt, from any registered worker) for an unfinished task is accepted; if it
  *     completes the task while another worker holds the lease, that worker gets `cancel`.
  *     Malformed outputs (p outside the task's problems, s >= n, wrong types) are answered with
- *     `error {task, error}` and nothing of that message is committed.
+ *     `error {task, error}` and nothing of that message is committed. So is every result while
+ *     the store is full (error "store full: ..."; broker/broker.h): it is not acked, and once a
+ *     write succeeds again the task is re-queued without counting an attempt and its holder gets
+ *     `cancel`, so the refused outputs are produced again (a worker only logs such an error).
  *   Messages from a peer that never sent `ready` (or was dropped after its leases expired) are
  *     answered with `reregister` and otherwise ignored.
  *   fail   {task, attempt, error: "text"}  ->  no reply; counted against max attempts.

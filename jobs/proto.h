@@ -16,8 +16,9 @@
  *   client                         broker
  *     | submit {spec: JSON text}     |   -> {ok:true, job:"j-000001"} | {ok:false, error}
  *     | status {job}                 |   -> {ok, job, name, state, tasks:{ready,leased,done,failed},
- *     |                              |       samples_done, samples_total, created_ms, ...}
- *     | list {}                      |   -> {ok, jobs:[{job,name,state,...}]}
+ *     |                              |       samples_done, samples_total, created_ms, ...,
+ *     |                              |       store:"ok"|"full", store_error? (while full)}
+ *     | list {}                      |   -> {ok, jobs:[{job,name,state,...}], store, store_error?}
  *     | cancel {job}                 |   -> {ok, job, state:"cancelled"}
  *     | report {job}                 |   -> {ok, job, stats:{...aggregate record...}}
  *     | workers {}                   |   -> {ok, workers:[{id,role,host,pid,credit,leased,last_seen_ms}]}
@@ -42,6 +43,9 @@
  *
  * Task kinds and their payloads / outputs are documented in broker/tasks.h.
  * Errors from the broker: {ok:false, error:"text"} (clients) or cmd "error" {error} (workers).
+ * While the store is full (disk or --map-max-mb) intake pauses: submit/cancel get
+ * {ok:false, error:"store full: ..."}, results get "error" and are not acked (the task is redone
+ * once there is room), read-only commands keep working.
  *
  * The codec: messages are built with proto_writer (a thin layer over msgpack-c's packer) and
  * read with proto_parse(), which validates the whole body BEFORE anything uses it: declared

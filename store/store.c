@@ -83,9 +83,11 @@ size_t store_used_bytes(store *s) {
     return (size_t)(info.me_last_pgno + 1) * st.ms_psize;
 }
 
-/* "limit 2 MiB" / "no limit" into buf. */
+static double mib(size_t bytes) { return (double)bytes / (1024.0 * 1024.0); }
+
+/* "limit 2 MiB" / "no map limit" into buf. */
 static const char *limit_text(const store *s, char *buf, size_t cap) {
-    if (s->map_max) snprintf(buf, cap, "limit %zu MiB", s->map_max >> 20 ? s->map_max >> 20 : 1);
+    if (s->map_max) snprintf(buf, cap, "limit %.6g MiB", mib(s->map_max));
     else snprintf(buf, cap, "no map limit");
     return buf;
 }
@@ -115,9 +117,9 @@ static int mdb_rc(store *s, int rc, const char *what) {
     if (rc == ENOSPC || rc == EDQUOT || rc == EFBIG || (rc == EIO && eio_means_full(s))) {
         char lim[48];
         snprintf(s->last_err, sizeof s->last_err,
-                 "no space to extend %s/data.mdb (%s: %s%s; map %zu MiB, %zu MiB used, %s)", s->dir, what,
+                 "no space to extend %.300s/data.mdb (%s: %s%s; map %.6g MiB, %.2f MiB used, %s)", s->dir, what,
                  mdb_strerror(rc), rc == EIO ? ", a short write: file system or file-size limit reached" : "",
-                 s->map_bytes >> 20, store_used_bytes(s) >> 20, limit_text(s, lim, sizeof lim));
+                 mib(s->map_bytes), mib(store_used_bytes(s)), limit_text(s, lim, sizeof lim));
         return STORE_ERR_DISK_FULL;
     }
     snprintf(s->last_err, sizeof s->last_err, "%s: %s", what, mdb_strerror(rc));
@@ -290,8 +292,8 @@ int store_grow(store *s, char *err, size_t errlen) {
     if (s->open_txns) return util_err(err, errlen, "store: cannot grow the map with a transaction open"), STORE_ERR_IO;
     char lim[48];
     if (s->map_max && s->map_bytes >= s->map_max) {
-        snprintf(s->last_err, sizeof s->last_err, "map full at its limit (map %zu MiB, %zu MiB used, %s) in %s",
-                 s->map_bytes >> 20, store_used_bytes(s) >> 20, limit_text(s, lim, sizeof lim), s->dir);
+        snprintf(s->last_err, sizeof s->last_err, "map full at its limit (map %.6g MiB, %.2f MiB used, %s) in %.300s",
+                 mib(s->map_bytes), mib(store_used_bytes(s)), limit_text(s, lim, sizeof lim), s->dir);
         util_err(err, errlen, "store: %s", s->last_err);
         return STORE_ERR_MAP_FULL;
     }
@@ -300,8 +302,8 @@ int store_grow(store *s, char *err, size_t errlen) {
     int rc = mdb_env_set_mapsize(s->env, nb);
     if (rc == ENOMEM || rc == ENOSPC || rc == EFBIG || rc == EDQUOT) {
         /* the map cannot grow (no address space, or the file cannot be extended): full */
-        snprintf(s->last_err, sizeof s->last_err, "map full: growing it from %zu to %zu MiB failed (%s; %zu MiB used, %s) in %s",
-                 s->map_bytes >> 20, nb >> 20, mdb_strerror(rc), store_used_bytes(s) >> 20,
+        snprintf(s->last_err, sizeof s->last_err, "map full: growing it from %.3g to %.6g MiB failed (%s; %.2f MiB used, %s) in %.300s",
+                 mib(s->map_bytes), mib(nb), mdb_strerror(rc), mib(store_used_bytes(s)),
                  limit_text(s, lim, sizeof lim), s->dir);
         util_err(err, errlen, "store: %s", s->last_err);
         return STORE_ERR_MAP_FULL;
@@ -310,7 +312,7 @@ int store_grow(store *s, char *err, size_t errlen) {
     MDB_envinfo info;
     mdb_env_info(s->env, &info);
     s->map_bytes = info.me_mapsize;
-    LOG_INFO("store: map grown to %zu MiB", s->map_bytes >> 20);
+    LOG_INFO("store: map grown to %.6g MiB", mib(s->map_bytes));
     return STORE_OK;
 }
 
@@ -385,15 +387,64 @@ int store_write(store *s, store_write_fn fn, void *ctx, char *err, size_t errlen
             return rc;
         }
         if (s->map_max && s->map_bytes >= s->map_max) return store_grow(s, err, errlen);  /* says why */
-        LOG_INFO("store: map full at %zu MiB; growing and retrying the write", s->map_bytes >> 20);
+        LOG_INFO("store: map full at %.6g MiB; growing and retrying the write", mib(s->map_bytes));
         if (err) err[0] = 0;
         if ((rc = store_grow(s, err, errlen))) return rc;
     }
     char lim[48];
-    snprintf(s->last_err, sizeof s->last_err, "map still full after growing to %zu MiB (%s) in %s", s->map_bytes >> 20,
+    snprintf(s->last_err, sizeof s->last_err, "map still full after growing to %.6g MiB (%s) in %.300s", mib(s->map_bytes),
              limit_text(s, lim, sizeof lim), s->dir);
     util_err(err, errlen, "store: %s", s->last_err);
     return STORE_ERR_MAP_FULL;
+}
+
+/* Allocates about `bytes` in a write transaction that is then aborted (1 KiB values: leaf
+ * pages, so a fragmented free list counts too). */
+static int room_fill(store_txn *t, void *ctx) {
+    size_t bytes = *(size_t *)ctx;
+    for (size_t i = 0, n = (bytes + 1023) / 1024; i < n; i++) {
+        char k[32];
+        int kl = snprintf(k, sizeof k, "~room_probe/%08zu", i);
+        MDB_val key = {(size_t)kl, k}, val = {1024, NULL};
+        int rc = mdb_put(t->txn, t->s->dbi[DB_META], &key, &val, MDB_RESERVE);
+        if (rc) return mdb_rc(t->s, rc, "room probe");
+        memset(val.mv_data, 0, 1024);
+    }
+    return STORE_ERR_NOTFOUND;   /* never commit */
+}
+
+int store_room_check(store *s, size_t bytes, char *err, size_t errlen) {
+    if (s->readonly) return util_err(err, errlen, "store: read-only"), STORE_ERR_READONLY;
+    char lim[48];
+    struct statvfs vf;
+    if (statvfs(s->dir, &vf) == 0 && (unsigned long long)vf.f_bavail * vf.f_frsize < bytes) {
+        snprintf(s->last_err, sizeof s->last_err, "the file system holding %.300s has %llu KiB free (want %zu KiB)", s->dir,
+                 (unsigned long long)vf.f_bavail * vf.f_frsize >> 10, bytes >> 10);
+        return util_err(err, errlen, "store: %s", s->last_err), STORE_ERR_DISK_FULL;
+    }
+    struct rlimit rl;
+    struct stat st;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/data.mdb", s->dir);
+    if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && stat(path, &st) == 0 &&
+        (unsigned long long)st.st_size + bytes > (unsigned long long)rl.rlim_cur) {
+        snprintf(s->last_err, sizeof s->last_err, "%.300s is %lld KiB, the file-size limit (ulimit -f) %llu KiB", path,
+                 (long long)st.st_size >> 10, (unsigned long long)rl.rlim_cur >> 10);
+        return util_err(err, errlen, "store: %s", s->last_err), STORE_ERR_DISK_FULL;
+    }
+    for (int tries = 0; tries < 12; tries++) {
+        store_txn *t;
+        int rc = store_txn_begin(s, 1, &t, err, errlen);
+        if (rc) return rc;
+        rc = room_fill(t, &bytes);
+        store_txn_abort(&t);
+        if (rc == STORE_ERR_NOTFOUND) return STORE_OK;
+        if (rc != STORE_ERR_MAP_FULL) return util_err(err, errlen, "store: %s", s->last_err), rc;
+        if ((rc = store_grow(s, err, errlen))) return rc;
+    }
+    snprintf(s->last_err, sizeof s->last_err, "no room for %zu KiB in the map (map %.6g MiB, %s)", bytes >> 10,
+             mib(s->map_bytes), limit_text(s, lim, sizeof lim));
+    return util_err(err, errlen, "store: %s", s->last_err), STORE_ERR_MAP_FULL;
 }
 
 /* ======================================================================= raw helpers */

@@ -96,6 +96,12 @@ size_t store_map_max(const store *s);
  * file are reused by LMDB, so this is the data file's high-water mark). */
 size_t store_used_bytes(store *s);
 const char *store_dir(const store *s);
+/* Checks that about `bytes` more can be written, without changing the store: a write
+ * transaction allocates that much (growing the map within its limit if needed) and is aborted;
+ * and the file system has that much free (and RLIMIT_FSIZE leaves room past data.mdb). Returns
+ * STORE_OK, STORE_ERR_MAP_FULL / STORE_ERR_DISK_FULL (err says what), or another STORE_ERR_*.
+ * Used to leave a store-full state only with some headroom. No transaction may be open. */
+int store_room_check(store *s, size_t bytes, char *err, size_t errlen);
 int store_is_readonly(const store *s);
 /* Text of the last LMDB failure on this store ("mdb_put(tasks): MDB_MAP_FULL ..."), or "". */
 const char *store_last_error(const store *s);

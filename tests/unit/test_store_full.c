@@ -90,6 +90,15 @@ TEST(map_limit_is_full_not_corrupt) {
     /* a second try fails the same way (no growth past the limit, nothing partial) */
     fill_ctx again = {committed, 20};
     EXPECT_EQ_INT(store_write(s, fill, &again, err, sizeof err), STORE_ERR_MAP_FULL);
+    /* the headroom probe agrees, and changes nothing */
+    EXPECT_EQ_INT(store_room_check(s, 256 << 10, err, sizeof err), STORE_ERR_MAP_FULL);
+    EXPECT_MSG(strstr(err, "limit") != NULL, "err: %s", err);
+    store_set_map_max(s, 4u << 20);
+    EXPECT_MSG(store_room_check(s, 256 << 10, err, sizeof err) == STORE_OK, "%s", err);
+    store_set_map_max(s, 2u << 20);
+    counted cp = {0, 0, 0};
+    EXPECT(store_generations_each(s, 1, count_cb, &cp, err, sizeof err) == STORE_OK);
+    EXPECT_EQ_INT(cp.n, committed);
     store_close(&s);
     counted c1 = count_store(d);
     EXPECT_EQ_INT(c1.bad, 0);
