@@ -561,6 +561,15 @@ static int c_more(gen *g) {
     return 1;
 }
 
+/* The hero loses d of the current quantity: the subtraction step and the "left" question. */
+static void take_away(gen *g, int64_t d) {
+    step(g, "%s has %lld - %lld = %lld %s left.", g->hero->name, (long long)g->v, (long long)d,
+         (long long)(g->v - d), units(g, g->v - d));
+    g->v -= d;
+    ask(g, "How many %s does %s have left?", g->unit_pl, g->hero->name);
+    g->periodic = 0;
+}
+
 static int c_less(gen *g) {
     if (g->v < 2 || g->gas) return -1;
     int64_t d = pick_less(g, g->v);
@@ -578,11 +587,7 @@ static int c_less(gen *g) {
             other_ref(g, buf, sizeof buf));
     else
         say(g, "%s gives away %lld %s.", subj(g), (long long)d, units(g, d));
-    step(g, "%s has %lld - %lld = %lld %s left.", g->hero->name, (long long)g->v, (long long)d,
-         (long long)(g->v - d), units(g, g->v - d));
-    g->v -= d;
-    ask(g, "How many %s does %s have left?", g->unit_pl, g->hero->name);
-    g->periodic = 0;
+    take_away(g, d);
     return 1;
 }
 
@@ -612,11 +617,7 @@ static int c_frac(gen *g) {
     frac_expr(f, g->v, ex, sizeof ex);
     step(g, "%s gives %s = %lld %s to %s.", g->hero->name, ex, (long long)part, units(g, part),
          g->other->name);
-    step(g, "%s has %lld - %lld = %lld %s left.", g->hero->name, (long long)g->v, (long long)part,
-         (long long)(g->v - part), units(g, g->v - part));
-    g->v -= part;
-    ask(g, "How many %s does %s have left?", g->unit_pl, g->hero->name);
-    g->periodic = 0;
+    take_away(g, part);
     return 2;
 }
 
@@ -630,11 +631,7 @@ static int c_pct_bad(gen *g) {
     step(g, "%lld * %d / 100 = %lld %s %s %s.", (long long)g->v, pct, (long long)k, units(g, k),
          k == 1 ? "is" : "are",
          g->it->bad);
-    step(g, "%s has %lld - %lld = %lld %s left.", g->hero->name, (long long)g->v, (long long)k,
-         (long long)(g->v - k), units(g, g->v - k));
-    g->v -= k;
-    ask(g, "How many %s does %s have left?", g->unit_pl, g->hero->name);
-    g->periodic = 0;
+    take_away(g, k);
     return 2;
 }
 

@@ -44,25 +44,6 @@ static void usage(FILE *f) {
             "  --help              this text\n");
 }
 
-static int parse_ids(const char *s, int32_t **out, int *n) {
-    int cap = 16;
-    *out = xmalloc(sizeof(int32_t) * cap);
-    *n = 0;
-    while (*s) {
-        while (*s == ',' || *s == ' ' || *s == '\t' || *s == '\n') s++;
-        if (!*s) break;
-        char *end;
-        errno = 0;
-        long v = strtol(s, &end, 10);
-        if (end == s || errno || v < 0 || v > 0x7fffffff) return -1;
-        if (*n == cap) { cap *= 2; *out = xrealloc(*out, sizeof(int32_t) * cap); }
-        (*out)[(*n)++] = (int32_t)v;
-        s = end;
-        if (*s && *s != ',' && *s != ' ' && *s != '\t' && *s != '\n') return -1;
-    }
-    return 0;
-}
-
 /* streams the text as it is generated (text mode) */
 static int on_token(void *ud, int request, uint32_t sample, int32_t id, const char *piece, size_t len) {
     if (len) fwrite(piece, 1, len, stdout);
@@ -141,7 +122,7 @@ int main(int argc, char **argv) {
     engine *e = NULL;
     gen_out g = {0};
     if (prompt_ids) {
-        if (parse_ids(prompt_ids, &ids, &n) != 0) { fprintf(stderr, "generate: --prompt-ids: expected comma-separated ids, got \"%s\"\n", prompt_ids); rc = 2; goto out; }
+        if (tok_ids_parse(prompt_ids, &ids, &n) != 0) { fprintf(stderr, "generate: --prompt-ids: expected comma-separated ids, got \"%s\"\n", prompt_ids); rc = 2; goto out; }
     } else if (prompt) {
         if (!tk) { fprintf(stderr, "generate: --prompt needs a tokenizer in %s: %s\n", model_dir, tok_err); goto out; }
         if (tok_encode(tk, prompt, strlen(prompt), !no_bos && tok_bos(tk) >= 0, 1, &ids, &n) != 0) { fprintf(stderr, "generate: cannot tokenize the prompt\n"); goto out; }

@@ -53,7 +53,6 @@ void jobctl_json_map_public(util_buf *out, const proto_val *map);
 void jobctl_print_stats_table(const char *title, const proto_val *stats);
 /* Directory of the running executable (from /proc/self/exe) into buf; 0 or -1. */
 int jobctl_exe_dir(char *buf, size_t cap);
-int jobctl_isatty_stdout(void);
 
 /* ---- arguments ---- */
 /* One flag of a subcommand's table (ended by {NULL}): a switch when on != NULL (*on = 1),

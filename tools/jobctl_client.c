@@ -266,8 +266,6 @@ int jobctl_exe_dir(char *buf, size_t cap) {
     return 0;
 }
 
-int jobctl_isatty_stdout(void) { return isatty(STDOUT_FILENO); }
-
 /* ---- arguments ---- */
 
 int jobctl_parse_args(int argc, char **argv, const char *usage, const jobctl_flag *flags, int n_pos,

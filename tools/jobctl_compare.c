@@ -131,52 +131,15 @@ static int union_k(cmp_job *jobs, int n_jobs, int *k) {
 
 /* ---- the shared budget grid ---- */
 
-static uint64_t mix3(uint64_t seed, uint64_t a, uint64_t b) {
-    uint64_t z = seed ^ (a * 0x9E3779B97F4A7C15ULL) ^ (b * 0xC2B2AE3D27D4EB4FULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
-typedef struct keyidx { const char *key; int i; } keyidx;
-static int cmp_keyidx(const void *a, const void *b) {
-    const keyidx *x = a, *y = b;
-    int c = strcmp(x->key, y->key);
-    return c ? c : (x->i > y->i) - (x->i < y->i);
-}
-
-/* Accuracy of one problem when `kp` of its samples are drawn: coverage (pass@kp) and majority
- * (plurality of the canonical answers; a group counts as correct when most of its samples were
- * graded correct, as in aggregate.c). kp = 0 scores 0. */
+/* Accuracy of one problem when `kp` of its samples are drawn: coverage (pass@kp) and majority,
+ * computed as aggregate.c does (agg_problem_at_k). kp = 0 scores 0. */
 static void problem_at(const agg_problem *p, int kp, uint64_t seed, double *cov, double *maj) {
     *cov = *maj = 0;
     if (kp <= 0 || p->n <= 0) return;
     if (kp > p->n) kp = p->n;
-    int c = 0;
-    for (int i = 0; i < p->n; i++) c += p->correct[i] ? 1 : 0;
-    *cov = metrics_pass_at_k(p->n, c, kp);
-    keyidx *ki = xmalloc(sizeof *ki * (size_t)p->n);
-    int *sizes = xcalloc((size_t)p->n, sizeof(int)), *ncorr = xcalloc((size_t)p->n, sizeof(int));
-    unsigned char *gcorr = xcalloc((size_t)p->n, 1);
-    int m = 0, G = 0, abstain = 0;
-    for (int i = 0; i < p->n; i++) {
-        const char *key = p->canonical ? p->canonical[i] : NULL;
-        if (p->canonical && (!key || !*key)) { abstain++; continue; }
-        ki[m].key = key ? key : "";
-        ki[m].i = i;
-        m++;
-    }
-    if (p->canonical) qsort(ki, (size_t)m, sizeof *ki, cmp_keyidx);
-    for (int j = 0; j < m; j++) {
-        if (!p->canonical || j == 0 || strcmp(ki[j].key, ki[j - 1].key) != 0) G++;
-        sizes[G - 1]++;
-        ncorr[G - 1] += p->correct[ki[j].i] ? 1 : 0;
-    }
-    for (int g = 0; g < G; g++) gcorr[g] = 2 * ncorr[g] > sizes[g];
-    metrics_est e;
-    if (metrics_majority_ex(sizes, gcorr, G, abstain, kp, mix3(seed, (uint64_t)p->p, (uint64_t)kp), &e) == 0 && isfinite(e.value))
-        *maj = e.value;
-    free(ki); free(sizes); free(ncorr); free(gcorr);
+    double m;
+    agg_problem_at_k(p, kp, seed, cov, &m);
+    if (isfinite(m)) *maj = m;
 }
 
 /* The shared grid: budgets min_budget * 2^i up to the largest budget of any job, at most

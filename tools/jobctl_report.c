@@ -1,6 +1,7 @@
 /* tools/jobctl_report.c — shared pieces of the report commands (tools/jobctl_report.h): one
  * job's data read from the store offline, the aggregate input built from it the way the broker
- * builds the aggregate payload (broker/payload.c), k-list parsing, and the subject/level table.
+ * builds the aggregate payload (broker/payload.c), k-list and "JOB --db DIR" argument parsing,
+ * and the subject/level table.
  */
 #include "tools/jobctl_report.h"
 

@@ -88,23 +88,6 @@ static char *valid_copy(const char *p, size_t n) {
     return b.data;
 }
 
-static int parse_ids(const char *s, int32_t **ids, int *n) {
-    int cap = 16;
-    *ids = xmalloc(sizeof(int32_t) * (size_t)cap);
-    *n = 0;
-    while (*s) {
-        while (*s == ',' || *s == ' ' || *s == '\t' || *s == '\n') s++;
-        if (!*s) break;
-        char *e;
-        long v = strtol(s, &e, 10);
-        if (e == s || v < 0 || v > INT32_MAX) return -1;
-        if (*n == cap) *ids = xrealloc(*ids, sizeof(int32_t) * (size_t)(cap *= 2));
-        (*ids)[(*n)++] = (int32_t)v;
-        s = e;
-    }
-    return 0;
-}
-
 int main(int argc, char **argv) {
     const char *path = NULL, *text = NULL, *text_file = NULL, *decode = NULL;
     int want_ids = 0, want_json = 0, bos = 0, special = 0, info = 0;
@@ -147,7 +130,7 @@ int main(int argc, char **argv) {
     if (decode) {
         int32_t *ids = NULL;
         int n = 0;
-        if (parse_ids(decode, &ids, &n) != 0) {
+        if (tok_ids_parse(decode, &ids, &n) != 0) {
             fprintf(stderr, "tokenize: --decode: expected non-negative integers separated by ',' or ' '\n");
             free(ids);
             tok_destroy(&t);

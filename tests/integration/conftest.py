@@ -2,8 +2,8 @@
 
 Every test gets its own ports (free_port), its own temp dirs, and a `procs` manager whose
 teardown SIGKILLs whatever the test started (so a failing test never leaks a broker).
-Programs come from bin/ (built by `make`); a test needing a missing program is skipped with a
-message saying which.
+Programs come from bin/ (built by `make`; $THINKFAST_BIN overrides); a test needing a missing
+program fails with a message saying which (a missing build is an error, not a skip).
 """
 import json
 import os

@@ -151,6 +151,19 @@ static void problem_compute(agg_work *w, int i) {
     grouping_free(&g);
 }
 
+void agg_problem_at_k(const agg_problem *p, int k, uint64_t seed, double *coverage, double *majority) {
+    int c = 0;
+    for (int j = 0; j < p->n; j++) c += p->correct[j] ? 1 : 0;
+    *coverage = metrics_pass_at_k(p->n, c, k);
+    grouping g;
+    group_problem(p, &g);
+    metrics_est e;
+    *majority = NAN;
+    if (metrics_majority_ex(g.sizes, g.gcorr, g.G, g.abstain, k, mix3(seed, (uint64_t)p->p, (uint64_t)k), &e) == 0)
+        *majority = e.value;
+    grouping_free(&g);
+}
+
 static void *agg_worker(void *arg) {
     agg_work *w = arg;
     for (;;) {

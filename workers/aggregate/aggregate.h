@@ -106,6 +106,11 @@ typedef struct agg_stats {
 int aggregate_compute(const agg_problem *problems, int n_problems, const int *k, int n_k,
                       uint64_t seed, agg_stats *out, char *err, size_t errlen);
 
+/* One problem's coverage (pass@k) and majority@k for k <= p->n samples: the per-problem values
+ * aggregate_compute averages in its k column (same grouping, same Monte Carlo seed for the
+ * same seed), for tools that evaluate other k. *majority is NaN when undefined. */
+void agg_problem_at_k(const agg_problem *p, int k, uint64_t seed, double *coverage, double *majority);
+
 /* Appends the JSON object documented above to out (no trailing newline). */
 void agg_stats_to_json(const agg_stats *s, util_buf *out);
 /* Same, plus "per_problem":[{"p":..,"coverage":[..],"majority":[..]},..] when per_problem != 0. */

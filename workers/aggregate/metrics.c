@@ -276,13 +276,21 @@ static long double majority_exact_group(const lfact *lf, const int *s, int G, in
     return total;
 }
 
-int metrics_majority_ex(const int *sizes, const unsigned char *gcorrect, int G, int A, int k, uint64_t seed,
-                        metrics_est *out) {
-    out->value = NAN; out->se = 0; out->exact = 1;
+/* Validates a grouping for majority@k (G groups of sizes[g] >= 0 samples plus A abstentions,
+ * 1 <= k <= n <= 10^6) and returns n, the number of samples; -1 when invalid. */
+static long groups_total(const int *sizes, const unsigned char *gcorrect, int G, int A, int k) {
     if (G < 0 || A < 0 || k < 1 || (G > 0 && (!sizes || !gcorrect))) return -1;
     long n = A;
     for (int g = 0; g < G; g++) { if (sizes[g] < 0) return -1; n += sizes[g]; }
     if (k > n || n > 1000000) return -1;
+    return n;
+}
+
+int metrics_majority_ex(const int *sizes, const unsigned char *gcorrect, int G, int A, int k, uint64_t seed,
+                        metrics_est *out) {
+    out->value = NAN; out->se = 0; out->exact = 1;
+    long n = groups_total(sizes, gcorrect, G, A, k);
+    if (n < 0) return -1;
     int any = 0;
     for (int g = 0; g < G; g++) if (gcorrect[g] && sizes[g] > 0) any = 1;
     if (!any) { out->value = 0; return 0; }
@@ -326,10 +334,8 @@ int metrics_majority_ex(const int *sizes, const unsigned char *gcorrect, int G, 
 int metrics_majority_mc(const int *sizes, const unsigned char *gcorrect, int G, int A, int k, uint64_t seed,
                         metrics_est *out) {
     out->value = NAN; out->se = 0; out->exact = 0;
-    if (G < 0 || A < 0 || k < 1 || (G > 0 && (!sizes || !gcorrect))) return -1;
-    long n = A;
-    for (int g = 0; g < G; g++) { if (sizes[g] < 0) return -1; n += sizes[g]; }
-    if (k > n || n > 1000000) return -1;
+    long n = groups_total(sizes, gcorrect, G, A, k);
+    if (n < 0) return -1;
     /* expand groups to per-sample labels */
     int *label = xmalloc(sizeof(int) * (size_t)n);
     long i = 0;

@@ -2,11 +2,11 @@
  *
  * Each pre-token piece starts as one symbol per byte; the adjacent pair with the lowest merge
  * rank is merged until no pair has a rank (ties: leftmost pair first — tiktoken's and HF's
- * rule). Candidate pairs sit in a binary min-heap keyed by (rank, left position) over a
- * doubly linked list of symbols; stale heap entries are recognised when popped, so a piece of
- * n bytes costs O(n log n) instead of the O(n^2) rescans of the textbook loop. With
- * ignore_merges (tiktoken, Llama-3 tokenizer.json) a piece that is itself a token is emitted
- * directly, as the references do.
+ * rule). Candidate pairs sit in a binary heap ordered by (rank, left position) over a doubly
+ * linked list of symbols (the heap, tok__heap_*, is defined here and also serves tok_spm.c);
+ * stale heap entries are recognised when popped, so a piece of n bytes costs O(n log n)
+ * instead of the O(n^2) rescans of the textbook loop. With ignore_merges (tiktoken, Llama-3
+ * tokenizer.json) a piece that is itself a token is emitted directly, as the references do.
  */
 #include <stdio.h>
 #include <stdlib.h>

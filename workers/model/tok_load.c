@@ -462,6 +462,25 @@ const char *tok_piece_after(const tok *t, int32_t prev, int32_t id, size_t *len)
     return p;
 }
 
+int tok_ids_parse(const char *s, int32_t **ids, int *n) {
+    int cap = 16;
+    *ids = xmalloc(sizeof(int32_t) * (size_t)cap);
+    *n = 0;
+    while (*s) {
+        while (*s == ',' || *s == ' ' || *s == '\t' || *s == '\n') s++;
+        if (!*s) break;
+        char *end;
+        errno = 0;
+        long v = strtol(s, &end, 10);
+        if (end == s || errno || v < 0 || v > INT32_MAX) return -1;
+        if (*n == cap) *ids = xrealloc(*ids, sizeof(int32_t) * (size_t)(cap *= 2));
+        (*ids)[(*n)++] = (int32_t)v;
+        s = end;
+        if (*s && *s != ',' && *s != ' ' && *s != '\t' && *s != '\n') return -1;
+    }
+    return 0;
+}
+
 int tok_decode(const tok *t, const int32_t *ids, int n, util_buf *out) {
     if (!t || !out || n < 0 || (n > 0 && !ids)) return TOK_ERR_ARG;
     for (int i = 0; i < n; i++)

@@ -62,6 +62,12 @@ void tok_destroy(tok **t);
 int tok_encode(const tok *t, const char *text, size_t len, int add_bos, int parse_special,
                int32_t **ids, int *n_ids);
 
+/* Parses a text list of ids ("1,2, 3": non-negative integers separated by ',', ' ', '\t' or
+ * '\n'), as the CLIs take them, into a new array *ids of *n entries (free() it; allocated even on
+ * failure). 0, or -1 when an element is not an integer in 0..INT32_MAX or is followed by
+ * something other than a separator. Ids are not checked against a vocabulary. */
+int tok_ids_parse(const char *s, int32_t **ids, int *n);
+
 /* Appends the text of ids[0..n) to out (out must be initialised; it is not cleared first).
  * Equals the concatenation of tok_piece_after(t, ids[i-1], ids[i]) with ids[-1] = -1, so
  * specials render as their text, <0xXX> tokens as their byte, and SPM drops the dummy-prefix
