@@ -103,6 +103,12 @@ int jobctl_cmd_submit(const jobctl_opts *o, int argc, char **argv) {
 
 /* ---- status ---- */
 
+/* A line on stderr while the broker's store is full (status and list replies carry "store"). */
+static void warn_store_full(const proto_val *r) {
+    if (!strcmp(str_of(r, "store", "ok"), "full"))
+        fprintf(stderr, "jobctl: the broker's store is full, intake is paused: %s\n", str_of(r, "store_error", "(no detail)"));
+}
+
 static void print_status_human(const proto_val *r) {
     printf("job %s (%s): %s\n", str_of(r, "job", "?"), str_of(r, "name", ""), str_of(r, "state", "?"));
     const proto_val *t = proto_get_map(r, "tasks");
@@ -131,7 +137,7 @@ int jobctl_cmd_status(const jobctl_opts *o, int argc, char **argv) {
     proto_msg *reply;
     if (call_once(o, "status", pos[0], &reply)) return 1;
     if (json) print_json_public(proto_root(reply));
-    else print_status_human(proto_root(reply));
+    else { print_status_human(proto_root(reply)); warn_store_full(proto_root(reply)); }
     proto_msg_destroy(&reply);
     return 0;
 }
@@ -157,6 +163,7 @@ int jobctl_cmd_list(const jobctl_opts *o, int argc, char **argv) {
             printf("%-10s  %-24.24s  %-9s  %lld/%lld\n", str_of(j, "job", "?"), str_of(j, "name", ""), str_of(j, "state", "?"),
                    int_of(j, "samples_done", 0), int_of(j, "samples_total", 0));
         }
+        warn_store_full(proto_root(reply));
     }
     proto_msg_destroy(&reply);
     return 0;

@@ -75,6 +75,8 @@ def test_store_full_pauses_intake_then_resumes_after_restart(cluster):
     listed = json.loads(cluster.jobctl("list", "--json").stdout)
     assert [j["job"] for j in listed["jobs"]] == [job]
     assert listed["store"] == "full"
+    human = cluster.jobctl("list")
+    assert job in human.stdout and "store is full" in human.stderr, human.stderr
     # read-only commands keep working
     ws = json.loads(cluster.jobctl("workers", "--json").stdout)["workers"]
     assert {w["role"] for w in ws} == {"sample", "score", "aggregate"}
