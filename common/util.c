@@ -146,3 +146,56 @@ void util_buf_printf(util_buf *b, const char *fmt, ...) {
     va_end(ap2);
     b->len += (size_t)n;
 }
+
+/* Length of the well-formed UTF-8 sequence at s (n bytes available, n >= 1, s[0] >= 0x80), or 0
+ * when the lead byte does not start one. Ranges from Unicode Table 3-7. */
+static size_t utf8_seq_len(const unsigned char *s, size_t n) {
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
+    if (s[0] >= 0xC2 && s[0] <= 0xDF) len = 2;
+    else if (s[0] >= 0xE0 && s[0] <= 0xEF) {
+        len = 3;
+        if (s[0] == 0xE0) lo = 0xA0;      /* overlong */
+        else if (s[0] == 0xED) hi = 0x9F; /* surrogates */
+    } else if (s[0] >= 0xF0 && s[0] <= 0xF4) {
+        len = 4;
+        if (s[0] == 0xF0) lo = 0x90;      /* overlong */
+        else if (s[0] == 0xF4) hi = 0x8F; /* > U+10FFFF */
+    } else return 0;                      /* continuation byte, C0, C1, F5..FF */
+    if (len > n || s[1] < lo || s[1] > hi) return 0;
+    for (size_t i = 2; i < len; i++)
+        if ((s[i] & 0xC0) != 0x80) return 0;
+    return len;
+}
+
+void util_buf_json_str(util_buf *b, const char *s, size_t n) {
+    const unsigned char *p = (const unsigned char *)s;
+    util_buf_reserve(b, n + 2);
+    util_buf_append(b, "\"", 1);
+    size_t run = 0; /* start of the pending run of bytes copied verbatim */
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = p[i];
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') { i++; continue; }
+        if (c >= 0x80) {
+            size_t l = utf8_seq_len(p + i, n - i);
+            if (l) { i += l; continue; }
+        }
+        if (i > run) util_buf_append(b, p + run, i - run);
+        switch (c) {
+        case '"': util_buf_append(b, "\\\"", 2); break;
+        case '\\': util_buf_append(b, "\\\\", 2); break;
+        case '\n': util_buf_append(b, "\\n", 2); break;
+        case '\r': util_buf_append(b, "\\r", 2); break;
+        case '\t': util_buf_append(b, "\\t", 2); break;
+        case '\b': util_buf_append(b, "\\b", 2); break;
+        case '\f': util_buf_append(b, "\\f", 2); break;
+        default:
+            if (c >= 0x80) util_buf_append(b, "\\ufffd", 6);
+            else util_buf_printf(b, "\\u%04x", c); /* other controls and DEL */
+        }
+        run = ++i;
+    }
+    if (i > run) util_buf_append(b, p + run, i - run);
+    util_buf_append(b, "\"", 1);
+}

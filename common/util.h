@@ -1,5 +1,6 @@
 /* common/util.h — small helpers every module needs: clocks, checked allocation, whole-file
- * reads, bounded string formatting into caller error buffers.
+ * reads, bounded string formatting into caller error buffers, a growable buffer and JSON
+ * string escaping into it.
  */
 #ifndef THINKFAST_UTIL_H
 #define THINKFAST_UTIL_H
@@ -48,5 +49,17 @@ void util_buf_reserve(util_buf *b, size_t extra);
 void util_buf_append(util_buf *b, const void *p, size_t n);
 void util_buf_printf(util_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Keeps data NUL-terminated after every append (len excludes the NUL). */
+
+/* Appends s[0..n) to b as one quoted JSON string; use it rather than a local escaper, so every
+ * JSON writer treats odd bytes the same way. n is explicit, so embedded NUL bytes are kept (as \u0000); s may be
+ * NULL when n == 0. The output is always valid JSON and valid UTF-8, whatever the input:
+ *   - `"` and `\` are backslash-escaped; \n \r \t \b \f use their short escapes;
+ *   - every other byte < 0x20, and 0x7f, becomes \u00xx (lower-case hex);
+ *   - well-formed UTF-8 sequences (shortest form, no surrogates, <= U+10FFFF) are copied as is;
+ *   - every byte of an ill-formed sequence (stray continuation byte, C0/C1/F5..FF lead, overlong
+ *     form, encoded surrogate D800..DFFF, code point > U+10FFFF, truncated sequence) is replaced
+ *     by the escape \ufffd (U+FFFD), one per byte, and decoding resumes at the next byte.
+ * Never fails (allocation failure aborts, as in util_buf_append). */
+void util_buf_json_str(util_buf *b, const char *s, size_t n);
 
 #endif

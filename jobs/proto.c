@@ -452,24 +452,6 @@ const void *proto_writer_data(const proto_writer *w, size_t *len) {
 
 /* ======================================================================= JSON */
 
-static void json_str(util_buf *out, const char *s, size_t n) {
-    util_buf_append(out, "\"", 1);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        switch (c) {
-        case '"': util_buf_append(out, "\\\"", 2); break;
-        case '\\': util_buf_append(out, "\\\\", 2); break;
-        case '\n': util_buf_append(out, "\\n", 2); break;
-        case '\r': util_buf_append(out, "\\r", 2); break;
-        case '\t': util_buf_append(out, "\\t", 2); break;
-        default:
-            if (c < 0x20) util_buf_printf(out, "\\u%04x", c);
-            else util_buf_append(out, &s[i], 1);
-        }
-    }
-    util_buf_append(out, "\"", 1);
-}
-
 void proto_val_to_json(const proto_val *v, util_buf *out) {
     switch (v->type) {
     case PV_NIL: util_buf_append(out, "null", 4); break;
@@ -480,7 +462,7 @@ void proto_val_to_json(const proto_val *v, util_buf *out) {
         if (isfinite(v->v.f)) util_buf_printf(out, "%.17g", v->v.f);
         else util_buf_append(out, "null", 4);
         break;
-    case PV_STR: json_str(out, v->v.str.ptr, v->v.str.len); break;
+    case PV_STR: util_buf_json_str(out, v->v.str.ptr, v->v.str.len); break;
     case PV_BIN:
         util_buf_append(out, "\"", 1);
         for (uint32_t i = 0; i < v->v.bin.len; i++) util_buf_printf(out, "%02x", v->v.bin.ptr[i]);
@@ -498,7 +480,7 @@ void proto_val_to_json(const proto_val *v, util_buf *out) {
         util_buf_append(out, "{", 1);
         for (uint32_t i = 0; i < v->v.map.n; i++) {
             if (i) util_buf_append(out, ",", 1);
-            json_str(out, v->v.map.keys[i], v->v.map.key_lens[i]);
+            util_buf_json_str(out, v->v.map.keys[i], v->v.map.key_lens[i]);
             util_buf_append(out, ":", 1);
             proto_val_to_json(&v->v.map.vals[i], out);
         }

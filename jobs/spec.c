@@ -577,22 +577,7 @@ static int parse_aggregate(pctx *c, const json_t *m, job_spec *s) {
 
 /* ---- canonical JSON ---- */
 
-static void emit_str(util_buf *b, const char *s) {
-    util_buf_append(b, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
-        case '"': util_buf_append(b, "\\\"", 2); break;
-        case '\\': util_buf_append(b, "\\\\", 2); break;
-        case '\n': util_buf_append(b, "\\n", 2); break;
-        case '\r': util_buf_append(b, "\\r", 2); break;
-        case '\t': util_buf_append(b, "\\t", 2); break;
-        default:
-            if (*p < 0x20) util_buf_printf(b, "\\u%04x", *p);
-            else util_buf_append(b, p, 1);
-        }
-    }
-    util_buf_append(b, "\"", 1);
-}
+static void emit_str(util_buf *b, const char *s) { util_buf_json_str(b, s, strlen(s)); }
 
 static void emit_num(util_buf *b, double x) {
     char tmp[48];

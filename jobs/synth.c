@@ -1266,47 +1266,18 @@ int synth_generate(const synth_params *p, job_dataset *out, char *err, size_t er
     return 0;
 }
 
-static void json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        unsigned c = *p;
-        if (c == '"') fputs("\\\"", f);
-        else if (c == '\\') fputs("\\\\", f);
-        else if (c == '\n') fputs("\\n", f);
-        else if (c == '\t') fputs("\\t", f);
-        else if (c == '\r') fputs("\\r", f);
-        else if (c < 0x20) fprintf(f, "\\u%04x", c);
-        else if (c < 0x80) fputc((int)c, f);
-        else { /* UTF-8 -> \uXXXX (surrogate pairs above the BMP); bad bytes -> U+FFFD */
-            unsigned cp = 0xFFFD;
-            int n = c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : c >= 0xC0 ? 1 : 0, ok = n > 0;
-            unsigned v = n == 3 ? c & 7 : n == 2 ? c & 15 : c & 31;
-            for (int k = 1; ok && k <= n; k++) {
-                if ((p[k] & 0xC0) != 0x80) ok = 0;
-                else v = (v << 6) | (p[k] & 0x3F);
-            }
-            if (ok) cp = v;
-            else n = 0;
-            p += n;
-            if (cp >= 0x10000) {
-                cp -= 0x10000;
-                fprintf(f, "\\u%04x\\u%04x", 0xD800 + (cp >> 10), 0xDC00 + (cp & 0x3FF));
-            } else {
-                fprintf(f, "\\u%04x", cp);
-            }
-        }
-        p++;
-    }
-    fputc('"', f);
-}
-
 int synth_write_jsonl(const job_dataset *d, FILE *f) {
+    util_buf line;
+    util_buf_init(&line);
     for (int i = 0; i < d->n; i++) {
-        fputs("{\"question\": ", f);
-        json_str(f, d->items[i].question);
-        fputs(", \"answer\": ", f);
-        json_str(f, d->items[i].solution);
-        fputs("}\n", f);
+        line.len = 0;
+        util_buf_append(&line, "{\"question\": ", 13);
+        util_buf_json_str(&line, d->items[i].question, strlen(d->items[i].question));
+        util_buf_append(&line, ", \"answer\": ", 12);
+        util_buf_json_str(&line, d->items[i].solution, strlen(d->items[i].solution));
+        util_buf_append(&line, "}\n", 2);
+        fwrite(line.data, 1, line.len, f);
     }
+    util_buf_free(&line);
     return ferror(f) ? -1 : 0;
 }

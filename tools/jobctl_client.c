@@ -153,37 +153,8 @@ int jobctl_call_job(jobctl_client *c, const char *cmd, const char *job, proto_ms
 
 /* ---- JSON helpers ---- */
 
-static size_t utf8_len(const unsigned char *s, size_t n) {
-    if (s[0] < 0x80) return 1;
-    size_t len = (s[0] & 0xE0) == 0xC0 ? 2 : (s[0] & 0xF0) == 0xE0 ? 3 : (s[0] & 0xF8) == 0xF0 ? 4 : 0;
-    if (!len || len > n) return 0;
-    for (size_t i = 1; i < len; i++) if ((s[i] & 0xC0) != 0x80) return 0;
-    if (len == 2 && s[0] < 0xC2) return 0;                         /* overlong */
-    if (len == 3 && s[0] == 0xE0 && s[1] < 0xA0) return 0;
-    if (len == 3 && s[0] == 0xED && s[1] >= 0xA0) return 0;        /* surrogates */
-    if (len == 4 && ((s[0] == 0xF0 && s[1] < 0x90) || s[0] > 0xF4 || (s[0] == 0xF4 && s[1] >= 0x90))) return 0;
-    return len;
-}
-
-void jobctl_json_str(util_buf *out, const char *str, size_t n) {
-    const unsigned char *s = (const unsigned char *)str;
-    util_buf_append(out, "\"", 1);
-    size_t i = 0;
-    while (i < n) {
-        unsigned char ch = s[i];
-        if (ch == '"' || ch == '\\') { util_buf_printf(out, "\\%c", ch); i++; }
-        else if (ch == '\n') { util_buf_append(out, "\\n", 2); i++; }
-        else if (ch == '\t') { util_buf_append(out, "\\t", 2); i++; }
-        else if (ch == '\r') { util_buf_append(out, "\\r", 2); i++; }
-        else if (ch < 0x20 || ch == 0x7f) { util_buf_printf(out, "\\u%04x", ch); i++; }
-        else {
-            size_t l = utf8_len(s + i, n - i);
-            if (!l) { util_buf_append(out, "\\ufffd", 6); i++; }
-            else { util_buf_append(out, s + i, l); i += l; }
-        }
-    }
-    util_buf_append(out, "\"", 1);
-}
+/* Kept for the tools that call it (declared in tools/jobctl.h); the escaping is util_buf_json_str. */
+void jobctl_json_str(util_buf *out, const char *str, size_t n) { util_buf_json_str(out, str, n); }
 
 void jobctl_json_map_public(util_buf *out, const proto_val *map) {
     util_buf_append(out, "{", 1);
@@ -193,7 +164,7 @@ void jobctl_json_map_public(util_buf *out, const proto_val *map) {
         if (!strcmp(k, "v") || !strcmp(k, "cmd") || !strcmp(k, "rid") || !strcmp(k, "ok")) continue;
         if (!first) util_buf_append(out, ",", 1);
         first = 0;
-        jobctl_json_str(out, k, map->v.map.key_lens[i]);
+        util_buf_json_str(out, k, map->v.map.key_lens[i]);
         util_buf_append(out, ":", 1);
         proto_val_to_json(&map->v.map.vals[i], out);
     }

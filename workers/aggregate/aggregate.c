@@ -375,22 +375,12 @@ static void jci(util_buf *b, const char *key, const double *lo, const double *hi
     util_buf_append(b, "]", 1);
 }
 
-static void jstr(util_buf *b, const char *s) {
-    util_buf_append(b, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') util_buf_printf(b, "\\%c", *p);
-        else if (*p < 0x20 || *p >= 0x7f) util_buf_printf(b, "\\u%04x", *p); /* names are ASCII; keep output valid */
-        else util_buf_append(b, p, 1);
-    }
-    util_buf_append(b, "\"", 1);
-}
-
 static void jslices(util_buf *b, const char *key, const agg_curve *c, int n, int n_k) {
     if (n == 0) return;
     util_buf_printf(b, ",\"%s\":{", key);
     for (int i = 0; i < n; i++) {
         if (i) util_buf_append(b, ",", 1);
-        jstr(b, c[i].name);
+        util_buf_json_str(b, c[i].name, strlen(c[i].name));
         util_buf_printf(b, ":{\"problems\":%d", c[i].problems);
         jarr(b, "coverage", c[i].coverage, n_k);
         jarr(b, "majority", c[i].majority, n_k);
