@@ -49,8 +49,8 @@ int synth_problem(const synth_params *p, int index, util_buf *question, util_buf
  * category). 0 ok, -1 with err set. */
 int synth_generate(const synth_params *p, job_dataset *out, char *err, size_t errlen);
 
-/* Writes d as GSM8K-format JSONL ({"question": ..., "answer": solution}), ASCII with \uXXXX
- * escapes for anything else. 0 ok, -1 on a write error. */
+/* Writes d as GSM8K-format JSONL ({"question": ..., "answer": solution}); strings escaped by
+ * util_buf_json_str (valid UTF-8 copied as is). 0 ok, -1 on a write error. */
 int synth_write_jsonl(const job_dataset *d, FILE *f);
 
 /* The body of `jobctl gen-data synth [--n N] [--seed S] [--steps MIN,MAX] [--numbers LO,HI]
