@@ -565,6 +565,94 @@ static int with_read(store *s, read_fn fn, void *ctx, char *err, size_t errlen) 
     return rc;
 }
 
+/* ======================================================================= generic records */
+
+/* Every record type has a decoder X_from(map, X *) (typed as void * so one pointer type fits
+ * all); a get is "key -> raw_get -> decode -> X_from", a walk is "prefix -> walk -> decode ->
+ * X_from -> the caller's callback". */
+typedef void (*from_fn)(const proto_val *m, void *out);
+
+/* Reads and decodes the record at key k; *m is kept by the txn (keep=1) or the caller's to free.
+ * STORE_ERR_NOTFOUND if absent, STORE_ERR_CORRUPT if not a msgpack map. */
+static int get_record(store_txn *t, int db, const void *k, size_t kl, int keep, proto_msg **m) {
+    MDB_val v;
+    int rc = raw_get(t, db, k, kl, &v);
+    return rc ? rc : decode(t, &v, keep, m);
+}
+
+/* get_record + from into out. keep=1 for records whose string views are handed out until the
+ * transaction ends (problems, generations, scores); keep=0 where from copies everything. */
+static int get_as(store_txn *t, int db, const void *k, size_t kl, int keep, from_fn from, void *out) {
+    proto_msg *m;
+    int rc = get_record(t, db, k, kl, keep, &m);
+    if (rc) return rc;
+    from(proto_root(m), out);
+    if (!keep) proto_msg_destroy(&m);
+    return STORE_OK;
+}
+
+/* Records keyed by a big-endian u64 id (jobs, tasks, leases, stats). */
+static int get_id(store_txn *t, int db, uint64_t id, from_fn from, void *out) {
+    uint8_t k[8];
+    put_be(k, id, 8);
+    return get_as(t, db, k, 8, 0, from, out);
+}
+static int put_id(store_txn *t, int db, uint64_t id, proto_writer *w) {
+    uint8_t k[8];
+    put_be(k, id, 8);
+    return put_writer(t, db, k, 8, w, 0);
+}
+
+/* put_writer under MDB_NOOVERWRITE, as the idempotent inserts report it: 1 inserted, 0 the key
+ * existed, < 0 error. */
+static int inserted(int put_rc) { return put_rc == 1 ? 0 : put_rc == STORE_OK ? 1 : put_rc; }
+
+/* The msgpack bytes of v (an empty map if v is NULL), malloc'ed; *len gets their size. */
+static uint8_t *val_copy(const proto_val *v, size_t *len) {
+    proto_writer *w = proto_writer_new(NULL, 0);
+    if (v) proto_w_val(w, v); else proto_w_map(w, 0);
+    const void *d = proto_writer_data(w, len);
+    uint8_t *out = xmalloc(*len);
+    memcpy(out, d, *len);
+    proto_writer_destroy(&w);
+    return out;
+}
+
+typedef union {
+    store_job_fn job; store_problem_fn problem; store_task_fn task; store_lease_fn lease;
+    store_generation_fn generation; store_score_fn score; store_worker_fn worker;
+} user_fn;
+
+/* One walk: db, the 8-byte job prefix (by_job) or every key, and how a decoded record reaches
+ * the caller's callback (deliver decodes with X_from and calls fn; nonzero stops the walk). */
+typedef struct each_ctx each_ctx;
+typedef int (*deliver_fn)(const proto_val *m, const each_ctx *c);
+struct each_ctx {
+    int db, by_job;
+    uint64_t job;
+    deliver_fn deliver;
+    user_fn fn;
+    void *ctx;
+};
+
+static int each_cb(store_txn *t, const MDB_val *k, const MDB_val *v, void *vctx) {
+    const each_ctx *c = vctx;
+    proto_msg *m;
+    int rc = decode(t, v, 0, &m);
+    if (rc) return rc;
+    rc = c->deliver(proto_root(m), c);   /* views live until the callback returns */
+    proto_msg_destroy(&m);
+    return rc ? 1 : 0;
+}
+
+/* Runs the walk c describes (a read_fn, so with_read can run it in its own transaction). */
+static int each_prefix(store_txn *t, void *vctx) {
+    each_ctx *c = vctx;
+    uint8_t pre[8];
+    put_be(pre, c->job, 8);
+    return walk(t, c->db, pre, c->by_job ? 8 : 0, each_cb, c);
+}
+
 /* ======================================================================= counters */
 
 int store_next_id(store_txn *t, const char *counter, uint64_t *out) {
@@ -613,8 +701,6 @@ int store_job_id_parse(const char *text, uint64_t *out) {
 }
 
 int store_job_put(store_txn *t, const store_job *j) {
-    uint8_t k[8];
-    put_be(k, j->id, 8);
     proto_writer *w = proto_writer_new(NULL, 0);
     proto_w_map(w, 31);
     KU(w, "id", j->id); KS(w, "name", j->name); KS(w, "state", j->state);
@@ -636,10 +722,12 @@ int store_job_put(store_txn *t, const store_job *j) {
     proto_w_key(w, "params");
     if (j->params && j->params_len) proto_w_raw(w, j->params, j->params_len);
     else proto_w_map(w, 0);
-    return put_writer(t, DB_JOBS, k, 8, w, 0);
+    return put_id(t, DB_JOBS, j->id, w);
 }
 
-static void job_from(const proto_val *m, store_job *j) {
+/* Copies everything (spec_json and params are malloc'ed: store_job_free). */
+static void job_from(const proto_val *m, void *out) {
+    store_job *j = out;
     memset(j, 0, sizeof *j);
     j->id = gu(m, "id");
     gs(m, "name", j->name, sizeof j->name);
@@ -661,58 +749,29 @@ static void job_from(const proto_val *m, store_job *j) {
     gs(m, "error", j->error, sizeof j->error);
     j->spec_json = xstrdup(gv(m, "spec", NULL));
     const proto_val *pv = proto_get(m, "params");
-    if (pv) {
-        proto_writer *w = proto_writer_new(NULL, 0);
-        proto_w_val(w, pv);
-        size_t n;
-        const void *d = proto_writer_data(w, &n);
-        j->params = xmalloc(n);
-        memcpy(j->params, d, n);
-        j->params_len = n;
-        proto_writer_destroy(&w);
-    }
+    if (pv) j->params = val_copy(pv, &j->params_len);
 }
 
 int store_job_get(store_txn *t, uint64_t id, store_job *out) {
-    uint8_t k[8];
-    put_be(k, id, 8);
-    MDB_val v;
-    int rc = raw_get(t, DB_JOBS, k, 8, &v);
-    if (rc) return rc;
-    proto_msg *m;
-    if ((rc = decode(t, &v, 0, &m))) return rc;
-    job_from(proto_root(m), out);
-    proto_msg_destroy(&m);
-    return STORE_OK;
+    return get_id(t, DB_JOBS, id, job_from, out);
 }
 
-typedef struct { store_job_fn fn; void *ctx; } jobs_each_ctx;
-static int jobs_each_cb(store_txn *t, const MDB_val *k, const MDB_val *v, void *vctx) {
-    jobs_each_ctx *c = vctx;
-    proto_msg *m;
-    int rc = decode(t, v, 0, &m);
-    if (rc) return rc;
+static int job_deliver(const proto_val *m, const each_ctx *c) {
     store_job j;
-    job_from(proto_root(m), &j);
-    proto_msg_destroy(&m);
-    rc = c->fn(&j, c->ctx);
+    job_from(m, &j);
+    int rc = c->fn.job(&j, c->ctx);
     store_job_free(&j);
-    return rc ? 1 : 0;
+    return rc;
 }
 
 int store_jobs_each_txn(store_txn *t, store_job_fn fn, void *ctx) {
-    jobs_each_ctx c = {fn, ctx};
-    return walk(t, DB_JOBS, NULL, 0, jobs_each_cb, &c);
+    each_ctx c = {DB_JOBS, 0, 0, job_deliver, {.job = fn}, ctx};
+    return each_prefix(t, &c);
 }
 
-typedef struct { store_job_fn fn; void *ctx; } jobs_rd;
-static int jobs_each_rd(store_txn *t, void *ctx) {
-    jobs_rd *c = ctx;
-    return store_jobs_each_txn(t, c->fn, c->ctx);
-}
 int store_jobs_each(store *s, store_job_fn fn, void *ctx, char *err, size_t errlen) {
-    jobs_rd c = {fn, ctx};
-    return with_read(s, jobs_each_rd, &c, err, errlen);
+    each_ctx c = {DB_JOBS, 0, 0, job_deliver, {.job = fn}, ctx};
+    return with_read(s, each_prefix, &c, err, errlen);
 }
 
 typedef struct { const char *name; uint64_t best; } find_ctx;
@@ -750,9 +809,13 @@ int store_job_find(store *s, const char *id_or_name, store_job *out, char *err, 
 
 /* ======================================================================= problems */
 
+static void problem_key(uint8_t k[12], uint64_t job, uint32_t p) {
+    put_be(k, job, 8); put_be(k + 8, p, 4);
+}
+
 int store_problem_put(store_txn *t, uint64_t job, const store_problem *p) {
     uint8_t k[12];
-    put_be(k, job, 8); put_be(k + 8, p->p, 4);
+    problem_key(k, job, p->p);
     proto_writer *w = proto_writer_new(NULL, 0);
     proto_w_map(w, 7);
     KU(w, "p", p->p);
@@ -762,7 +825,9 @@ int store_problem_put(store_txn *t, uint64_t job, const store_problem *p) {
     return put_writer(t, DB_PROBLEMS, k, 12, w, 0);
 }
 
-static void problem_from(const proto_val *m, store_problem *p) {
+/* String fields are views into m. */
+static void problem_from(const proto_val *m, void *out) {
+    store_problem *p = out;
     p->p = (uint32_t)gu(m, "p");
     p->id = gv(m, "id", NULL); p->question = gv(m, "question", NULL);
     p->solution = gv(m, "solution", NULL); p->answer = gv(m, "answer", NULL);
@@ -771,40 +836,27 @@ static void problem_from(const proto_val *m, store_problem *p) {
 
 int store_problem_get(store_txn *t, uint64_t job, uint32_t pi, store_problem *out) {
     uint8_t k[12];
-    put_be(k, job, 8); put_be(k + 8, pi, 4);
-    MDB_val v;
-    int rc = raw_get(t, DB_PROBLEMS, k, 12, &v);
-    if (rc) return rc;
-    proto_msg *m;
-    if ((rc = decode(t, &v, 1, &m))) return rc;
-    problem_from(proto_root(m), out);
-    return STORE_OK;
+    problem_key(k, job, pi);
+    return get_as(t, DB_PROBLEMS, k, 12, 1, problem_from, out);
 }
 
-typedef struct { uint64_t job; void *fn; void *ctx; } each_ctx;
-static int problems_cb(store_txn *t, const MDB_val *k, const MDB_val *v, void *vctx) {
-    each_ctx *c = vctx;
-    proto_msg *m;
-    int rc = decode(t, v, 0, &m);
-    if (rc) return rc;
+static int problem_deliver(const proto_val *m, const each_ctx *c) {
     store_problem p;
-    problem_from(proto_root(m), &p);
-    rc = ((store_problem_fn)c->fn)(&p, c->ctx);
-    proto_msg_destroy(&m);
-    return rc ? 1 : 0;
+    problem_from(m, &p);
+    return c->fn.problem(&p, c->ctx);
 }
 int store_problems_each_txn(store_txn *t, uint64_t job, store_problem_fn fn, void *ctx) {
-    uint8_t pre[8];
-    put_be(pre, job, 8);
-    each_ctx c = {job, (void *)fn, ctx};
-    return walk(t, DB_PROBLEMS, pre, 8, problems_cb, &c);
+    each_ctx c = {DB_PROBLEMS, 1, job, problem_deliver, {.problem = fn}, ctx};
+    return each_prefix(t, &c);
+}
+int store_problems_each(store *s, uint64_t job, store_problem_fn fn, void *ctx, char *err, size_t errlen) {
+    each_ctx c = {DB_PROBLEMS, 1, job, problem_deliver, {.problem = fn}, ctx};
+    return with_read(s, each_prefix, &c, err, errlen);
 }
 
 /* ======================================================================= tasks */
 
 int store_task_put(store_txn *t, const store_task *x) {
-    uint8_t k[8];
-    put_be(k, x->id, 8);
     proto_writer *w = proto_writer_new(NULL, 0);
     proto_w_map(w, 20);
     KU(w, "id", x->id); KU(w, "job", x->job); KI(w, "kind", x->kind); KI(w, "state", x->state);
@@ -816,10 +868,11 @@ int store_task_put(store_txn *t, const store_task *x) {
     KI(w, "created_ms", x->created_ms); KI(w, "leased_ms", x->leased_ms); KI(w, "finished_ms", x->finished_ms);
     KS(w, "error", x->error);
     KS(w, "kind_name", brk_kind_name(x->kind));
-    return put_writer(t, DB_TASKS, k, 8, w, 0);
+    return put_id(t, DB_TASKS, x->id, w);
 }
 
-static void task_from(const proto_val *m, store_task *x) {
+static void task_from(const proto_val *m, void *out) {
+    store_task *x = out;
     memset(x, 0, sizeof *x);
     x->id = gu(m, "id"); x->job = gu(m, "job");
     x->kind = (int32_t)gi(m, "kind"); x->state = (int32_t)gi(m, "state");
@@ -833,34 +886,20 @@ static void task_from(const proto_val *m, store_task *x) {
 }
 
 int store_task_get(store_txn *t, uint64_t id, store_task *out) {
-    uint8_t k[8];
-    put_be(k, id, 8);
-    MDB_val v;
-    int rc = raw_get(t, DB_TASKS, k, 8, &v);
-    if (rc) return rc;
-    proto_msg *m;
-    if ((rc = decode(t, &v, 0, &m))) return rc;
-    task_from(proto_root(m), out);
-    proto_msg_destroy(&m);
-    return STORE_OK;
+    return get_id(t, DB_TASKS, id, task_from, out);
 }
 
-static int tasks_cb(store_txn *t, const MDB_val *k, const MDB_val *v, void *vctx) {
-    each_ctx *c = vctx;
-    proto_msg *m;
-    int rc = decode(t, v, 0, &m);
-    if (rc) return rc;
+/* Tasks are keyed by id alone: a job's tasks are found by filtering (c->job 0 = all). */
+static int task_deliver(const proto_val *m, const each_ctx *c) {
     store_task x;
-    task_from(proto_root(m), &x);
-    proto_msg_destroy(&m);
+    task_from(m, &x);
     if (c->job && x.job != c->job) return 0;
-    return ((store_task_fn)c->fn)(&x, c->ctx) ? 1 : 0;
+    return c->fn.task(&x, c->ctx);
 }
 int store_tasks_each_txn(store_txn *t, uint64_t job, store_task_fn fn, void *ctx) {
-    each_ctx c = {job, (void *)fn, ctx};
-    return walk(t, DB_TASKS, NULL, 0, tasks_cb, &c);
+    each_ctx c = {DB_TASKS, 0, job, task_deliver, {.task = fn}, ctx};
+    return each_prefix(t, &c);
 }
-
 /* ======================================================================= ready queue */
 
 static void ready_key(uint8_t k[13], uint8_t role, int32_t priority, uint64_t seq) {
@@ -927,15 +966,14 @@ uint64_t store_ready_count(store_txn *t, uint8_t role) {
 /* ======================================================================= leases */
 
 int store_lease_put(store_txn *t, const store_lease *l) {
-    uint8_t k[8];
-    put_be(k, l->task, 8);
     proto_writer *w = proto_writer_new(NULL, 0);
     proto_w_map(w, 4);
     KU(w, "task", l->task); KS(w, "worker", l->worker); KU(w, "attempt", l->attempt); KI(w, "since_ms", l->since_ms);
-    return put_writer(t, DB_LEASES, k, 8, w, 0);
+    return put_id(t, DB_LEASES, l->task, w);
 }
 
-static void lease_from(const proto_val *m, store_lease *l) {
+static void lease_from(const proto_val *m, void *out) {
+    store_lease *l = out;
     memset(l, 0, sizeof *l);
     l->task = gu(m, "task");
     gs(m, "worker", l->worker, sizeof l->worker);
@@ -944,16 +982,7 @@ static void lease_from(const proto_val *m, store_lease *l) {
 }
 
 int store_lease_get(store_txn *t, uint64_t task, store_lease *out) {
-    uint8_t k[8];
-    put_be(k, task, 8);
-    MDB_val v;
-    int rc = raw_get(t, DB_LEASES, k, 8, &v);
-    if (rc) return rc;
-    proto_msg *m;
-    if ((rc = decode(t, &v, 0, &m))) return rc;
-    lease_from(proto_root(m), out);
-    proto_msg_destroy(&m);
-    return STORE_OK;
+    return get_id(t, DB_LEASES, task, lease_from, out);
 }
 
 int store_lease_del(store_txn *t, uint64_t task) {
@@ -962,19 +991,14 @@ int store_lease_del(store_txn *t, uint64_t task) {
     return raw_del(t, DB_LEASES, k, 8);
 }
 
-static int leases_cb(store_txn *t, const MDB_val *k, const MDB_val *v, void *vctx) {
-    each_ctx *c = vctx;
-    proto_msg *m;
-    int rc = decode(t, v, 0, &m);
-    if (rc) return rc;
+static int lease_deliver(const proto_val *m, const each_ctx *c) {
     store_lease l;
-    lease_from(proto_root(m), &l);
-    proto_msg_destroy(&m);
-    return ((store_lease_fn)c->fn)(&l, c->ctx) ? 1 : 0;
+    lease_from(m, &l);
+    return c->fn.lease(&l, c->ctx);
 }
 int store_leases_each_txn(store_txn *t, store_lease_fn fn, void *ctx) {
-    each_ctx c = {0, (void *)fn, ctx};
-    return walk(t, DB_LEASES, NULL, 0, leases_cb, &c);
+    each_ctx c = {DB_LEASES, 0, 0, lease_deliver, {.lease = fn}, ctx};
+    return each_prefix(t, &c);
 }
 
 /* ======================================================================= generations */
@@ -986,18 +1010,18 @@ static void ps_key(uint8_t k[16], uint64_t job, uint32_t p, uint32_t s) {
 int store_generation_put(store_txn *t, uint64_t job, const store_generation *g) {
     uint8_t k[16];
     ps_key(k, job, g->p, g->s);
-    int rc;
     proto_writer *w = proto_writer_new(NULL, 0);
     proto_w_map(w, 7);
     KU(w, "p", g->p); KU(w, "s", g->s);
     proto_w_key(w, "text"); proto_w_strn(w, g->text ? g->text : "", g->text ? g->text_len : 0);
     KI(w, "tokens", g->tokens); KF(w, "time_s", g->time_s); KS(w, "finish", g->finish);
     KU(w, "task", g->task);
-    rc = put_writer(t, DB_GENERATIONS, k, 16, w, MDB_NOOVERWRITE);
-    return rc == 1 ? 0 : rc == STORE_OK ? 1 : rc;
+    return inserted(put_writer(t, DB_GENERATIONS, k, 16, w, MDB_NOOVERWRITE));
 }
 
-static void gen_from(const proto_val *m, store_generation *g) {
+/* text is a view into m. */
+static void gen_from(const proto_val *m, void *out) {
+    store_generation *g = out;
     memset(g, 0, sizeof *g);
     g->p = (uint32_t)gu(m, "p"); g->s = (uint32_t)gu(m, "s");
     g->text = gv(m, "text", &g->text_len);
@@ -1009,31 +1033,21 @@ static void gen_from(const proto_val *m, store_generation *g) {
 int store_generation_get(store_txn *t, uint64_t job, uint32_t p, uint32_t s, store_generation *out) {
     uint8_t k[16];
     ps_key(k, job, p, s);
-    MDB_val v;
-    int rc = raw_get(t, DB_GENERATIONS, k, 16, &v);
-    if (rc) return rc;
-    proto_msg *m;
-    if ((rc = decode(t, &v, 1, &m))) return rc;
-    gen_from(proto_root(m), out);
-    return STORE_OK;
+    return get_as(t, DB_GENERATIONS, k, 16, 1, gen_from, out);
 }
 
-static int gens_cb(store_txn *t, const MDB_val *k, const MDB_val *v, void *vctx) {
-    each_ctx *c = vctx;
-    proto_msg *m;
-    int rc = decode(t, v, 0, &m);
-    if (rc) return rc;
+static int gen_deliver(const proto_val *m, const each_ctx *c) {
     store_generation g;
-    gen_from(proto_root(m), &g);
-    rc = ((store_generation_fn)c->fn)(c->job, &g, c->ctx);
-    proto_msg_destroy(&m);
-    return rc ? 1 : 0;
+    gen_from(m, &g);
+    return c->fn.generation(c->job, &g, c->ctx);
 }
 int store_generations_each_txn(store_txn *t, uint64_t job, store_generation_fn fn, void *ctx) {
-    uint8_t pre[8];
-    put_be(pre, job, 8);
-    each_ctx c = {job, (void *)fn, ctx};
-    return walk(t, DB_GENERATIONS, pre, 8, gens_cb, &c);
+    each_ctx c = {DB_GENERATIONS, 1, job, gen_deliver, {.generation = fn}, ctx};
+    return each_prefix(t, &c);
+}
+int store_generations_each(store *s, uint64_t job, store_generation_fn fn, void *ctx, char *err, size_t errlen) {
+    each_ctx c = {DB_GENERATIONS, 1, job, gen_deliver, {.generation = fn}, ctx};
+    return with_read(s, each_prefix, &c, err, errlen);
 }
 
 /* ======================================================================= scores */
@@ -1054,8 +1068,7 @@ static int score_write(store_txn *t, uint64_t job, const store_score *sc, unsign
 }
 
 int store_score_put(store_txn *t, uint64_t job, const store_score *sc) {
-    int rc = score_write(t, job, sc, MDB_NOOVERWRITE);
-    return rc == 1 ? 0 : rc == STORE_OK ? 1 : rc;
+    return inserted(score_write(t, job, sc, MDB_NOOVERWRITE));
 }
 
 int store_score_replace(store_txn *t, uint64_t job, const store_score *sc) {
@@ -1063,7 +1076,9 @@ int store_score_replace(store_txn *t, uint64_t job, const store_score *sc) {
     return rc == 1 ? STORE_OK : rc;
 }
 
-static void score_from(const proto_val *m, store_score *sc) {
+/* extracted and canonical are views into m. */
+static void score_from(const proto_val *m, void *out) {
+    store_score *sc = out;
     memset(sc, 0, sizeof *sc);
     sc->p = (uint32_t)gu(m, "p"); sc->s = (uint32_t)gu(m, "s");
     sc->extracted = gv(m, "extracted", NULL); sc->canonical = gv(m, "canonical", NULL);
@@ -1074,54 +1089,21 @@ static void score_from(const proto_val *m, store_score *sc) {
 int store_score_get(store_txn *t, uint64_t job, uint32_t p, uint32_t s, store_score *out) {
     uint8_t k[16];
     ps_key(k, job, p, s);
-    MDB_val v;
-    int rc = raw_get(t, DB_SCORES, k, 16, &v);
-    if (rc) return rc;
-    proto_msg *m;
-    if ((rc = decode(t, &v, 1, &m))) return rc;
-    score_from(proto_root(m), out);
-    return STORE_OK;
+    return get_as(t, DB_SCORES, k, 16, 1, score_from, out);
 }
 
-static int scores_cb(store_txn *t, const MDB_val *k, const MDB_val *v, void *vctx) {
-    each_ctx *c = vctx;
-    proto_msg *m;
-    int rc = decode(t, v, 0, &m);
-    if (rc) return rc;
+static int score_deliver(const proto_val *m, const each_ctx *c) {
     store_score sc;
-    score_from(proto_root(m), &sc);
-    rc = ((store_score_fn)c->fn)(c->job, &sc, c->ctx);
-    proto_msg_destroy(&m);
-    return rc ? 1 : 0;
+    score_from(m, &sc);
+    return c->fn.score(c->job, &sc, c->ctx);
 }
 int store_scores_each_txn(store_txn *t, uint64_t job, store_score_fn fn, void *ctx) {
-    uint8_t pre[8];
-    put_be(pre, job, 8);
-    each_ctx c = {job, (void *)fn, ctx};
-    return walk(t, DB_SCORES, pre, 8, scores_cb, &c);
-}
-
-/* Offline wrappers with their own read transaction. */
-typedef struct { int which; uint64_t job; void *fn; void *ctx; } off_ctx;
-static int off_fn(store_txn *t, void *vctx) {
-    off_ctx *c = vctx;
-    switch (c->which) {
-    case 0: return store_problems_each_txn(t, c->job, (store_problem_fn)c->fn, c->ctx);
-    case 1: return store_generations_each_txn(t, c->job, (store_generation_fn)c->fn, c->ctx);
-    default: return store_scores_each_txn(t, c->job, (store_score_fn)c->fn, c->ctx);
-    }
-}
-int store_problems_each(store *s, uint64_t job, store_problem_fn fn, void *ctx, char *err, size_t errlen) {
-    off_ctx c = {0, job, (void *)fn, ctx};
-    return with_read(s, off_fn, &c, err, errlen);
-}
-int store_generations_each(store *s, uint64_t job, store_generation_fn fn, void *ctx, char *err, size_t errlen) {
-    off_ctx c = {1, job, (void *)fn, ctx};
-    return with_read(s, off_fn, &c, err, errlen);
+    each_ctx c = {DB_SCORES, 1, job, score_deliver, {.score = fn}, ctx};
+    return each_prefix(t, &c);
 }
 int store_scores_each(store *s, uint64_t job, store_score_fn fn, void *ctx, char *err, size_t errlen) {
-    off_ctx c = {2, job, (void *)fn, ctx};
-    return with_read(s, off_fn, &c, err, errlen);
+    each_ctx c = {DB_SCORES, 1, job, score_deliver, {.score = fn}, ctx};
+    return with_read(s, each_prefix, &c, err, errlen);
 }
 
 /* ======================================================================= stats */
@@ -1134,8 +1116,6 @@ void store_stats_free(store_stats *st) {
 }
 
 int store_stats_put(store_txn *t, uint64_t job, const store_stats *st) {
-    uint8_t k[8];
-    put_be(k, job, 8);
     proto_writer *w = proto_writer_new(NULL, 0);
     proto_w_map(w, 5);
     KI(w, "final", st->final); KI(w, "updated_ms", st->updated_ms); KU(w, "samples", st->samples);
@@ -1143,34 +1123,22 @@ int store_stats_put(store_txn *t, uint64_t job, const store_stats *st) {
     proto_w_key(w, "stats");
     if (st->msgpack && st->msgpack_len) proto_w_raw(w, st->msgpack, st->msgpack_len);
     else proto_w_map(w, 0);
-    return put_writer(t, DB_STATS, k, 8, w, 0);
+    return put_id(t, DB_STATS, job, w);
+}
+
+/* Copies the stats map (malloc'ed: store_stats_free). */
+static void stats_from(const proto_val *m, void *out) {
+    store_stats *st = out;
+    st->final = (int32_t)gi(m, "final");
+    st->updated_ms = gi(m, "updated_ms");
+    st->samples = gu(m, "samples");
+    st->task = gu(m, "task");
+    st->msgpack = val_copy(proto_get(m, "stats"), &st->msgpack_len);
 }
 
 int store_stats_get_txn(store_txn *t, uint64_t job, store_stats *out) {
     memset(out, 0, sizeof *out);
-    uint8_t k[8];
-    put_be(k, job, 8);
-    MDB_val v;
-    int rc = raw_get(t, DB_STATS, k, 8, &v);
-    if (rc) return rc;
-    proto_msg *m;
-    if ((rc = decode(t, &v, 0, &m))) return rc;
-    const proto_val *r = proto_root(m);
-    out->final = (int32_t)gi(r, "final");
-    out->updated_ms = gi(r, "updated_ms");
-    out->samples = gu(r, "samples");
-    out->task = gu(r, "task");
-    const proto_val *sv = proto_get(r, "stats");
-    proto_writer *w = proto_writer_new(NULL, 0);
-    if (sv) proto_w_val(w, sv); else proto_w_map(w, 0);
-    size_t n;
-    const void *d = proto_writer_data(w, &n);
-    out->msgpack = xmalloc(n);
-    memcpy(out->msgpack, d, n);
-    out->msgpack_len = n;
-    proto_writer_destroy(&w);
-    proto_msg_destroy(&m);
-    return STORE_OK;
+    return get_id(t, DB_STATS, job, stats_from, out);
 }
 
 typedef struct { uint64_t job; store_stats *out; } stats_rd;
@@ -1202,7 +1170,8 @@ int store_worker_put(store_txn *t, const store_worker *x) {
     return put_writer(t, DB_WORKERS, x->id, strlen(x->id), w, 0);
 }
 
-static void worker_from(const proto_val *m, store_worker *x) {
+static void worker_from(const proto_val *m, void *out) {
+    store_worker *x = out;
     memset(x, 0, sizeof *x);
     gs(m, "id", x->id, sizeof x->id); gs(m, "role", x->role, sizeof x->role); gs(m, "host", x->host, sizeof x->host);
     x->pid = gi(m, "pid"); x->credit = (uint32_t)gu(m, "credit"); x->leased = (uint32_t)gu(m, "leased");
@@ -1211,29 +1180,17 @@ static void worker_from(const proto_val *m, store_worker *x) {
 }
 
 int store_worker_get(store_txn *t, const char *id, store_worker *out) {
-    MDB_val v;
     size_t n = strlen(id);
     if (n == 0) return STORE_ERR_NOTFOUND;
-    int rc = raw_get(t, DB_WORKERS, id, n, &v);
-    if (rc) return rc;
-    proto_msg *m;
-    if ((rc = decode(t, &v, 0, &m))) return rc;
-    worker_from(proto_root(m), out);
-    proto_msg_destroy(&m);
-    return STORE_OK;
+    return get_as(t, DB_WORKERS, id, n, 0, worker_from, out);
 }
 
-static int workers_cb(store_txn *t, const MDB_val *k, const MDB_val *v, void *vctx) {
-    each_ctx *c = vctx;
-    proto_msg *m;
-    int rc = decode(t, v, 0, &m);
-    if (rc) return rc;
+static int worker_deliver(const proto_val *m, const each_ctx *c) {
     store_worker x;
-    worker_from(proto_root(m), &x);
-    proto_msg_destroy(&m);
-    return ((store_worker_fn)c->fn)(&x, c->ctx) ? 1 : 0;
+    worker_from(m, &x);
+    return c->fn.worker(&x, c->ctx);
 }
 int store_workers_each_txn(store_txn *t, store_worker_fn fn, void *ctx) {
-    each_ctx c = {0, (void *)fn, ctx};
-    return walk(t, DB_WORKERS, NULL, 0, workers_cb, &c);
+    each_ctx c = {DB_WORKERS, 0, 0, worker_deliver, {.worker = fn}, ctx};
+    return each_prefix(t, &c);
 }
