@@ -44,13 +44,15 @@ void payload_params_encode(const job_spec *spec, uint8_t **out, size_t *len) {
     proto_w_key(w, "seed"); proto_w_u64(w, spec->sampling.seed);
     if (has_reward) {
         proto_w_key(w, "reward");
-        proto_w_map(w, 6);
+        int has_bad = spec->score.reward.prm_bad_token[0] != 0;
+        proto_w_map(w, has_bad ? 7 : 6);
         proto_w_key(w, "model"); proto_w_str(w, spec->score.reward.model);
         proto_w_key(w, "kind"); proto_w_str(w, spec->score.reward.kind);
         proto_w_key(w, "device"); proto_w_str(w, spec->score.reward.device);
         proto_w_key(w, "prm_token"); proto_w_str(w, spec->score.reward.prm_token);
         proto_w_key(w, "prm_separator"); proto_w_str(w, spec->score.reward.prm_separator);
         proto_w_key(w, "prm_aggregate"); proto_w_str(w, spec->score.reward.prm_aggregate);
+        if (has_bad) { proto_w_key(w, "prm_bad_token"); proto_w_str(w, spec->score.reward.prm_bad_token); }
     }
     size_t n;
     const void *d = proto_writer_data(w, &n);
@@ -286,7 +288,32 @@ static int check_score(const proto_val *o, const store_job *job, const store_tas
     const proto_val *rv = proto_get(o, "reward");
     if (rv && rv->type != PV_NIL && proto_get_f64(o, "reward", &sc->reward) != 0)
         return util_err(err, errlen, "outputs[%u].reward: not a number", i), 1;
+    const proto_val *st = proto_get(o, "steps");
+    if (st && st->type != PV_NIL) {
+        if (st->type != PV_ARRAY) return util_err(err, errlen, "outputs[%u].steps: not an array", i), 1;
+        for (uint32_t j = 0; j < st->v.arr.n; j++) {
+            proto_type ty = st->v.arr.items[j].type;
+            if (ty != PV_FLOAT && ty != PV_INT && ty != PV_UINT && ty != PV_NIL)
+                return util_err(err, errlen, "outputs[%u].steps[%u]: not a number", i, j), 1;
+        }
+    }
     return 0;
+}
+
+/* The validated steps array of a score output as doubles (nil = NaN), malloc'd; NULL and 0
+ * when absent or empty. */
+static double *score_steps(const proto_val *o, uint32_t *n) {
+    const proto_val *st = proto_get(o, "steps");
+    *n = 0;
+    if (!st || st->type != PV_ARRAY || st->v.arr.n == 0) return NULL;
+    double *d = xmalloc(sizeof(double) * st->v.arr.n);
+    for (uint32_t j = 0; j < st->v.arr.n; j++) {
+        const proto_val *e = &st->v.arr.items[j];
+        d[j] = e->type == PV_FLOAT ? e->v.f : e->type == PV_INT ? (double)e->v.i
+             : e->type == PV_UINT ? (double)e->v.u : NAN;
+    }
+    *n = st->v.arr.n;
+    return d;
 }
 
 int payload_commit_outputs(store_txn *t, const store_job *job, const store_task *task,
@@ -346,7 +373,10 @@ int payload_commit_outputs(store_txn *t, const store_job *job, const store_task 
         } else {
             store_score sc;
             check_score(&items[i], job, task, i, &sc, err, errlen);
+            double *steps = score_steps(&items[i], &sc.n_steps);
+            sc.steps = steps;
             rc = store_score_put(t, job->id, &sc);
+            free(steps);
         }
         if (rc < 0) return rc;
         *new_outputs += (uint64_t)rc;

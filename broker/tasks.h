@@ -68,10 +68,11 @@
  *                  {p, s, text, tokens: int, time_s: float, finish: "stop"|"length"}
  * score   payload {job, chunk, grader: "gsm8k"|"math", items:[{p, s, text, answer, question?}],
  *                  reward?: {model, kind: "orm"|"prm", device, prm_token, prm_separator,
- *                            prm_aggregate}, prompt?: {template, system}}
+ *                            prm_aggregate, prm_bad_token? (only when set)},
+ *                  prompt?: {template, system}}
  *                  (reward, prompt and each item's question only when the job has score.reward)
  *         outputs: [{p, s, extracted: str, canonical: str, correct: bool|0/1, reward?: float,
- *                    steps?: [f64...] (PRM step scores; sent, not stored)}]
+ *                    steps?: [f64...] (PRM step scores; stored with the score, nil = NaN)}]
  * aggregate payload {job, final: bool, k:[int...], seed: uint,
  *                  problems:[{p, subject?, level?, correct:[0/1...], canonical:[str...],
  *                             reward:[f64...], time_s:[f64...]}]}

@@ -105,7 +105,7 @@ static const char *const KEYS_SAMPLING[] = {"n", "temperature", "top_p", "top_k"
                                             "max_tokens", "seed", "stop", NULL};
 static const char *const KEYS_SCORE[] = {"grader", "reward", NULL};
 static const char *const KEYS_REWARD[] = {"model", "kind", "device", "prm_token", "prm_separator",
-                                          "prm_aggregate", NULL};
+                                          "prm_aggregate", "prm_bad_token", NULL};
 static const char *const KEYS_AGGREGATE[] = {"k", NULL};
 
 static const struct {
@@ -492,7 +492,7 @@ static int parse_reward(pctx *c, const json_t *score, job_spec *s) {
     strcpy(s->score.reward.device, "auto");
     strcpy(s->score.reward.prm_separator, "\n\n");
     strcpy(s->score.reward.prm_aggregate, "last");
-    int has_model = 0;
+    int has_model = 0, has_bad = 0;
     const char *sec = "score.reward";
     if (get_str(c, r, sec, "model", s->score.reward.model, sizeof s->score.reward.model, NULL, NULL,
                 &has_model) ||
@@ -505,7 +505,9 @@ static int parse_reward(pctx *c, const json_t *score, job_spec *s) {
         get_str(c, r, sec, "prm_separator", s->score.reward.prm_separator,
                 sizeof s->score.reward.prm_separator, NULL, NULL, NULL) ||
         get_str(c, r, sec, "prm_aggregate", s->score.reward.prm_aggregate,
-                sizeof s->score.reward.prm_aggregate, "last|min|prod", "aggregate rule", NULL))
+                sizeof s->score.reward.prm_aggregate, "last|min|prod", "aggregate rule", NULL) ||
+        get_str(c, r, sec, "prm_bad_token", s->score.reward.prm_bad_token,
+                sizeof s->score.reward.prm_bad_token, NULL, NULL, &has_bad))
         return -1;
     if (!s->score.reward.model[0])
         return fail_at(c, "score.reward.model", 0, "required (a reward model directory)");
@@ -525,8 +527,15 @@ static int parse_reward(pctx *c, const json_t *score, job_spec *s) {
                            "required for kind prm (the token whose probability scores a step)");
         if (!s->score.reward.prm_separator[0])
             return fail_at(c, "score.reward.prm_separator", 0, "must not be empty");
+        if (has_bad && !s->score.reward.prm_bad_token[0])
+            return fail_at(c, "score.reward.prm_bad_token", 0,
+                           "must not be empty (leave it out to score a step by p(prm_token) alone)");
+        if (has_bad && !strcmp(s->score.reward.prm_bad_token, s->score.reward.prm_token))
+            return fail_at(c, "score.reward.prm_bad_token", 0, "must differ from prm_token (\"%s\")",
+                           s->score.reward.prm_token);
     } else {
-        static const char *const prm_only[] = {"prm_token", "prm_separator", "prm_aggregate", NULL};
+        static const char *const prm_only[] = {"prm_token", "prm_separator", "prm_aggregate",
+                                               "prm_bad_token", NULL};
         for (int i = 0; prm_only[i]; i++)
             if (json_object_get(r, prm_only[i])) {
                 char path[64];
@@ -644,6 +653,10 @@ void job_spec_render(job_spec *s) {
             emit_str(&b, s->score.reward.prm_separator);
             util_buf_printf(&b, ",\"prm_aggregate\":");
             emit_str(&b, s->score.reward.prm_aggregate);
+            if (s->score.reward.prm_bad_token[0]) {
+                util_buf_printf(&b, ",\"prm_bad_token\":");
+                emit_str(&b, s->score.reward.prm_bad_token);
+            }
         }
         util_buf_printf(&b, "}");
     }

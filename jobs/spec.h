@@ -23,7 +23,9 @@
  *   score.grader "gsm8k"|"math" (from the dataset format: math -> math, else gsm8k)
  *   score.reward (optional): {"model": DIR (required), "kind": "orm"|"prm" ("orm"),
  *     "device" ("auto"), prm only: "prm_token" (required), "prm_separator" ("\n\n"),
- *     "prm_aggregate" "last"|"min"|"prod" ("last")}
+ *     "prm_aggregate" "last"|"min"|"prod" ("last"), "prm_bad_token" (optional, a token other
+ *     than prm_token: the step score becomes p(good) / (p(good) + p(bad)); canonical JSON has it
+ *     only when set)}
  *   aggregate.k: strictly increasing positive ints, each <= sampling.n (default: the powers of
  *     two below sampling.n, then sampling.n itself: n=16 -> [1,2,4,8,16], n=10 -> [1,2,4,8,10])
  *   chunk (8) problems per sample task, priority (0, higher first), max_attempts (3)
@@ -81,6 +83,8 @@ typedef struct job_spec {
             char prm_token[128];     /* prm: the token whose probability scores a step (required) */
             char prm_separator[64];  /* prm: step separator ("\n\n") */
             char prm_aggregate[8];   /* prm: "last" | "min" | "prod" ("last") */
+            char prm_bad_token[128]; /* prm, optional ("" = none): step score = p(good) /
+                                        (p(good) + p(bad)) instead of the full-softmax p(good) */
         } reward;
     } score;
     struct {

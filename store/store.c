@@ -51,6 +51,8 @@ struct store_txn {
     int write;
     proto_msg **keep;      /* decoded records whose views are handed out until the txn ends */
     size_t nkeep, capkeep;
+    double **arrs;         /* decoded number arrays (score steps) handed out until the txn ends */
+    size_t narrs, caparrs;
 };
 
 const char *store_strerror(int rc) {
@@ -342,6 +344,8 @@ int store_txn_begin(store *s, int write, store_txn **out, char *err, size_t errl
 static void txn_release(store_txn *t) {
     for (size_t i = 0; i < t->nkeep; i++) proto_msg_destroy(&t->keep[i]);
     free(t->keep);
+    for (size_t i = 0; i < t->narrs; i++) free(t->arrs[i]);
+    free(t->arrs);
     t->s->open_txns--;
     free(t);
 }
@@ -1058,12 +1062,18 @@ static int score_write(store_txn *t, uint64_t job, const store_score *sc, unsign
     uint8_t k[16];
     ps_key(k, job, sc->p, sc->s);
     proto_writer *w = proto_writer_new(NULL, 0);
-    proto_w_map(w, 6);
+    int has_steps = sc->steps && sc->n_steps > 0;
+    proto_w_map(w, has_steps ? 7 : 6);
     KU(w, "p", sc->p); KU(w, "s", sc->s);
     KS(w, "extracted", sc->extracted ? sc->extracted : ""); KS(w, "canonical", sc->canonical ? sc->canonical : "");
     KI(w, "correct", sc->correct ? 1 : 0);
     proto_w_key(w, "reward");
     if (isnan(sc->reward)) proto_w_nil(w); else proto_w_f64(w, sc->reward);
+    if (has_steps) { /* f64 each (NaN included), only when there are any: old readers skip the key */
+        proto_w_key(w, "steps");
+        proto_w_array(w, sc->n_steps);
+        for (uint32_t i = 0; i < sc->n_steps; i++) proto_w_f64(w, sc->steps[i]);
+    }
     return put_writer(t, DB_SCORES, k, 16, w, flags);
 }
 
@@ -1086,16 +1096,54 @@ static void score_from(const proto_val *m, void *out) {
     sc->reward = gf(m, "reward", NAN);
 }
 
+/* m's "steps" as a malloc'd array (NULL and 0 when absent, empty or not an array of numbers:
+ * records written before steps were stored have none; nil entries read as NaN). */
+static double *steps_from(const proto_val *m, uint32_t *n) {
+    const proto_val *a = proto_get(m, "steps");
+    *n = 0;
+    if (!a || a->type != PV_ARRAY || a->v.arr.n == 0) return NULL;
+    double *d = xmalloc(sizeof(double) * a->v.arr.n);
+    for (uint32_t i = 0; i < a->v.arr.n; i++) {
+        const proto_val *e = &a->v.arr.items[i];
+        switch (e->type) {
+        case PV_FLOAT: d[i] = e->v.f; break;
+        case PV_INT: d[i] = (double)e->v.i; break;
+        case PV_UINT: d[i] = (double)e->v.u; break;
+        case PV_NIL: d[i] = NAN; break;
+        default: free(d); return NULL;
+        }
+    }
+    *n = a->v.arr.n;
+    return d;
+}
+
 int store_score_get(store_txn *t, uint64_t job, uint32_t p, uint32_t s, store_score *out) {
     uint8_t k[16];
     ps_key(k, job, p, s);
-    return get_as(t, DB_SCORES, k, 16, 1, score_from, out);
+    proto_msg *m;
+    int rc = get_record(t, DB_SCORES, k, 16, 1, &m); /* kept by the txn: string views */
+    if (rc) return rc;
+    score_from(proto_root(m), out);
+    double *d = steps_from(proto_root(m), &out->n_steps);
+    if (d) { /* the txn owns it until it ends, like the string views */
+        if (t->narrs == t->caparrs) {
+            t->caparrs = t->caparrs ? t->caparrs * 2 : 16;
+            t->arrs = xrealloc(t->arrs, t->caparrs * sizeof *t->arrs);
+        }
+        t->arrs[t->narrs++] = d;
+        out->steps = d;
+    }
+    return STORE_OK;
 }
 
 static int score_deliver(const proto_val *m, const each_ctx *c) {
     store_score sc;
     score_from(m, &sc);
-    return c->fn.score(c->job, &sc, c->ctx);
+    double *d = steps_from(m, &sc.n_steps);
+    sc.steps = d;
+    int rc = c->fn.score(c->job, &sc, c->ctx);
+    free(d); /* views live until the callback returns */
+    return rc;
 }
 int store_scores_each_txn(store_txn *t, uint64_t job, store_score_fn fn, void *ctx) {
     each_ctx c = {DB_SCORES, 1, job, score_deliver, {.score = fn}, ctx};

@@ -254,6 +254,10 @@ typedef struct store_score {
     const char *extracted, *canonical;     /* views; "" when none */
     int32_t correct;        /* 0 | 1 */
     double reward;          /* NaN when no reward model */
+    const double *steps;    /* PRM step scores (view, like the strings: valid inside the txn for
+                               store_score_get, during the callback for *_each); NULL and 0 for
+                               ORM / no-reward jobs and records written before steps were stored */
+    uint32_t n_steps;
 } store_score;
 /* Idempotent insert: 1 written, 0 already present. */
 int store_score_put(store_txn *t, uint64_t job, const store_score *sc);

@@ -1,5 +1,6 @@
 /* tools/jobctl_offline.c — subcommands that read the store directly, read-only, with no broker:
- *   export JOB --db DIR --format jsonl     one JSON line per generation (with its score)
+ *   export JOB --db DIR --format jsonl     one JSON line per generation (with its score and,
+ *                                          for PRM jobs, its step scores)
  *   reaggregate JOB --db DIR [--k LIST]    recomputes the stats from the stored scores
  * The store may be in use by a running broker (LMDB MVCC: we read a consistent snapshot).
  * reaggregate builds exactly the input the broker gives the aggregate role (broker/payload.c:
@@ -60,6 +61,15 @@ static int export_cb(uint64_t job, const store_generation *g, void *ctx) {
     else util_buf_append(b, "null", 4);
     util_buf_append(b, ",\"finish\":", 10);
     jobctl_json_str(b, g->finish, strlen(g->finish));
+    if (have && sc.steps && sc.n_steps > 0) { /* PRM step scores (NaN as null) */
+        util_buf_append(b, ",\"steps\":[", 10);
+        for (uint32_t i = 0; i < sc.n_steps; i++) {
+            if (i) util_buf_append(b, ",", 1);
+            if (isfinite(sc.steps[i])) util_buf_printf(b, "%.17g", sc.steps[i]);
+            else util_buf_append(b, "null", 4);
+        }
+        util_buf_append(b, "]", 1);
+    }
     util_buf_append(b, "}\n", 2);
     if (fwrite(b->data, 1, b->len, e->out) != b->len) { e->io_error = 1; return 1; }
     e->n++;
@@ -72,7 +82,8 @@ int jobctl_cmd_export(const jobctl_opts *o, int argc, char **argv) {
         "usage: jobctl export JOB --db DIR [--format jsonl|csv]\n"
         "Reads the store (read-only; a running broker is fine) and writes one JSON line per\n"
         "generation to stdout: {\"problem\",\"sample\",\"text\",\"extracted\",\"correct\",\"canonical\",\n"
-        "\"tokens\",\"time_s\",\"finish\"} (extracted/correct null while not scored).\n"
+        "\"tokens\",\"time_s\",\"finish\"} (extracted/correct null while not scored), plus\n"
+        "\"steps\":[...] (the PRM step scores) when the score has them.\n"
         "  --db DIR        the broker's store directory (default $THINKFAST_DB)\n"
         "  --format F      jsonl (default) or csv (RFC 4180; see jobctl export --format csv --help)\n";
     for (int i = 1; i + 1 < argc; i++)   /* csv has flags of its own (--no-text): hand it argv whole */

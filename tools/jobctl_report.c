@@ -323,9 +323,13 @@ static int curves_from_map(const proto_val *m, int n_k, agg_curve **out) {
         c[i].problems = (int)np;
         const proto_val *cov = v->type == PV_MAP ? proto_get_array(v, "coverage") : NULL;
         const proto_val *maj = v->type == PV_MAP ? proto_get_array(v, "majority") : NULL;
+        const proto_val *bon = v->type == PV_MAP ? proto_get_array(v, "bon") : NULL;
+        const proto_val *wbon = v->type == PV_MAP ? proto_get_array(v, "wbon") : NULL;
         for (int j = 0; j < n_k && j < AGG_MAX_K; j++) {
             c[i].coverage[j] = num_at(cov, (uint32_t)j);
             c[i].majority[j] = num_at(maj, (uint32_t)j);
+            c[i].bon[j] = num_at(bon, (uint32_t)j);     /* NaN when the job has no rewards */
+            c[i].wbon[j] = num_at(wbon, (uint32_t)j);
         }
     }
     *out = c;

@@ -57,7 +57,12 @@ static int rescore_write_txn(store_txn *t, void *ctx) {
     const rescore_write_in *in = ctx;
     for (size_t i = 0; i < in->n_scores; i++) {
         const new_score *n = &in->scores[i];
-        store_score sc = {n->p, n->s, n->extracted, n->canonical, n->correct, n->reward};
+        store_score sc = {n->p, n->s, n->extracted, n->canonical, n->correct, n->reward, NULL, 0};
+        store_score old; /* keep the stored PRM step scores: regrading never changes them */
+        if (store_score_get(t, in->job, n->p, n->s, &old) == STORE_OK) {
+            sc.steps = old.steps;
+            sc.n_steps = old.n_steps;
+        }
         int rc = store_score_replace(t, in->job, &sc);
         if (rc != STORE_OK) return rc;
     }

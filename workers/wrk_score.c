@@ -49,10 +49,11 @@ static int score_rewards(const proto_val *pl, const proto_val *items, uint32_t n
     const proto_val *rw = proto_get_map(pl, "reward");
     const proto_val *pr = proto_get_map(pl, "prompt");
     if (!rw) return util_err(err, errlen, "score payload: reward: expected a map");
-    char model[1024], kind[16], dev[64], tokn[256], sep[128], agg[16], tmpl[64], sys[1024];
+    char model[1024], kind[16], dev[64], tokn[256], sep[128], agg[16], bad[256], tmpl[64], sys[1024];
     reward_spec rs = {pstr(rw, "model", model, sizeof model), pstr(rw, "kind", kind, sizeof kind),
                       pstr(rw, "device", dev, sizeof dev), pstr(rw, "prm_token", tokn, sizeof tokn),
-                      pstr(rw, "prm_separator", sep, sizeof sep), pstr(rw, "prm_aggregate", agg, sizeof agg)};
+                      pstr(rw, "prm_separator", sep, sizeof sep), pstr(rw, "prm_aggregate", agg, sizeof agg),
+                      pstr(rw, "prm_bad_token", bad, sizeof bad)};
     if (!rs.model || !*rs.model) return util_err(err, errlen, "score payload: reward.model: expected a model directory");
     const char *tp = pstr(pr, "template", tmpl, sizeof tmpl), *sp = pstr(pr, "system", sys, sizeof sys);
     if (!tp || !*tp) tp = "plain";

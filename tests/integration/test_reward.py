@@ -5,7 +5,8 @@ The models are built here from ../shared/data/models/stories260K: bin/convert tu
 checkpoint into an HF Llama directory (the PRM, a causal LM), and a copy with a random
 `score.weight` [1, hidden] head and architectures = LlamaForSequenceClassification is the ORM.
 The store is read directly (LMDB + msgpack, not our C reader) to check that every stored score
-carries a finite reward; the report must carry best-of-N and weighted best-of-N.
+carries a finite reward (and, for a PRM, its step scores, which `jobctl export` repeats); the
+report must carry best-of-N and weighted best-of-N.
 """
 import json
 import math
@@ -128,7 +129,42 @@ def test_prm_rewards_are_step_probabilities(tmp_path, models):
     assert len(scores) == n_problems * n
     for sc in scores.values():
         assert 0.0 < sc["reward"] < 1.0, sc
+        # the step scores are stored with the score; "min" aggregate: the reward is their minimum
+        steps = sc.get("steps")
+        assert isinstance(steps, list) and len(steps) >= 1, sc
+        assert all(isinstance(x, float) and 0.0 < x < 1.0 for x in steps), sc
+        assert sc["reward"] == min(steps), sc
     assert "wbon" in rep
+    assert sum(len(sc["steps"]) > 1 for sc in scores.values()) > 0  # multi-step samples exist
+    # jobctl export carries them: the same numbers, line by line
+    (job,) = {j for (j, _, _) in scores}
+    r = subprocess.run([str(BIN / "jobctl"), "export", "j-%06d" % job, "--db", str(db), "--format", "jsonl"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    assert len(lines) == n_problems * n
+    for row in lines:
+        assert row["steps"] == scores[(job, row["problem"], row["sample"])]["steps"], row
+    # offline regrading under another grader rewrites scores but keeps rewards and steps
+    r = subprocess.run([str(BIN / "jobctl"), "rescore", "j-%06d" % job, "--db", str(db), "--grader", "math", "--json"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    after = read_scores(db)
+    assert {k: (v["reward"], v["steps"]) for k, v in after.items()} == \
+        {k: (v["reward"], v["steps"]) for k, v in scores.items()}
+
+
+def test_orm_scores_and_export_have_no_steps(tmp_path, models):
+    spec = synth_spec(n_problems=2, n=2, chunk=2,
+                      score={"grader": "gsm8k", "reward": {"model": str(models["orm"]), "kind": "orm", "device": "cpu"}})
+    _, db, _ = run_local(tmp_path, spec)
+    scores = read_scores(db)
+    assert len(scores) == 4 and all("steps" not in sc for sc in scores.values()), scores
+    (job,) = {j for (j, _, _) in scores}
+    r = subprocess.run([str(BIN / "jobctl"), "export", "j-%06d" % job, "--db", str(db)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout and all("steps" not in json.loads(x) for x in r.stdout.splitlines())
 
 
 def test_bad_reward_model_fails_the_job_with_a_clear_error(tmp_path, models):

@@ -1,5 +1,6 @@
 /* tests/unit/test_aggregate.c — aggregate_compute and its JSON: values against independent
- * per-problem computations, incremental (partial) inputs, breakdowns, time budgets, rewards,
+ * per-problem computations, incremental (partial) inputs, breakdowns (with best-of-N and
+ * weighted best-of-N per slice), time budgets, rewards,
  * determinism under problem reordering, invalid input, and a replay-style simulation whose
  * coverage must match 1 - corrupt^k within the bootstrap interval.
  */
@@ -164,6 +165,70 @@ TEST(rewards_and_time) {
     agg_stats_free(&s);
 }
 
+/* Best-of-N and weighted best-of-N per subject / level: means over the slice's problems that
+ * have rewards (a slice without any reports NaN / null), from the per-problem metrics. */
+TEST(breakdowns_carry_bon_and_wbon) {
+    static const unsigned char c0[] = {1, 0, 0, 1}, c1[] = {0, 1, 0, 0}, c2[] = {0, 0, 1, 0};
+    static const char *const k0[] = {"5", "6", "7", "5"}, *const k1[] = {"1", "2", "3", "3"},
+                             *const k2[] = {"a", "b", "c", "d"};
+    static const double r0[] = {0.9, 0.2, 0.95, 0.1}, r1[] = {0.1, 0.8, 0.3, NAN};
+    agg_problem P[3] = {
+        {.p = 0, .n = 4, .correct = c0, .canonical = k0, .reward = r0, .subject = "Algebra", .level = 2},
+        {.p = 1, .n = 4, .correct = c1, .canonical = k1, .reward = r1, .subject = "Algebra", .level = 5},
+        {.p = 2, .n = 4, .correct = c2, .canonical = k2, .reward = NULL, .subject = "Geometry", .level = 5},
+    };
+    int k[] = {1, 2, 4};
+    agg_stats s;
+    char err[128];
+    EXPECT_EQ_INT(aggregate_compute(P, 3, k, 3, 11, &s, err, sizeof err), 0);
+    EXPECT(s.has_reward);
+    EXPECT_EQ_INT(s.n_subject, 2);
+    EXPECT_EQ_INT(s.n_level, 2);
+    if (s.n_subject != 2 || s.n_level != 2) { agg_stats_free(&s); return; }
+    const agg_curve *alg = &s.by_subject[0], *geo = &s.by_subject[1], *l2 = &s.by_level[0], *l5 = &s.by_level[1];
+    EXPECT_EQ_STR(alg->name, "Algebra");
+    EXPECT_EQ_STR(l5->name, "5");
+    for (int j = 0; j < 3; j++) {
+        double b0 = metrics_bon_at_k(r0, c0, 4, k[j]), b1 = metrics_bon_at_k(r1, c1, 4, k[j]);
+        EXPECT_NEAR(alg->bon[j], (b0 + b1) / 2, 1e-12);
+        EXPECT_NEAR(l2->bon[j], b0, 1e-12);
+        EXPECT_NEAR(l5->bon[j], b1, 1e-12); /* the Geometry problem has no rewards: not counted */
+        EXPECT(isnan(geo->bon[j]) && isnan(geo->wbon[j]));
+        EXPECT(!isnan(geo->coverage[j]));
+        EXPECT_NEAR(alg->wbon[j], (l2->wbon[j] + l5->wbon[j]) / 2, 1e-12);
+        EXPECT_NEAR(alg->wbon[j], s.wbon[j], 1e-12); /* the job's rewarded problems are Algebra's */
+    }
+    /* k=4 by hand: p0 answer "5" sums 1.0 vs "7" 0.95 -> correct; p1 "2" 0.8 vs "3" 0.3 -> correct */
+    EXPECT_NEAR(l2->wbon[2], 1.0, 1e-12);
+    EXPECT_NEAR(l5->wbon[2], 1.0, 1e-12);
+    EXPECT(l2->bon[0] != l5->bon[0]);
+    json_t *o = to_json(&s, 0);
+    EXPECT(o != NULL);
+    if (o) {
+        json_t *ja = json_object_get(json_object_get(o, "by_subject"), "Algebra");
+        json_t *jg = json_object_get(json_object_get(o, "by_subject"), "Geometry");
+        json_t *j5 = json_object_get(json_object_get(o, "by_level"), "5");
+        EXPECT_NEAR(jat(ja, "bon", 1), alg->bon[1], 1e-9);
+        EXPECT_NEAR(jat(ja, "wbon", 0), alg->wbon[0], 1e-9);
+        EXPECT_NEAR(jat(j5, "bon", 2), l5->bon[2], 1e-9);
+        EXPECT(json_is_null(json_array_get(json_object_get(jg, "bon"), 0)));
+        EXPECT_EQ_INT(json_array_size(json_object_get(jg, "wbon")), 3);
+        json_decref(o);
+    }
+    agg_stats_free(&s);
+    /* no rewards anywhere: slices carry no bon / wbon keys */
+    P[0].reward = P[1].reward = NULL;
+    EXPECT_EQ_INT(aggregate_compute(P, 3, k, 3, 11, &s, err, sizeof err), 0);
+    o = to_json(&s, 0);
+    EXPECT(o != NULL);
+    if (o) {
+        json_t *ja = json_object_get(json_object_get(o, "by_subject"), "Algebra");
+        EXPECT(ja && json_object_get(ja, "coverage") && !json_object_get(ja, "bon") && !json_object_get(ja, "wbon"));
+        json_decref(o);
+    }
+    agg_stats_free(&s);
+}
+
 TEST(order_independent_and_replay) {
     /* replay-style: P problems, n = 16 samples, each wrong with probability 0.3 (wrong answers
      * spread over 3 spellings); coverage@k must match 1 - 0.3^k within the bootstrap interval */
@@ -283,6 +348,7 @@ int main(void) {
     RUN(small_job);
     RUN(partial_and_invalid);
     RUN(rewards_and_time);
+    RUN(breakdowns_carry_bon_and_wbon);
     RUN(order_independent_and_replay);
     RUN(plot_svg);
     RUN(plot_compare);

@@ -101,7 +101,7 @@ static void fx_job(store *st, uint64_t id, const char *name, correct_fn fn, doub
             store_generation g = {(uint32_t)p, (uint32_t)s, text, (uint32_t)strlen(text), 5, time_s, "stop", 1};
             EXPECT(store_generation_put(t, id, &g) == 1);
             int stored = (p == flip_p && s == flip_s) ? !ok : ok;
-            store_score sc = {(uint32_t)p, (uint32_t)s, ext, ext, stored, isnan(reward_base) ? NAN : reward_base + s};
+            store_score sc = {(uint32_t)p, (uint32_t)s, ext, ext, stored, isnan(reward_base) ? NAN : reward_base + s, NULL, 0};
             EXPECT(store_score_put(t, id, &sc) == 1);
         }
     }

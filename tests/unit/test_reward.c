@@ -9,6 +9,7 @@
  *   - random Llamas, checked against model_forward logits of the equivalent causal LM whose
  *     lm_head rows are the ORM's score.weight rows (ORM) or of the PRM itself run token by token
  *     through the cache (PRM), and batch vs one-at-a-time.
+ * Also the two-token normalised PRM step score (prm_bad_token) and its params forwarding.
  * Plus step splitting, aggregation rules, spec validation (score.reward), load errors, CUDA vs
  * CPU (skipped without a device) and a throughput bench (THINKFAST_REWARD_BENCH=1,
  * THINKFAST_REWARD_DEVICE=cpu|cuda).
@@ -21,9 +22,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "broker/payload.h"
+#include "broker/tasks.h"
 #include "jobs/prompt.h"
 #include "jobs/proto.h"
 #include "jobs/spec.h"
+#include "store/store.h"
 #include "workers/wrk_roles.h"
 #include "workers/wrk_task.h"
 #include "tests/unit/model_testutil.h"
@@ -240,7 +244,7 @@ TEST(orm_zeroed_model_matches_hand_computation) {
     float *w = rand_vec(2 * s.hidden, 5, 1.0f);
     tensor_edit ed = {1, w, 2, NULL};
     EXPECT(derive_model(base, orm, "LlamaForSequenceClassification", 0, 2, &ed) == 0);
-    reward_spec rs = {orm, "orm", "cpu", NULL, NULL, NULL};
+    reward_spec rs = {orm, "orm", "cpu", NULL, NULL, NULL, NULL};
     reward_model *rm = NULL;
     int rc = reward_load(&rs, &rm, err, sizeof err);
     EXPECT_MSG(rc == 0, "%s", err);
@@ -291,7 +295,7 @@ TEST(orm_matches_causal_lm_with_score_rows_as_lm_head) {
     memcpy(head + (size_t)7 * s.hidden, w, sizeof(float) * s.hidden); /* row 7 = the score row */
     tensor_edit e2 = {0, NULL, 0, head};
     EXPECT(derive_model(base, clm, "LlamaForCausalLM", 0, 0, &e2) == 0);
-    reward_spec rs = {orm, "orm", "cpu", NULL, NULL, NULL};
+    reward_spec rs = {orm, "orm", "cpu", NULL, NULL, NULL, NULL};
     reward_model *rm = NULL;
     int rc = reward_load(&rs, &rm, err, sizeof err);
     EXPECT_MSG(rc == 0, "%s", err);
@@ -348,7 +352,7 @@ TEST(orm_load_errors) {
     model_random_spec s = small_llama(13);
     EXPECT(model_write_random(base, &s, err, sizeof err) == 0);
     EXPECT(derive_model(base, d1, "LlamaForSequenceClassification", 0, 1, NULL) == 0); /* no score head */
-    reward_spec rs = {d1, "orm", "cpu", NULL, NULL, NULL};
+    reward_spec rs = {d1, "orm", "cpu", NULL, NULL, NULL, NULL};
     reward_model *rm = NULL;
     EXPECT(reward_load(&rs, &rm, err, sizeof err) == -1 && rm == NULL);
     EXPECT_MSG(strstr(err, "score.weight is missing") != NULL, "%s", err);
@@ -372,6 +376,13 @@ TEST(orm_load_errors) {
     EXPECT(reward_load(&rs, &rm, err, sizeof err) == -1);
     EXPECT_MSG(strstr(err, "tokens for this tokenizer") != NULL, "%s", err);
     rs.prm_token = "The";
+    rs.prm_bad_token = "hello world again";
+    EXPECT(reward_load(&rs, &rm, err, sizeof err) == -1);
+    EXPECT_MSG(strstr(err, "reward.prm_bad_token: \"hello world again\" is") != NULL, "%s", err);
+    rs.prm_bad_token = "The";
+    EXPECT(reward_load(&rs, &rm, err, sizeof err) == -1);
+    EXPECT_MSG(strstr(err, "reward.prm_bad_token: \"The\" is the same token") != NULL, "%s", err);
+    rs.prm_bad_token = NULL;
     rs.prm_aggregate = "mean";
     EXPECT(reward_load(&rs, &rm, err, sizeof err) == -1);
     EXPECT_MSG(strstr(err, "reward.prm_aggregate") != NULL, "%s", err);
@@ -418,7 +429,7 @@ TEST(hf_golden_fixture_orm_and_prm) {
     tensor_edit ed = {0, score, 2, NULL};
     EXPECT(derive_model(fx, orm, "LlamaForSequenceClassification", 0, 2, &ed) == 0);
     EXPECT(derive_model(fx, prm, "LlamaForCausalLM", 1, 0, NULL) == 0);
-    reward_spec rs = {orm, "orm", "cpu", NULL, NULL, NULL};
+    reward_spec rs = {orm, "orm", "cpu", NULL, NULL, NULL, NULL};
     reward_model *rm = NULL;
     EXPECT_MSG(reward_load(&rs, &rm, err, sizeof err) == 0, "%s", err);
     int ts[4] = {1, 7, 18, n - 1};
@@ -430,7 +441,7 @@ TEST(hf_golden_fixture_orm_and_prm) {
         EXPECT_NEAR(r.reward, 1.0 / (1.0 + exp(l5 - l9)), 2e-5);
     }
     reward_destroy(&rm);
-    reward_spec ps = {prm, "prm", "cpu", "The", NULL, "prod"};
+    reward_spec ps = {prm, "prm", "cpu", "The", NULL, "prod", NULL};
     EXPECT_MSG(reward_load(&ps, &rm, err, sizeof err) == 0, "%s", err);
     if (rm) {
         int good = reward_prm_token_id(rm);
@@ -474,7 +485,7 @@ TEST(prm_step_positions_follow_the_text) {
     model_random_spec s = small_llama(14);
     EXPECT(model_write_random(base, &s, err, sizeof err) == 0);
     EXPECT(derive_model(base, prm, "LlamaForCausalLM", 1, 0, NULL) == 0);
-    reward_spec rs = {prm, "prm", "cpu", "The", NULL, NULL};
+    reward_spec rs = {prm, "prm", "cpu", "The", NULL, NULL, NULL};
     reward_model *rm = NULL;
     int rc = reward_load(&rs, &rm, err, sizeof err);
     EXPECT_MSG(rc == 0, "%s", err);
@@ -530,7 +541,7 @@ TEST(prm_positions_llama3_tokenizer) {
     tk_file = tfile; tk_name = "tokenizer.model"; tk_bos = 128000; tk_eos = 128009;
     EXPECT(derive_model(base, prm, "LlamaForCausalLM", 1, 0, NULL) == 0);
     tk_file = NULL; tk_bos = 1; tk_eos = 2;
-    reward_spec rs = {prm, "prm", "cpu", "<|reserved_special_token_0|>", "\n\n", "last"};
+    reward_spec rs = {prm, "prm", "cpu", "<|reserved_special_token_0|>", "\n\n", "last", NULL};
     reward_model *rm = NULL;
     int rc = reward_load(&rs, &rm, err, sizeof err);
     EXPECT_MSG(rc == 0, "%s", err);
@@ -593,7 +604,7 @@ TEST(prm_zeroed_model_matches_hand_computation) {
     EXPECT(derive_model(base, prm, "LlamaForCausalLM", 1, 0, &ed) == 0);
     const char *aggs[3] = {"last", "min", "prod"};
     for (int a = 0; a < 3; a++) {
-        reward_spec rs = {prm, "prm", "cpu", "The", "\n\n", aggs[a]};
+        reward_spec rs = {prm, "prm", "cpu", "The", "\n\n", aggs[a], NULL};
         reward_model *rm = NULL;
         int rc = reward_load(&rs, &rm, err, sizeof err);
         EXPECT_MSG(rc == 0, "%s", err);
@@ -647,6 +658,76 @@ TEST(prm_zeroed_model_matches_hand_computation) {
     mt_rmdir(prm);
 }
 
+/* prm_bad_token: each step scores p(good) / (p(good) + p(bad)) over the two logits at the step's
+ * end, recomputed here from the zeroed model's lm_head (= embedding) rows; "min" aggregate. The
+ * same model without prm_bad_token gives the (different) full-softmax probability. */
+TEST(prm_bad_token_two_token_normalisation) {
+    if (!have_tokenizer()) { unit_skip("no tok512.bin"); return; }
+    char *base = mt_tmpdir("rm_base"), *prm = mt_tmpdir("rm_prmbad");
+    char err[1024] = "";
+    model_random_spec s = small_llama(17);
+    EXPECT(model_write_random(base, &s, err, sizeof err) == 0);
+    tensor_edit ed = {1, NULL, 0, NULL};
+    EXPECT(derive_model(base, prm, "LlamaForCausalLM", 1, 0, &ed) == 0);
+    reward_spec rs = {prm, "prm", "cpu", "The", "\n\n", "min", "apples"};
+    reward_model *rm = NULL;
+    int rc = reward_load(&rs, &rm, err, sizeof err);
+    if (rc != 0 && strstr(err, "tokens for this tokenizer")) { /* "apples" is several tokens here */
+        rs.prm_bad_token = "a";
+        rc = reward_load(&rs, &rm, err, sizeof err);
+    }
+    EXPECT_MSG(rc == 0, "%s", err);
+    if (rc) { mt_rmdir(base); mt_rmdir(prm); return; }
+    int32_t good = reward_prm_token_id(rm), bad = reward_prm_bad_token_id(rm);
+    EXPECT(good > 2 && good < 512 && bad > 2 && bad < 512 && bad != good);
+    rs.prm_bad_token = NULL;
+    reward_model *full = NULL;
+    EXPECT_MSG(reward_load(&rs, &full, err, sizeof err) == 0, "%s", err);
+    EXPECT_EQ_INT(reward_prm_bad_token_id(full), -1);
+    st_file *f;
+    EXPECT(st_open(prm, &f, err, sizeof err) == 0);
+    model_config c;
+    EXPECT(model_config_load(prm, &c, err, sizeof err) == 0);
+    float *E = st_tensor_to_f32(st_find(f, "model.embed_tokens.weight")); /* tied lm_head */
+    reward_item items[4];
+    for (int i = 0; i < 4; i++) { items[i].prompt = PROMPT; items[i].response = RESP[i]; }
+    reward_result res[4], res_full[4];
+    EXPECT(reward_score_batch(rm, items, 4, res, err, sizeof err) == 0);
+    EXPECT(reward_score_batch(full, items, 4, res_full, err, sizeof err) == 0);
+    int differs = 0;
+    for (int i = 0; i < 4; i++) {
+        int32_t *ids;
+        int n, *pos, ns;
+        EXPECT(reward_tokenize(rm, PROMPT, RESP[i], &ids, &n, &pos, &ns, err, sizeof err) == 0);
+        EXPECT_EQ_INT(res[i].n_steps, ns);
+        double agg = INFINITY;
+        for (int k = 0; k < ns && k < res[i].n_steps; k++) {
+            double h[64], lg_good = 0, lg_bad = 0;
+            zeroed_hidden(f, &c, ids[pos[k]], h);
+            for (int j = 0; j < c.hidden; j++) {
+                lg_good += (double)E[(size_t)good * c.hidden + j] * h[j];
+                lg_bad += (double)E[(size_t)bad * c.hidden + j] * h[j];
+            }
+            double pg = exp(lg_good), pb = exp(lg_bad), p = pg / (pg + pb);
+            EXPECT_NEAR(res[i].steps[k], p, 1e-5);
+            if (fabs(res_full[i].steps[k] - p) > 1e-3) differs++;
+            agg = p < agg ? p : agg;
+        }
+        EXPECT_NEAR(res[i].reward, agg, 1e-5);
+        free(ids);
+        free(pos);
+    }
+    EXPECT_MSG(differs > 0, "two-token scores equal the full-softmax ones");
+    reward_result_free(res, 4);
+    reward_result_free(res_full, 4);
+    free(E);
+    st_close(&f);
+    reward_destroy(&rm);
+    reward_destroy(&full);
+    mt_rmdir(base);
+    mt_rmdir(prm);
+}
+
 TEST(prm_random_model_matches_model_forward) {
     if (!have_tokenizer()) { unit_skip("no tok512.bin"); return; }
     char *base = mt_tmpdir("rm_base"), *prm = mt_tmpdir("rm_prm");
@@ -654,7 +735,7 @@ TEST(prm_random_model_matches_model_forward) {
     model_random_spec s = small_llama(16);
     EXPECT(model_write_random(base, &s, err, sizeof err) == 0);
     EXPECT(derive_model(base, prm, "LlamaForCausalLM", 1, 0, NULL) == 0);
-    reward_spec rs = {prm, "prm", "cpu", "The", NULL, "min"};
+    reward_spec rs = {prm, "prm", "cpu", "The", NULL, "min", NULL};
     reward_model *rm = NULL;
     int rc = reward_load(&rs, &rm, err, sizeof err);
     EXPECT_MSG(rc == 0, "%s", err);
@@ -721,7 +802,7 @@ TEST(prefix_sharing_matches_whole_sequences) {
         EXPECT(model_write_random(base, &s, err, sizeof err) == 0);
         const char *arch = kinds[a] == MT_BAMBA_HYBRID ? "BambaForCausalLM" : "LlamaForCausalLM";
         EXPECT(derive_model(base, prm, arch, 1, 0, NULL) == 0); /* tied: lm_head = embedding */
-        reward_spec rs = {prm, "prm", "cpu", "The", NULL, "last"};
+        reward_spec rs = {prm, "prm", "cpu", "The", NULL, "last", NULL};
         reward_model *rm = NULL;
         int rc = reward_load(&rs, &rm, err, sizeof err);
         EXPECT_MSG(rc == 0, "%s: %s", arch, err);
@@ -785,7 +866,7 @@ TEST(cache_reloads_only_on_change) {
     EXPECT(model_write_random(base, &s, err, sizeof err) == 0);
     EXPECT(derive_model(base, prm, "LlamaForCausalLM", 1, 0, NULL) == 0);
     reward_cache *c = reward_cache_new();
-    reward_spec rs = {prm, "prm", "cpu", "The", NULL, NULL};
+    reward_spec rs = {prm, "prm", "cpu", "The", NULL, NULL, NULL};
     reward_model *a = reward_cache_get(c, &rs, err, sizeof err);
     reward_model *b = reward_cache_get(c, &rs, err, sizeof err);
     EXPECT(a && a == b);
@@ -831,6 +912,21 @@ TEST(spec_reward_section) {
     memset(&s2, 0, sizeof s2);
     EXPECT(job_spec_parse(s.json, strlen(s.json), "canon.json", &s2, err, sizeof err) == 0);
     EXPECT_EQ_STR(s2.json, s.json);
+    EXPECT(s.score.reward.prm_bad_token[0] == 0); /* absent: full-softmax p(prm_token) */
+    EXPECT(strstr(s.json, "prm_bad_token") == NULL);
+    job_spec_free(&s2);
+    job_spec_free(&s);
+    /* prm_bad_token: parsed, rendered after prm_aggregate, round-trips */
+    t = "{\"dataset\":{\"format\":\"synth\"},\"score\":{\"reward\":{\"model\":\"/m/prm\",\"kind\":\"prm\","
+        "\"prm_token\":\"+\",\"prm_bad_token\":\"-\"}}}";
+    memset(&s, 0, sizeof s);
+    EXPECT_MSG(job_spec_parse(t, strlen(t), "job.json", &s, err, sizeof err) == 0, "%s", err);
+    EXPECT_EQ_STR(s.score.reward.prm_bad_token, "-");
+    EXPECT(s.json && strstr(s.json, "\"prm_aggregate\":\"last\",\"prm_bad_token\":\"-\"}") != NULL);
+    memset(&s2, 0, sizeof s2);
+    EXPECT(s.json && job_spec_parse(s.json, strlen(s.json), "canon.json", &s2, err, sizeof err) == 0);
+    EXPECT_EQ_STR(s2.score.reward.prm_bad_token, "-");
+    EXPECT(s.json && s2.json && strcmp(s2.json, s.json) == 0);
     job_spec_free(&s2);
     job_spec_free(&s);
     /* ORM: defaults, prm fields absent from the canonical form */
@@ -845,6 +941,133 @@ TEST(spec_reward_section) {
     EXPECT(s.score.reward.model[0] == 0);
     EXPECT(strstr(s.json, "reward") == NULL);
     job_spec_free(&s);
+}
+
+/* The job's params (what score payloads carry) forward prm_bad_token only when it is set. */
+TEST(params_forward_prm_bad_token) {
+    char err[1024] = "";
+    const char *texts[2] = {
+        "{\"dataset\":{\"format\":\"synth\"},\"score\":{\"reward\":{\"model\":\"/m/prm\",\"kind\":\"prm\","
+        "\"prm_token\":\"+\",\"prm_bad_token\":\"-\"}}}",
+        "{\"dataset\":{\"format\":\"synth\"},\"score\":{\"reward\":{\"model\":\"/m/prm\",\"kind\":\"prm\","
+        "\"prm_token\":\"+\"}}}"};
+    for (int i = 0; i < 2; i++) {
+        job_spec s;
+        memset(&s, 0, sizeof s);
+        EXPECT_MSG(job_spec_parse(texts[i], strlen(texts[i]), "job.json", &s, err, sizeof err) == 0, "%s", err);
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        payload_params_encode(&s, &buf, &len);
+        proto_msg *m = NULL;
+        EXPECT_MSG(proto_parse_value(buf, len, &m, err, sizeof err) == 0, "%s", err);
+        const proto_val *rw = m ? proto_get_map(proto_root(m), "reward") : NULL;
+        EXPECT(rw != NULL);
+        const char *v = NULL;
+        uint32_t vl = 0;
+        if (i == 0) {
+            EXPECT(proto_get_str(rw, "prm_bad_token", &v, &vl) == 0 && vl == 1 && v[0] == '-');
+            EXPECT(proto_get_str(rw, "prm_token", &v, &vl) == 0 && vl == 1 && v[0] == '+');
+        } else {
+            EXPECT(rw && proto_get(rw, "prm_bad_token") == NULL);
+        }
+        proto_msg_destroy(&m);
+        free(buf);
+        job_spec_free(&s);
+    }
+}
+
+/* Score outputs' PRM step scores are committed with the score (broker/payload.c) and read back
+ * by store_score_get (views valid in the txn) and store_scores_each; outputs without steps store
+ * none; a malformed steps array commits nothing. */
+static int steps_each_cb(uint64_t job, const store_score *sc, void *ctx) {
+    (void)job;
+    double *acc = ctx; /* [0] = count of scores, [1] = sum of every step, [2] = steps seen */
+    acc[0] += 1;
+    for (uint32_t i = 0; i < sc->n_steps; i++) acc[1] += sc->steps[i];
+    acc[2] += sc->n_steps;
+    return 0;
+}
+
+static proto_msg *outputs_msg(int bad) {
+    proto_writer *w = proto_writer_new(NULL, 0);
+    proto_w_array(w, 2);
+    proto_w_map(w, 5);
+    proto_w_key(w, "p"); proto_w_u64(w, 0);
+    proto_w_key(w, "s"); proto_w_u64(w, 0);
+    proto_w_key(w, "correct"); proto_w_bool(w, 1);
+    proto_w_key(w, "reward"); proto_w_f64(w, 0.25);
+    proto_w_key(w, "steps"); proto_w_array(w, 3);
+    proto_w_f64(w, 0.75); proto_w_f64(w, 0.25);
+    if (bad) proto_w_str(w, "x"); else proto_w_nil(w);
+    proto_w_map(w, 3);
+    proto_w_key(w, "p"); proto_w_u64(w, 0);
+    proto_w_key(w, "s"); proto_w_u64(w, 1);
+    proto_w_key(w, "correct"); proto_w_bool(w, 0);
+    size_t len;
+    const void *d = proto_writer_data(w, &len);
+    proto_msg *m = NULL;
+    char err[256];
+    if (proto_parse_value(d, len, &m, err, sizeof err) != 0) m = NULL;
+    proto_writer_destroy(&w);
+    return m;
+}
+
+TEST(score_steps_stored_and_read_back) {
+    char *dir = mt_tmpdir("rm_store");
+    char err[1024] = "";
+    store *st = NULL;
+    EXPECT_MSG(store_open(dir, 0, 0, &st, err, sizeof err) == STORE_OK, "%s", err);
+    if (!st) { mt_rmdir(dir); return; }
+    store_job job;
+    memset(&job, 0, sizeof job);
+    job.id = 1;
+    job.n_problems = 1;
+    job.n_samples = 2;
+    store_task task;
+    memset(&task, 0, sizeof task);
+    task.id = 5;
+    task.job = 1;
+    task.kind = BRK_KIND_SCORE;
+    task.p_begin = 0;
+    task.p_end = 1;
+    store_txn *t = NULL;
+    EXPECT(store_txn_begin(st, 1, &t, err, sizeof err) == STORE_OK);
+    uint64_t fresh = 0;
+    proto_msg *bad = outputs_msg(1), *good = outputs_msg(0);
+    EXPECT(bad && good);
+    EXPECT_EQ_INT(payload_commit_outputs(t, &job, &task, proto_root(bad), 0, &fresh, err, sizeof err), 1);
+    EXPECT_MSG(strstr(err, "outputs[0].steps[2]: not a number") != NULL, "%s", err);
+    EXPECT(fresh == 0);
+    store_score sc;
+    EXPECT(store_score_get(t, 1, 0, 0, &sc) == STORE_ERR_NOTFOUND);
+    EXPECT_EQ_INT(payload_commit_outputs(t, &job, &task, proto_root(good), 0, &fresh, err, sizeof err), 0);
+    EXPECT(fresh == 2);
+    EXPECT(store_txn_commit(&t, err, sizeof err) == STORE_OK);
+    proto_msg_destroy(&bad);
+    proto_msg_destroy(&good);
+
+    EXPECT(store_txn_begin(st, 0, &t, err, sizeof err) == STORE_OK);
+    store_score a, b;
+    EXPECT(store_score_get(t, 1, 0, 0, &a) == STORE_OK);
+    EXPECT(store_score_get(t, 1, 0, 1, &b) == STORE_OK); /* a's views stay valid */
+    EXPECT_EQ_INT((int)a.n_steps, 3);
+    if (a.steps && a.n_steps == 3) {
+        EXPECT_NEAR(a.steps[0], 0.75, 0);
+        EXPECT_NEAR(a.steps[1], 0.25, 0);
+        EXPECT(isnan(a.steps[2])); /* nil -> NaN */
+    } else {
+        EXPECT(a.steps != NULL);
+    }
+    EXPECT_NEAR(a.reward, 0.25, 0);
+    EXPECT(b.steps == NULL && b.n_steps == 0 && isnan(b.reward)); /* no steps sent: none stored */
+    store_txn_abort(&t);
+    double acc[3] = {0, 0, 0};
+    EXPECT(store_scores_each(st, 1, steps_each_cb, acc, err, sizeof err) == STORE_OK);
+    EXPECT_NEAR(acc[0], 2, 0);
+    EXPECT(isnan(acc[1])); /* 0.75 + 0.25 + NaN */
+    EXPECT_NEAR(acc[2], 3, 0);
+    store_close(&st);
+    mt_rmdir(dir);
 }
 
 TEST(spec_reward_model_path_made_absolute) {
@@ -880,6 +1103,14 @@ TEST(spec_reward_errors) {
          "score.reward.prm_separator: must not be empty"},
         {"{\"dataset\":{\"format\":\"synth\"},\"score\":{\"reward\":{\"model\":\"m\",\"device\":\"tpu\"}}}", "score.reward.device: unknown device \"tpu\""},
         {"{\"dataset\":{\"format\":\"synth\"},\"score\":{\"reward\":{\"model\":7}}}", "score.reward.model: expected a string, got 7"},
+        {"{\"dataset\":{\"format\":\"synth\"},\"score\":{\"reward\":{\"model\":\"m\",\"prm_bad_token\":\"-\"}}}",
+         "job.json:1:62: score.reward.prm_bad_token: only valid with kind prm"},
+        {"{\"dataset\":{\"format\":\"synth\"},\"score\":{\"reward\":{\"model\":\"m\",\"kind\":\"prm\",\"prm_token\":\"+\",\"prm_bad_token\":\"\"}}}",
+         "score.reward.prm_bad_token: must not be empty"},
+        {"{\"dataset\":{\"format\":\"synth\"},\"score\":{\"reward\":{\"model\":\"m\",\"kind\":\"prm\",\"prm_token\":\"+\",\"prm_bad_token\":\"+\"}}}",
+         "score.reward.prm_bad_token: must differ from prm_token (\"+\")"},
+        {"{\"dataset\":{\"format\":\"synth\"},\"score\":{\"reward\":{\"model\":\"m\",\"kind\":\"prm\",\"prm_token\":\"+\",\"prm_bad_token\":3}}}",
+         "score.reward.prm_bad_token: expected a string, got 3"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         err[0] = 0;
@@ -975,7 +1206,7 @@ TEST(score_role_adds_rewards) {
         proto_msg *out[4] = {0};
         int got = run_score_task(dirs[k], kinds[k], tmpls[k], qs, texts, 4, out, err, sizeof err);
         EXPECT_MSG(got == 4, "%s: got %d: %s", kinds[k], got, err);
-        reward_spec rs = {dirs[k], kinds[k], "cpu", "The", "\n\n", "min"};
+        reward_spec rs = {dirs[k], kinds[k], "cpu", "The", "\n\n", "min", NULL};
         reward_model *rm = NULL;
         EXPECT(reward_load(&rs, &rm, err, sizeof err) == 0);
         for (int i = 0; i < got && rm; i++) {
@@ -1042,7 +1273,7 @@ TEST(cuda_matches_cpu) {
     for (int k = 0; k < 2; k++) {
         reward_result rc_[4], rg[4];
         reward_model *a = NULL, *b = NULL;
-        reward_spec rs = {dirs[k], kinds[k], "cpu", "The", NULL, "last"};
+        reward_spec rs = {dirs[k], kinds[k], "cpu", "The", NULL, "last", NULL};
         EXPECT_MSG(reward_load(&rs, &a, err, sizeof err) == 0, "%s", err);
         rs.device = "cuda";
         EXPECT_MSG(reward_load(&rs, &b, err, sizeof err) == 0, "%s", err);
@@ -1100,7 +1331,7 @@ TEST(bench) {
     }
     const char *dirs[2] = {orm, prm}, *kinds[2] = {"orm", "prm"};
     for (int k = 0; k < 2; k++) {
-        reward_spec rs = {dirs[k], kinds[k], dev, "The", NULL, "min"};
+        reward_spec rs = {dirs[k], kinds[k], dev, "The", NULL, "min", NULL};
         reward_model *rm = NULL;
         if (reward_load(&rs, &rm, err, sizeof err) != 0) { printf("  %s\n", err); unit_cur_failed++; break; }
         int32_t *ids;
@@ -1143,6 +1374,9 @@ int main(void) {
     RUN(prm_step_positions_follow_the_text);
     RUN(prm_positions_llama3_tokenizer);
     RUN(prm_zeroed_model_matches_hand_computation);
+    RUN(prm_bad_token_two_token_normalisation);
+    RUN(params_forward_prm_bad_token);
+    RUN(score_steps_stored_and_read_back);
     RUN(prm_random_model_matches_model_forward);
     RUN(prefix_sharing_matches_whole_sequences);
     RUN(cache_reloads_only_on_change);

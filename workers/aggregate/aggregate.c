@@ -4,7 +4,7 @@
  * as correct when more than half of its samples were graded correct (normally all or none: the
  * canonical key is finer than the equivalence used for grading). Then for each k with n >= k:
  * coverage = pass@k(n, c, k), majority = metrics_majority_ex, and with rewards naive and
- * weighted best-of-N. Job values are means over the problems counted in the column; intervals
+ * weighted best-of-N (also per subject / level slice). Job values are means over the problems counted in the column; intervals
  * are percentile bootstraps over those problems; every random choice derives from the job seed,
  * the problem index and k, so results do not depend on problem order, on other problems or on
  * the number of threads (problems are computed in parallel: $THINKFAST_AGG_THREADS, default all CPUs).
@@ -93,7 +93,7 @@ static int slice_find(agg_curve **arr, int *n, const char *name, int n_k) {
     agg_curve *c = &(*arr)[*n];
     memset(c, 0, sizeof *c);
     snprintf(c->name, sizeof c->name, "%s", name);
-    for (int j = 0; j < n_k; j++) { c->coverage[j] = 0; c->majority[j] = 0; }
+    for (int j = 0; j < n_k; j++) { c->coverage[j] = 0; c->majority[j] = 0; c->bon[j] = 0; c->wbon[j] = 0; }
     return (*n)++;
 }
 
@@ -306,7 +306,7 @@ int aggregate_compute(const agg_problem *problems, int n_problems, const int *k,
     for (int pass = 0; pass < 2; pass++) {
         agg_curve **arr = pass == 0 ? &s->by_subject : &s->by_level;
         int *na = pass == 0 ? &s->n_subject : &s->n_level;
-        int **counts = NULL;
+        int **counts = NULL, **rcounts = NULL; /* per slice and k: problems counted; with rewards */
         for (int i = 0; i < n_problems; i++) {
             const agg_problem *p = &problems[i];
             char name[64];
@@ -314,7 +314,12 @@ int aggregate_compute(const agg_problem *problems, int n_problems, const int *k,
             else { if (p->level <= 0) continue; snprintf(name, sizeof name, "%d", p->level); }
             int before = *na;
             int si = slice_find(arr, na, name, n_k);
-            if (*na > before) { counts = xrealloc(counts, sizeof(int *) * (size_t)*na); counts[si] = xcalloc((size_t)AGG_MAX_K, sizeof(int)); }
+            if (*na > before) {
+                counts = xrealloc(counts, sizeof(int *) * (size_t)*na);
+                counts[si] = xcalloc((size_t)AGG_MAX_K, sizeof(int));
+                rcounts = xrealloc(rcounts, sizeof(int *) * (size_t)*na);
+                rcounts[si] = xcalloc((size_t)AGG_MAX_K, sizeof(int));
+            }
             agg_curve *cv = &(*arr)[si];
             cv->problems++;
             for (int j = 0; j < n_k; j++) {
@@ -323,6 +328,12 @@ int aggregate_compute(const agg_problem *problems, int n_problems, const int *k,
                 cv->coverage[j] += v;
                 cv->majority[j] += s->problem_majority[(size_t)i * n_k + j];
                 counts[si][j]++;
+                double b = pbon[(size_t)i * n_k + j], ww = pwbon[(size_t)i * n_k + j];
+                if (!isnan(b) && !isnan(ww)) { /* as the job columns: problems with both */
+                    cv->bon[j] += b;
+                    cv->wbon[j] += ww;
+                    rcounts[si][j]++;
+                }
             }
         }
         for (int si = 0; si < *na; si++) {
@@ -330,10 +341,15 @@ int aggregate_compute(const agg_problem *problems, int n_problems, const int *k,
                 int cn = counts[si][j];
                 (*arr)[si].coverage[j] = cn ? (*arr)[si].coverage[j] / cn : NAN;
                 (*arr)[si].majority[j] = cn ? (*arr)[si].majority[j] / cn : NAN;
+                int rn = rcounts[si][j];
+                (*arr)[si].bon[j] = rn ? (*arr)[si].bon[j] / rn : NAN;
+                (*arr)[si].wbon[j] = rn ? (*arr)[si].wbon[j] / rn : NAN;
             }
             free(counts[si]);
+            free(rcounts[si]);
         }
         free(counts);
+        free(rcounts);
         if (*na > 1) qsort(*arr, (size_t)*na, sizeof(agg_curve), cmp_curve_name);
     }
     free(w.bon); free(w.wbon); free(w.mse2); free(w.wse2); free(w.mexact); free(w.wexact);
@@ -375,7 +391,7 @@ static void jci(util_buf *b, const char *key, const double *lo, const double *hi
     util_buf_append(b, "]", 1);
 }
 
-static void jslices(util_buf *b, const char *key, const agg_curve *c, int n, int n_k) {
+static void jslices(util_buf *b, const char *key, const agg_curve *c, int n, int n_k, int rewards) {
     if (n == 0) return;
     util_buf_printf(b, ",\"%s\":{", key);
     for (int i = 0; i < n; i++) {
@@ -384,6 +400,10 @@ static void jslices(util_buf *b, const char *key, const agg_curve *c, int n, int
         util_buf_printf(b, ":{\"problems\":%d", c[i].problems);
         jarr(b, "coverage", c[i].coverage, n_k);
         jarr(b, "majority", c[i].majority, n_k);
+        if (rewards) {
+            jarr(b, "bon", c[i].bon, n_k);
+            jarr(b, "wbon", c[i].wbon, n_k);
+        }
         util_buf_append(b, "}", 1);
     }
     util_buf_append(b, "}", 1);
@@ -414,8 +434,8 @@ void agg_stats_to_json_ex(const agg_stats *s, int per_problem, util_buf *b) {
         util_buf_printf(b, ",\"wbon_exact\":%s", s->wbon_exact ? "true" : "false");
         jarr(b, "wbon_se", s->wbon_se, n);
     }
-    jslices(b, "by_subject", s->by_subject, s->n_subject, n);
-    jslices(b, "by_level", s->by_level, s->n_level, n);
+    jslices(b, "by_subject", s->by_subject, s->n_subject, n, s->has_reward);
+    jslices(b, "by_level", s->by_level, s->n_level, n, s->has_reward);
     if (s->has_time) {
         util_buf_printf(b, ",\"time\":{\"mean_sample_s\":");
         jnum(b, s->mean_sample_s);

@@ -16,7 +16,8 @@
  *    "coverage":[..], "coverage_ci":[[lo,hi],..], "majority":[..], "majority_ci":[[lo,hi],..],
  *    "majority_exact":true|false, "majority_se":[..], "majority_mc":[..], "counted":[..],
  *    "bon":[..]|absent, "bon_ci", "wbon":[..], "wbon_ci", "wbon_exact", "wbon_se",  (rewards only)
- *    "by_subject":{"Algebra":{"problems":n,"coverage":[..],"majority":[..]},..},  (when known)
+ *    "by_subject":{"Algebra":{"problems":n,"coverage":[..],"majority":[..],
+ *                             "bon":[..],"wbon":[..]},..},  (when known; bon/wbon: rewards only)
  *    "by_level":{"1":{...},..},                                                    (when known)
  *    "time":{"mean_sample_s":t, "budget_s":[..], "coverage":[..], "majority":[..]}, (when known)
  *    "bootstrap_reps":1000, "seed":S}
@@ -54,6 +55,9 @@ typedef struct agg_curve {
     int problems;                   /* problems in the slice */
     double coverage[AGG_MAX_K];     /* mean over the slice's problems with n >= k; NaN if none */
     double majority[AGG_MAX_K];
+    double bon[AGG_MAX_K];          /* best-of-N and weighted best-of-N: mean over the slice's */
+    double wbon[AGG_MAX_K];         /* problems with n >= k and rewards; NaN if none (always NaN
+                                       when the job has no rewards) */
 } agg_curve;
 
 typedef struct agg_stats {

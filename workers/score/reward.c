@@ -6,7 +6,8 @@
  * sequences (or their suffixes) are packed into forwards of at most max_step tokens (several
  * per forward; a longer one runs alone in chunks through the cache). ORM reads the final-normed hidden state of each sequence's last token
  * (model_forward_hidden) and applies score.weight on the host in double; PRM reads the logits
- * rows of the step ends and takes exp(logit[token] - logsumexp(row)).
+ * rows of the step ends and takes exp(logit[token] - logsumexp(row)), or with a bad token
+ * 1 / (1 + exp(logit[bad] - logit[good])).
  */
 #include "workers/score/reward.h"
 
@@ -36,6 +37,7 @@ struct reward_model {
     reward_agg agg;
     char *sep;
     int32_t good;          /* PRM token id */
+    int32_t bad;           /* PRM prm_bad_token id, -1 = none (full-softmax p(good)) */
     op_backend *be;
     model *m;
     tok *tk;
@@ -154,27 +156,29 @@ done:
     return rc;
 }
 
-static int resolve_token(reward_model *rm, const char *name, char *err, size_t errlen) {
-    if (!name || !*name) return util_err(err, errlen, "reward.prm_token: required for kind \"prm\"");
+/* Resolves the token text name (field names it in errors) to one id of the model's vocabulary. */
+static int resolve_token(reward_model *rm, const char *field, const char *name, int32_t *out, char *err,
+                         size_t errlen) {
+    if (!name || !*name) return util_err(err, errlen, "reward.%s: required for kind \"prm\"", field);
     int32_t id = tok_special_id(rm->tk, name);
-    if (id >= 0) { rm->good = id; return 0; }
+    if (id >= 0) { *out = id; return 0; }
     int32_t *ids = NULL;
     int n = 0;
     if (tok_encode(rm->tk, name, strlen(name), 0, 0, &ids, &n) != 0) {
         free(ids);
-        return util_err(err, errlen, "reward.prm_token: \"%s\" could not be tokenised", name);
+        return util_err(err, errlen, "reward.%s: \"%s\" could not be tokenised", field, name);
     }
     /* SentencePiece vocabularies prepend a dummy-prefix space: accept "▁x" + nothing else */
     if (n != 1) {
         free(ids);
-        return util_err(err, errlen, "reward.prm_token: \"%s\" is %d tokens for this tokenizer (expected exactly one)",
-                        name, n);
+        return util_err(err, errlen, "reward.%s: \"%s\" is %d tokens for this tokenizer (expected exactly one)",
+                        field, name, n);
     }
-    rm->good = ids[0];
+    *out = ids[0];
     free(ids);
-    if (rm->good < 0 || rm->good >= rm->vocab)
-        return util_err(err, errlen, "reward.prm_token: \"%s\" has id %d, outside the model vocabulary %d", name,
-                        rm->good, rm->vocab);
+    if (*out < 0 || *out >= rm->vocab)
+        return util_err(err, errlen, "reward.%s: \"%s\" has id %d, outside the model vocabulary %d", field, name,
+                        *out, rm->vocab);
     return 0;
 }
 
@@ -183,7 +187,7 @@ int reward_load(const reward_spec *spec, reward_model **out, char *err, size_t e
     if (!spec || !spec->model || !*spec->model) return util_err(err, errlen, "reward.model: required (a model directory)");
     reward_model *rm = xcalloc(1, sizeof *rm);
     kv_batch_init(&rm->b);
-    rm->good = -1;
+    rm->good = rm->bad = -1;
     if (reward_parse_kind(spec->kind, &rm->kind) != 0) {
         util_err(err, errlen, "reward.kind: unknown kind \"%s\" (expected orm|prm)", spec->kind);
         goto fail;
@@ -209,7 +213,16 @@ int reward_load(const reward_spec *spec, reward_model **out, char *err, size_t e
                  tok_vocab_size(rm->tk), rm->vocab);
         goto fail;
     }
-    if (rm->kind == REWARD_PRM && resolve_token(rm, spec->prm_token, err, errlen) != 0) goto fail;
+    if (rm->kind == REWARD_PRM && resolve_token(rm, "prm_token", spec->prm_token, &rm->good, err, errlen) != 0)
+        goto fail;
+    if (rm->kind == REWARD_PRM && spec->prm_bad_token && *spec->prm_bad_token) {
+        if (resolve_token(rm, "prm_bad_token", spec->prm_bad_token, &rm->bad, err, errlen) != 0) goto fail;
+        if (rm->bad == rm->good) {
+            util_err(err, errlen, "reward.prm_bad_token: \"%s\" is the same token (id %d) as prm_token \"%s\"",
+                     spec->prm_bad_token, rm->bad, spec->prm_token);
+            goto fail;
+        }
+    }
     rm->max_step = 2048;
     rm->share_prefix = 1;
     if (rm->kind == REWARD_PRM) {
@@ -225,8 +238,8 @@ int reward_load(const reward_spec *spec, reward_model **out, char *err, size_t e
         LOG_INFO("reward: loaded ORM %s on %s (%s; %d label%s)", spec->model, rm->be->name, desc, rm->num_labels,
                  rm->num_labels == 1 ? "" : "s");
     else
-        LOG_INFO("reward: loaded PRM %s on %s (%s; token %d, aggregate %s)", spec->model, rm->be->name, desc, rm->good,
-                 rm->agg == REWARD_AGG_LAST ? "last" : rm->agg == REWARD_AGG_MIN ? "min" : "prod");
+        LOG_INFO("reward: loaded PRM %s on %s (%s; token %d, bad token %d, aggregate %s)", spec->model, rm->be->name,
+                 desc, rm->good, rm->bad, rm->agg == REWARD_AGG_LAST ? "last" : rm->agg == REWARD_AGG_MIN ? "min" : "prod");
     *out = rm;
     return 0;
 fail:
@@ -254,6 +267,7 @@ void reward_destroy(reward_model **prm) {
 reward_kind reward_model_kind(const reward_model *rm) { return rm->kind; }
 int reward_num_labels(const reward_model *rm) { return rm->kind == REWARD_ORM ? rm->num_labels : 0; }
 int32_t reward_prm_token_id(const reward_model *rm) { return rm->kind == REWARD_PRM ? rm->good : -1; }
+int32_t reward_prm_bad_token_id(const reward_model *rm) { return rm->kind == REWARD_PRM ? rm->bad : -1; }
 const char *reward_device(const reward_model *rm) { return rm->be->name; }
 
 /* ------------------------------------------------------------------ tokenisation */
@@ -365,7 +379,13 @@ static int ensure_kv(reward_model *rm, int pages, int slots, char *err, size_t e
     return 0;
 }
 
-static double prob_of(const float *row, int V, int id) {
+/* The step score from one logits row: softmax(row)[id], or with bad >= 0 the two-token
+ * p(id) / (p(id) + p(bad)) = 1 / (1 + exp(row[bad] - row[id])). */
+static double prob_of(const float *row, int V, int id, int bad) {
+    if (bad >= 0) {
+        if (!isfinite(row[id]) || !isfinite(row[bad])) return NAN;
+        return 1.0 / (1.0 + exp((double)row[bad] - (double)row[id]));
+    }
     double mx = -INFINITY;
     for (int i = 0; i < V; i++) if (row[i] > mx) mx = row[i];
     if (!isfinite(mx)) return NAN;
@@ -462,7 +482,7 @@ static int run_pack(reward_model *rm, seq_job *jobs, int k, const kv_seq *prefix
                     if (p < lo || p >= hi) continue;
                     rm->be->download(rm->be, rm->row, lg + (size_t)(base + p - lo) * c->vocab_size,
                                      sizeof(float) * (size_t)c->vocab_size);
-                    jobs[j].out->steps[s] = prob_of(rm->row, c->vocab_size, rm->good);
+                    jobs[j].out->steps[s] = prob_of(rm->row, c->vocab_size, rm->good, rm->bad);
                 }
             }
         }
@@ -612,7 +632,7 @@ done:
 
 struct reward_cache {
     reward_model *rm;
-    char *key;       /* the six spec strings, NUL-separated */
+    char *key;       /* the seven spec strings, NUL-separated */
     size_t key_len;
     int loads;
 };
@@ -630,8 +650,9 @@ void reward_cache_destroy(reward_cache **c) {
 reward_model *reward_cache_get(reward_cache *c, const reward_spec *s, char *err, size_t errlen) {
     util_buf k;
     util_buf_init(&k);
-    const char *f[6] = {s->model, s->kind, s->device, s->prm_token, s->prm_separator, s->prm_aggregate};
-    for (int i = 0; i < 6; i++) {
+    const char *f[7] = {s->model, s->kind, s->device, s->prm_token, s->prm_separator, s->prm_aggregate,
+                        s->prm_bad_token};
+    for (int i = 0; i < 7; i++) {
         const char *v = f[i] ? f[i] : "";
         util_buf_append(&k, v, strlen(v) + 1);
     }

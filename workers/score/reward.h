@@ -13,7 +13,9 @@
  *       text other than whitespace follows the last separator (or there is no separator at
  *       all, so every sample has at least one step). Step score = the model's next-token
  *       probability (full softmax over the vocabulary) of the designated token (prm_token) at
- *       the step's end. Reward = aggregate of the step scores: "last" (default), "min" or
+ *       the step's end — or, with prm_bad_token set (RLHFlow-style PRMs), the two-token
+ *       normalised p(good) / (p(good) + p(bad)) = 1 / (1 + exp(logit[bad] - logit[good])).
+ *       Reward = aggregate of the step scores: "last" (default), "min" or
  *       "prod".
  *
  * Input text: prompt + response, tokenised in one piece (specials in the text such as
@@ -58,6 +60,8 @@ typedef struct reward_spec {
     const char *prm_token;
     const char *prm_separator;
     const char *prm_aggregate;  /* "last" | "min" | "prod" */
+    const char *prm_bad_token;  /* optional (NULL / "" = none): PRM step score normalised over
+                                   {prm_token, prm_bad_token}; resolved like prm_token */
 } reward_spec;
 
 /* One sample's score. steps (PRM only; NULL and 0 for ORM) is owned: reward_result_free. */
@@ -96,6 +100,7 @@ void reward_destroy(reward_model **rm);
 reward_kind reward_model_kind(const reward_model *rm);
 int reward_num_labels(const reward_model *rm);   /* ORM head rows; 0 for PRM */
 int32_t reward_prm_token_id(const reward_model *rm); /* -1 for ORM */
+int32_t reward_prm_bad_token_id(const reward_model *rm); /* -1 for ORM or no prm_bad_token */
 /* Backend name ("cpu", "cuda:0", ...). */
 const char *reward_device(const reward_model *rm);
 
