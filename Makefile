@@ -34,6 +34,10 @@ ifneq ($(MISSING_DEPS),)
 endif
 
 # ---- GPU autodetection: nvcc on PATH or in /usr/local/cuda ----
+# The toolkit's folders come from nvcc itself (its --dryrun INCLUDES/LIBRARIES lines), so a
+# symlinked or wrapped nvcc (/usr/local/bin/nvcc -> /opt/...) still finds the right libraries.
+# When cudart/cuBLAS cannot be found, the CUDA sources are still compiled (CI checks they build)
+# but not linked, and the binaries are CPU-only (CUDA_LINK=0, said at make time).
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 ifeq ($(origin GPU),undefined)
   GPU := $(if $(NVCC),1,0)
@@ -42,9 +46,21 @@ ifeq ($(GPU),1)
   ifeq ($(NVCC),)
     $(error GPU=1 but nvcc was not found)
   endif
-  CUDA_HOME := $(patsubst %/bin/nvcc,%,$(NVCC))
-  $(info thinkfast: GPU=1 (nvcc $(NVCC)); CUDA objects are built, devices are detected at run time)
+  NVCC_DRY    := $(shell $(NVCC) --dryrun -x cu -c /dev/null -o /dev/null 2>&1)
+  CUDA_REAL   := $(patsubst %/bin/nvcc,%,$(realpath $(NVCC)))
+  CUDA_INCDIRS := $(patsubst -I%,%,$(filter -I%,$(subst ",,$(NVCC_DRY)))) $(CUDA_REAL)/include /usr/local/cuda/include
+  CUDA_LIBDIRS := $(filter-out %/stubs,$(patsubst -L%,%,$(filter -L%,$(subst ",,$(NVCC_DRY))))) \
+                  $(CUDA_REAL)/lib64 $(CUDA_REAL)/targets/x86_64-linux/lib /usr/local/cuda/lib64 /usr/lib/x86_64-linux-gnu
+  CUDA_INCDIR := $(firstword $(foreach d,$(CUDA_INCDIRS),$(if $(wildcard $(d)/cuda_runtime.h),$(realpath $(d)))))
+  CUDA_LIBDIR := $(firstword $(foreach d,$(CUDA_LIBDIRS),$(if $(and $(wildcard $(d)/libcudart.so),$(wildcard $(d)/libcublas.so),$(wildcard $(d)/libcublasLt.so)),$(realpath $(d)))))
+  CUDA_LINK   := $(if $(and $(CUDA_INCDIR),$(CUDA_LIBDIR)),1,0)
+  ifeq ($(CUDA_LINK),1)
+    $(info thinkfast: GPU=1 (nvcc $(NVCC), libraries $(CUDA_LIBDIR)); CUDA objects are built, devices are detected at run time)
+  else
+    $(info thinkfast: GPU=1 but cudart/cuBLAS were not found (looked in $(CUDA_LIBDIRS)); CUDA sources are compiled, not linked: binaries are CPU-only)
+  endif
 else
+  CUDA_LINK := 0
   $(info thinkfast: GPU=0; CPU backend only)
 endif
 
@@ -71,9 +87,9 @@ endif
 
 NVCCFLAGS := -O3 -g -std=c++17 -I. -gencode=arch=compute_90,code=sm_90 -Xcompiler -Wall,-Wno-unused-parameter \
              --expt-relaxed-constexpr -lineinfo
-ifeq ($(GPU),1)
-  CFLAGS += -DTHINKFAST_CUDA=1 -I$(CUDA_HOME)/include
-  LDLIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
+ifeq ($(CUDA_LINK),1)
+  CFLAGS += -DTHINKFAST_CUDA=1 -I$(CUDA_INCDIR)
+  LDLIBS += -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR) -lcublasLt -lcublas -lcudart -lstdc++
 endif
 
 BUILD := build
@@ -87,18 +103,19 @@ CUDA_C    := $(if $(filter 1,$(GPU)),$(wildcard kernels/cuda/*.c))
 CUDA_OBJ  := $(CUDA_CU:%.cu=$(BUILD)/%.cu.o) $(CUDA_C:%.c=$(BUILD)/%.o)
 UNIT_C    := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(UNIT_C:tests/unit/%.c=$(BUILD)/tests/%)
-GPU_TSRC  := $(if $(filter 1,$(GPU)),$(wildcard tests/gpu/test_*.c tests/gpu/test_*.cu))
+GPU_TSRC  := $(if $(filter 1,$(CUDA_LINK)),$(wildcard tests/gpu/test_*.c tests/gpu/test_*.cu))
+LINK_CUDA_OBJ := $(if $(filter 1,$(CUDA_LINK)),$(CUDA_OBJ))
 GPU_TBIN  := $(patsubst tests/gpu/%,$(BUILD)/tests/gpu/%,$(basename $(GPU_TSRC)))
 LIB       := $(BUILD)/libthinkfast.a
 
 .SECONDARY:
 .PHONY: all test check bench bench-gpu demo demo-stories clean deps
-all: $(PROGS) $(UNIT_BIN) $(GPU_TBIN)
+all: $(PROGS) $(UNIT_BIN) $(GPU_TBIN) $(CUDA_OBJ)
 
 deps:
 	ops/install-deps
 
-$(LIB): $(LIB_OBJ) $(CUDA_OBJ)
+$(LIB): $(LIB_OBJ) $(LINK_CUDA_OBJ)
 	@mkdir -p $(@D)
 	rm -f $@ && ar rcs $@ $^
 
