@@ -46,7 +46,8 @@ ifeq ($(GPU),1)
   ifeq ($(NVCC),)
     $(error GPU=1 but nvcc was not found)
   endif
-  NVCC_DRY    := $(shell $(NVCC) --dryrun -x cu -c /dev/null -o /dev/null 2>&1)
+  NVCC_EXE    := $(or $(realpath $(NVCC)),$(NVCC))
+  NVCC_DRY    := $(shell $(NVCC_EXE) --dryrun -x cu -c /dev/null -o /dev/null 2>&1)
   CUDA_REAL   := $(patsubst %/bin/nvcc,%,$(realpath $(NVCC)))
   CUDA_INCDIRS := $(patsubst -I%,%,$(filter -I%,$(subst ",,$(NVCC_DRY)))) $(CUDA_REAL)/include /usr/local/cuda/include
   CUDA_LIBDIRS := $(filter-out %/stubs,$(patsubst -L%,%,$(filter -L%,$(subst ",,$(NVCC_DRY))))) \
@@ -55,7 +56,7 @@ ifeq ($(GPU),1)
   CUDA_LIBDIR := $(firstword $(foreach d,$(CUDA_LIBDIRS),$(if $(and $(wildcard $(d)/libcudart.so),$(wildcard $(d)/libcublas.so),$(wildcard $(d)/libcublasLt.so)),$(realpath $(d)))))
   CUDA_LINK   := $(if $(and $(CUDA_INCDIR),$(CUDA_LIBDIR)),1,0)
   ifeq ($(CUDA_LINK),1)
-    $(info thinkfast: GPU=1 (nvcc $(NVCC), libraries $(CUDA_LIBDIR)); CUDA objects are built, devices are detected at run time)
+    $(info thinkfast: GPU=1 (nvcc $(NVCC_EXE), libraries $(CUDA_LIBDIR)); CUDA objects are built, devices are detected at run time)
   else
     $(info thinkfast: GPU=1 but cudart/cuBLAS were not found (looked in $(CUDA_LIBDIRS)); CUDA sources are compiled, not linked: binaries are CPU-only)
   endif
@@ -125,7 +126,7 @@ $(BUILD)/%.o: %.c
 
 $(BUILD)/%.cu.o: %.cu
 	@mkdir -p $(@D)
-	$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
+	$(NVCC_EXE) $(NVCCFLAGS) -MMD -MP -c $< -o $@
 
 # Programs: bin/NAME from any FOLDER/NAME_main.c.
 define PROG_RULE
@@ -141,7 +142,7 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(LIB)
 
 $(BUILD)/tests/gpu/%: tests/gpu/%.cu $(LIB)
 	@mkdir -p $(@D)
-	$(NVCC) $(NVCCFLAGS) $< $(LIB) $(filter-out -lstdc++,$(LDLIBS)) -o $@
+	$(NVCC_EXE) $(NVCCFLAGS) $< $(LIB) $(filter-out -lstdc++,$(LDLIBS)) -o $@
 
 $(BUILD)/tests/gpu/%: $(BUILD)/tests/gpu/%.o $(LIB)
 	@mkdir -p $(@D)
