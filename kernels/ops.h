@@ -85,15 +85,15 @@ struct op_backend {
     void (*add)(op_backend *b, void *y, const void *x, size_t n);
 
     /* --- attention --- */
-    /* Rotary embedding in place, HF "rotate_half" convention on the first rot_dim dims of each
-     * head (partial rotary: rot_dim < hd). inv_freq [rot_dim/2] fp32 (already llama3-scaled),
-     * pos [T] int32 positions. */
-    void (*rope)(op_backend *b, void *q, void *k, const int32_t *pos, const float *inv_freq,
-                 int T, int Hq, int Hkv, int hd, int rot_dim);
-    /* Writes k, v [T, Hkv, hd] into the paged caches at flat slots slot_mapping[t]
-     * (= page * page_size + offset). */
-    void (*kv_write)(op_backend *b, void *k_cache, void *v_cache, const void *k, const void *v,
-                     const int32_t *slot_mapping, int T, int Hkv, int hd);
+    /* The attention layer's step inputs, fused: qkv [T, (Hq + 2 Hkv) hd] holds each token's q | k | v
+     * (one matmul against the concatenated q/k/v weights). Rotary embedding (HF "rotate_half"
+     * convention on the first rot_dim dims of each head; rot_dim 0 = none, rot_dim < hd = partial)
+     * is applied to q and k; the rotated q is written to q_out [T, Hq, hd]; the rotated k and the
+     * v of token t are written into the paged caches at flat slot slot_mapping[t]
+     * (= page * page_size + offset). inv_freq [rot_dim/2] fp32 (already llama3-scaled), pos [T]. */
+    void (*qkv_rope_write)(op_backend *b, void *q_out, const void *qkv, const int32_t *pos,
+                           const float *inv_freq, void *k_cache, void *v_cache,
+                           const int32_t *slot_mapping, int T, int Hq, int Hkv, int hd, int rot_dim);
     /* Causal GQA attention over the paged cache (the step's own k/v already written).
      * Token t belongs to sequence s (cu_seqlens) and sits at position pos[t]; it attends to
      * positions 0..pos[t] of sequence s, found through block_table[s]. out [T, Hq, hd]. */
@@ -104,26 +104,32 @@ struct op_backend {
 
     /* --- Mamba-2 --- */
     /* Causal depthwise conv1d over each sequence + bias + SiLU.
-     * x, out [T, C] (act). w [C, K] (act), bias [C] (act or NULL). conv_state [n_slots, C, K-1]
-     * fp32 gives each sequence's previous inputs (zeros for a fresh sequence: the caller clears
-     * the slot) and is updated to the last K-1 inputs. */
-    void (*conv1d)(op_backend *b, void *out, const void *x, const void *w, const void *bias,
+     * x [T, C] with row stride x_ld >= C elements (x may be a column block of a wider matrix,
+     * e.g. the x|B|C columns of the fused in_proj output); out [T, C] contiguous (act).
+     * w [C, K] (act), bias [C] (act or NULL). conv_state [n_slots, C, K-1] fp32 gives each
+     * sequence's previous inputs (zeros for a fresh sequence: the caller clears the slot) and is
+     * updated to the last K-1 inputs. */
+    void (*conv1d)(op_backend *b, void *out, const void *x, int x_ld, const void *w, const void *bias,
                    float *conv_state, const int32_t *cu_seqlens, const int32_t *slots, int n_seq,
                    int T, int C, int K);
-    /* The SSD scan. x [T, H, P] (act), dt [T, H] (act, raw: before softplus), B, C [T, G, N]
-     * (act; head h uses group h / (H/G)), A_log [H], D [H], dt_bias [H] (fp32).
+    /* The SSD scan. x [T, H, P], B, C [T, G, N] (act; head h uses group h / (H/G)), rows of
+     * x, B and C with stride xbc_ld elements (>= H P and >= G N: they may be column blocks of
+     * the conv output x|B|C); dt [T, H] (act, raw: before softplus) with row stride dt_ld >= H.
+     * A_log [H], D [H], dt_bias [H] (fp32).
      * dt' = clamp(softplus(dt + dt_bias), dt_min, dt_max); A = -exp(A_log);
      * h_t = exp(dt' A) h_{t-1} + dt' x_t B_t^T;  y_t = h_t C_t + D x_t.
      * ssm_state [n_slots, H, P, N] fp32: initial state of each sequence, updated to its final
-     * state. y [T, H, P] (act). chunk: chunk length for the chunked (SSD) algorithm; backends
-     * use the recurrent form when every sequence has one token. */
+     * state. y [T, H, P] (act, contiguous). chunk: chunk length for the chunked (SSD) algorithm;
+     * backends use the recurrent form when every sequence has one token. */
     void (*ssd_scan)(op_backend *b, void *y, const void *x, const void *dt, const float *A_log,
                      const void *Bm, const void *Cm, const float *D, const float *dt_bias,
                      float *ssm_state, const int32_t *cu_seqlens, const int32_t *slots, int n_seq,
-                     int T, int H, int P, int G, int N, int chunk, float dt_min, float dt_max);
+                     int T, int xbc_ld, int dt_ld, int H, int P, int G, int N, int chunk,
+                     float dt_min, float dt_max);
     /* Gated RMSNorm (HF MambaRMSNormGated, norm_before_gate = False):
-     * g = y * silu(z); out = g / rms_group(g) * w, rms over groups of group_size channels. */
-    void (*gated_rmsnorm)(op_backend *b, void *out, const void *y, const void *z, const void *w,
+     * g = y * silu(z); out = g / rms_group(g) * w, rms over groups of group_size channels.
+     * y, out [T, D] contiguous; z [T, D] with row stride z_ld >= D. */
+    void (*gated_rmsnorm)(op_backend *b, void *out, const void *y, const void *z, int z_ld, const void *w,
                           int T, int D, int group_size, float eps);
 
     /* --- sampling --- */

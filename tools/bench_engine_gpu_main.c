@@ -38,6 +38,10 @@ static void usage(void) {
            "  --max-cap N     run the \"max\" point at most at this batch (default 8192; the plan is reported)\n"
            "  --prompt N      prompt tokens (default 256)\n"
            "  --gen N         generated tokens per sample (default 1024)\n"
+           "  --plan P,G      size \"max\" for prompts of P tokens generating G (default: --prompt, --gen).\n"
+           "                  With --prompt P + G/2 - gen/2 this times a window of a longer generation at\n"
+           "                  its mean context (attention cost is linear in the context) at the batch\n"
+           "                  that fits the whole P + G tokens: e.g. --plan 256,8192 --prompt 4224 --gen 256\n"
            "  --samples S     samples per prompt (default 8)\n"
            "  --page N        KV page size (default 64)\n"
            "  --layers N      layers (default 16)\n"
@@ -80,14 +84,16 @@ static int parse_batches(const char *s, int *out, int cap) {
     return n;
 }
 
-static void write_json(const char *path, const char *dev, const point *p, int n, int prompt, int gen, int page) {
+static void write_json(const char *path, const char *dev, const point *p, int n, int prompt, int gen, int page,
+                       int plan_prompt, int plan_gen) {
     if (!path) return;
     FILE *f = fopen(path, "w");
     if (!f) { fprintf(stderr, "bench_engine_gpu: %s: cannot write\n", path); return; }
     fprintf(f, "{\"benchmark\":\"gpu_engine\",\"mode\":\"engine (eng_run: continuous batching, CUDA graph per batch "
                "bucket, GPU sampling, slots planned from free memory)\",\"device\":\"%s\",\"prompt\":%d,\"gen\":%d,"
-               "\"page_size\":%d,\"roofline\":{\"bytes_per_s\":%.3g,\"flops_per_s\":%.3g},\"points\":[",
-            dev, prompt, gen, page, ROOF_BW, ROOF_FLOPS);
+               "\"page_size\":%d,\"plan_prompt\":%d,\"plan_gen\":%d,\"roofline\":{\"bytes_per_s\":%.3g,"
+               "\"flops_per_s\":%.3g},\"points\":[",
+            dev, prompt, gen, page, plan_prompt, plan_gen, ROOF_BW, ROOF_FLOPS);
     for (int i = 0; i < n; i++)
         fprintf(f, "%s{\"arch\":\"%s\",\"decode\":\"%s\",\"batch\":%d,\"is_max\":%s,\"planned_max_batch\":%d,"
                    "\"max_seqs\":%d,\"prompts\":%d,\"samples\":%d,\"gen\":%d,\"decode_tokens_per_s\":%.1f,"
@@ -112,6 +118,7 @@ int main(int argc, char **argv) {
     const char *archs_s = "teacher,student,hybrid50,hybrid25", *max_archs = NULL, *out = NULL, *tmp = "/tmp";
     const char *backend = "cuda", *batch_s = "64,256,max";
     int prompt = 256, gen = 1024, S = 8, page = 64, layers = 16, small = 0, max_cap = 8192;
+    int plan_prompt = 0, plan_gen = 0; /* 0: the run's own prompt and gen */
     int ab[32], n_ab = 0, main_mode = 1;
     int keep = 0, write_only = 0;
     for (int i = 1; i < argc; i++) {
@@ -128,6 +135,12 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--max-cap") == 0) max_cap = atoi(v);
         else if (strcmp(a, "--prompt") == 0) prompt = atoi(v);
         else if (strcmp(a, "--gen") == 0) gen = atoi(v);
+        else if (strcmp(a, "--plan") == 0) {
+            if (sscanf(v, "%d,%d", &plan_prompt, &plan_gen) != 2 || plan_prompt <= 0 || plan_gen <= 0) {
+                fprintf(stderr, "bench_engine_gpu: --plan: expected P,G (positive), got \"%s\"\n", v);
+                return 2;
+            }
+        }
         else if (strcmp(a, "--samples") == 0) S = atoi(v);
         else if (strcmp(a, "--page") == 0) page = atoi(v);
         else if (strcmp(a, "--layers") == 0) layers = atoi(v);
@@ -152,6 +165,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_engine_gpu: --prompt, --gen, --samples, --page, --max-cap must be positive, --layers 1..16\n");
         return 2;
     }
+    if (!plan_prompt) plan_prompt = prompt, plan_gen = gen;
     char err[512];
     op_backend *be = write_only ? NULL : op_backend_new(backend, err, sizeof err);
     if (write_only) backend = "none";
@@ -161,8 +175,9 @@ int main(int argc, char **argv) {
 #ifdef THINKFAST_CUDA
     if (be && strncmp(be->name, "cuda", 4) == 0) op_cuda_describe(be, desc, sizeof desc);
 #endif
-    printf("bench_engine_gpu: backend %s; prompt %d, gen %d, %d samples per prompt, page %d, %d layers%s\n", desc,
-           prompt, gen, S, page, layers, small ? " (small shapes)" : "");
+    printf("bench_engine_gpu: backend %s; prompt %d, gen %d, %d samples per prompt, page %d, %d layers%s; "
+           "batches planned for %d + %d tokens\n", desc, prompt, gen, S, page, layers, small ? " (small shapes)" : "",
+           plan_prompt, plan_gen);
     fflush(stdout);
     point *pts = xcalloc(256, sizeof(point));
     int np = 0, failures = 0;
@@ -219,7 +234,11 @@ int main(int argc, char **argv) {
             if (eng_new(m, NULL, &ec, &e, err, sizeof err)) { fprintf(stderr, "bench_engine_gpu: %s\n", err); return 1; }
             eng_set_ignore_eos(e, 1);
             eng_set_seqs_cap(e, 1 << 20);
-            int planned = eng_plan(e, prompt + gen, prompt, S, err, sizeof err);
+            int planned = eng_plan(e, plan_prompt + plan_gen, plan_prompt, S, err, sizeof err);
+            if (planned >= 0 && (plan_prompt != prompt || plan_gen != gen)) { /* the run itself must fit too */
+                int own = eng_plan(e, prompt + gen, prompt, S, err, sizeof err);
+                if (own >= 0 && own < planned) planned = own;
+            }
             if (planned < 0) { printf("  %s: %s\n", arch, err); eng_destroy(&e); continue; }
             int want = B < 0 ? (planned < max_cap ? planned : max_cap) : B;
             if (want > planned) { printf("  %-8s batch %d does not fit (plan: %d)\n", arch, B, planned); eng_destroy(&e); continue; }
@@ -279,7 +298,7 @@ int main(int argc, char **argv) {
                        p->max_seqs, planned, p->tok_s, p->step_ms, p->mean_batch, p->prefill_s, p->roof_ms, 100 * p->frac,
                        p->graphs, (long long)p->padded, p->is_max ? "  (max)" : "");
                 fflush(stdout);
-                write_json(out, desc, pts, np, prompt, gen, page);
+                write_json(out, desc, pts, np, prompt, gen, page, plan_prompt, plan_gen);
             }
             free(ids);
             free(rq);

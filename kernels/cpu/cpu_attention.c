@@ -1,5 +1,5 @@
-/* kernels/cpu/cpu_attention.c — CPU attention ops: rotary embedding (HF rotate_half, partial
- * rotary), writes into the paged KV cache, and causal GQA attention reading K/V through each
+/* kernels/cpu/cpu_attention.c — CPU attention ops: the fused q|k|v step (rotary embedding, HF rotate_half with
+ * partial rotary, and the writes into the paged KV cache), and causal GQA attention reading K/V through each
  * sequence's block table. Softmax is max-subtracted, accumulated in double.
  */
 #include <math.h>
@@ -19,10 +19,12 @@ static void rope_heads(float *x, int H, int hd, int half, const float *cs, const
     }
 }
 
-void cpu_rope(op_backend *b, void *q, void *k, const int32_t *pos, const float *inv_freq, int T,
-              int Hq, int Hkv, int hd, int rot_dim) {
-    CHECK(rot_dim % 2 == 0 && rot_dim <= hd, "rot_dim %d, head_dim %d", rot_dim, hd);
+void cpu_qkv_rope_write(op_backend *b, void *q_out, const void *qkv, const int32_t *pos,
+                       const float *inv_freq, void *k_cache, void *v_cache,
+                       const int32_t *slot_mapping, int T, int Hq, int Hkv, int hd, int rot_dim) {
+    CHECK(rot_dim >= 0 && rot_dim % 2 == 0 && rot_dim <= hd, "qkv_rope_write: rot_dim %d, head_dim %d", rot_dim, hd);
     int half = rot_dim / 2;
+    size_t qd = (size_t)Hq * hd, kd = (size_t)Hkv * hd, row = qd + 2 * kd;
     float *cs = cpu_scratch(b, sizeof(float) * 2 * (size_t)(half + 1)), *sn = cs + half;
     for (int t = 0; t < T; t++) {
         for (int i = 0; i < half; i++) {
@@ -30,18 +32,16 @@ void cpu_rope(op_backend *b, void *q, void *k, const int32_t *pos, const float *
             cs[i] = (float)cos((double)ang);
             sn[i] = (float)sin((double)ang);
         }
-        if (q) rope_heads((float *)q + (size_t)t * Hq * hd, Hq, hd, half, cs, sn);
-        if (k) rope_heads((float *)k + (size_t)t * Hkv * hd, Hkv, hd, half, cs, sn);
-    }
-}
-
-void cpu_kv_write(op_backend *b, void *k_cache, void *v_cache, const void *k, const void *v,
-                  const int32_t *slot_mapping, int T, int Hkv, int hd) {
-    size_t row = (size_t)Hkv * hd;
-    for (int t = 0; t < T; t++) {
+        const float *src = (const float *)qkv + (size_t)t * row;
+        float *q = (float *)q_out + (size_t)t * qd;
+        memcpy(q, src, sizeof(float) * qd);
+        rope_heads(q, Hq, hd, half, cs, sn);
+        if (slot_mapping[t] < 0) continue; /* padding token: nothing to store */
         size_t s = (size_t)slot_mapping[t];
-        memcpy((float *)k_cache + s * row, (const float *)k + t * row, sizeof(float) * row);
-        memcpy((float *)v_cache + s * row, (const float *)v + t * row, sizeof(float) * row);
+        float *k = (float *)k_cache + s * kd;
+        memcpy(k, src + qd, sizeof(float) * kd);
+        rope_heads(k, Hkv, hd, half, cs, sn);
+        memcpy((float *)v_cache + s * kd, src + qd + kd, sizeof(float) * kd);
     }
 }
 

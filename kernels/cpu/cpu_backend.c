@@ -244,8 +244,7 @@ op_backend *op_cpu_new(char *err, size_t errlen) {
     b->matmul_f32out = cpu_matmul_f32out;
     b->swiglu = cpu_swiglu;
     b->add = cpu_add;
-    b->rope = cpu_rope;
-    b->kv_write = cpu_kv_write;
+    b->qkv_rope_write = cpu_qkv_rope_write;
     b->attention = cpu_attention;
     b->conv1d = cpu_conv1d;
     b->ssd_scan = cpu_ssd_scan;

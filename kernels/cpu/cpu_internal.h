@@ -43,24 +43,24 @@ void cpu_swiglu(op_backend *b, void *out, const void *gu, int T, int F);
 void cpu_add(op_backend *b, void *y, const void *x, size_t n);
 
 /* cpu_attention.c */
-void cpu_rope(op_backend *b, void *q, void *k, const int32_t *pos, const float *inv_freq, int T,
-              int Hq, int Hkv, int hd, int rot_dim);
-void cpu_kv_write(op_backend *b, void *k_cache, void *v_cache, const void *k, const void *v,
-                  const int32_t *slot_mapping, int T, int Hkv, int hd);
+void cpu_qkv_rope_write(op_backend *b, void *q_out, const void *qkv, const int32_t *pos,
+                       const float *inv_freq, void *k_cache, void *v_cache,
+                       const int32_t *slot_mapping, int T, int Hq, int Hkv, int hd, int rot_dim);
 void cpu_attention(op_backend *b, void *out, const void *q, const void *k_cache,
                    const void *v_cache, const int32_t *block_table, int max_pages,
                    const int32_t *cu_seqlens, const int32_t *pos, int n_seq, int T, int Hq,
                    int Hkv, int hd, int page_size, float scale);
 
 /* cpu_mamba.c */
-void cpu_conv1d(op_backend *b, void *out, const void *x, const void *w, const void *bias,
+void cpu_conv1d(op_backend *b, void *out, const void *x, int x_ld, const void *w, const void *bias,
                 float *conv_state, const int32_t *cu_seqlens, const int32_t *slots, int n_seq,
                 int T, int C, int K);
 void cpu_ssd_scan(op_backend *b, void *y, const void *x, const void *dt, const float *A_log,
                   const void *Bm, const void *Cm, const float *D, const float *dt_bias,
                   float *ssm_state, const int32_t *cu_seqlens, const int32_t *slots, int n_seq,
-                  int T, int H, int P, int G, int N, int chunk, float dt_min, float dt_max);
-void cpu_gated_rmsnorm(op_backend *b, void *out, const void *y, const void *z, const void *w,
+                  int T, int xbc_ld, int dt_ld, int H, int P, int G, int N, int chunk, float dt_min,
+                  float dt_max);
+void cpu_gated_rmsnorm(op_backend *b, void *out, const void *y, const void *z, int z_ld, const void *w,
                        int T, int D, int group_size, float eps);
 
 /* cpu_sample.c */

@@ -22,10 +22,11 @@
 
 static inline float silu(float v) { return v / (1.0f + expf(-v)); }
 
-void cpu_conv1d(op_backend *b, void *out, const void *x, const void *w, const void *bias,
+void cpu_conv1d(op_backend *b, void *out, const void *x, int x_ld, const void *w, const void *bias,
                 float *conv_state, const int32_t *cu_seqlens, const int32_t *slots, int n_seq,
                 int T, int C, int K) {
     CHECK(cu_seqlens[n_seq] == T, "cu_seqlens[%d] = %d != T %d", n_seq, cu_seqlens[n_seq], T);
+    CHECK(x_ld >= C, "conv1d: x row stride %d < %d channels", x_ld, C);
     const float *X = x, *W = w, *Bs = bias;
     float *O = out;
     int Km = K - 1;
@@ -33,14 +34,14 @@ void cpu_conv1d(op_backend *b, void *out, const void *x, const void *w, const vo
         int t0 = cu_seqlens[s], L = cu_seqlens[s + 1] - t0;
         float *st = conv_state + (size_t)slots[s] * C * Km;
         for (int i = 0; i < L; i++) {
-            const float *xr = X + (size_t)(t0 + i) * C;
+            const float *xr = X + (size_t)(t0 + i) * x_ld;
             float *orow = O + (size_t)(t0 + i) * C;
             for (int c = 0; c < C; c++) {
                 float acc = Bs ? Bs[c] : 0.0f;
                 const float *wc = W + (size_t)c * K;
                 for (int k = 0; k < K; k++) {
                     int j = i + k - Km;
-                    float v = j >= 0 ? xr[(ptrdiff_t)(j - i) * C + c] : st[(size_t)c * Km + Km + j];
+                    float v = j >= 0 ? xr[(ptrdiff_t)(j - i) * x_ld + c] : st[(size_t)c * Km + Km + j];
                     acc += wc[k] * v;
                 }
                 orow[c] = silu(acc);
@@ -51,7 +52,7 @@ void cpu_conv1d(op_backend *b, void *out, const void *x, const void *w, const vo
             float *sc = st + (size_t)c * Km;
             for (int m = 0; m < Km; m++) {
                 int j = L - Km + m;
-                sc[m] = j >= 0 ? X[(size_t)(t0 + j) * C + c] : sc[Km + j];
+                sc[m] = j >= 0 ? X[(size_t)(t0 + j) * x_ld + c] : sc[Km + j];
             }
         }
     }
@@ -226,13 +227,30 @@ static void rec_task(void *arg, int i, int tid) {
 void cpu_ssd_scan(op_backend *b, void *y, const void *x, const void *dt, const float *A_log,
                   const void *Bm, const void *Cm, const float *D, const float *dt_bias,
                   float *ssm_state, const int32_t *cu_seqlens, const int32_t *slots, int n_seq,
-                  int T, int H, int P, int G, int N, int chunk, float dt_min, float dt_max) {
+                  int T, int xbc_ld, int dt_ld, int H, int P, int G, int N, int chunk, float dt_min,
+                  float dt_max) {
     CHECK(cu_seqlens[n_seq] == T, "cu_seqlens[%d] = %d != T %d", n_seq, cu_seqlens[n_seq], T);
     CHECK(G > 0 && H % G == 0, "heads %d not a multiple of groups %d", H, G);
     size_t xs = (size_t)H * P, bs = (size_t)G * N;
+    CHECK((size_t)xbc_ld >= xs && (size_t)xbc_ld >= bs && dt_ld >= H, "ssd_scan: row strides x/B/C %d, dt %d too small",
+          xbc_ld, dt_ld);
+    /* The reference works on dense rows: strided inputs are packed first. */
+    float *packed = NULL;
+    if ((size_t)xbc_ld != xs || (size_t)xbc_ld != bs || dt_ld != H) {
+        packed = xmalloc(sizeof(float) * (size_t)T * (xs + 2 * bs + (size_t)H));
+        float *px = packed, *pb = px + (size_t)T * xs, *pc = pb + (size_t)T * bs, *pd = pc + (size_t)T * bs;
+        for (int t = 0; t < T; t++) {
+            memcpy(px + (size_t)t * xs, (const float *)x + (size_t)t * xbc_ld, sizeof(float) * xs);
+            memcpy(pb + (size_t)t * bs, (const float *)Bm + (size_t)t * xbc_ld, sizeof(float) * bs);
+            memcpy(pc + (size_t)t * bs, (const float *)Cm + (size_t)t * xbc_ld, sizeof(float) * bs);
+            memcpy(pd + (size_t)t * H, (const float *)dt + (size_t)t * dt_ld, sizeof(float) * H);
+        }
+        x = px, Bm = pb, Cm = pc, dt = pd;
+    }
     if (T == n_seq && (double)T * H * P * N >= 65536.0 && cpu_threads(b) > 1) { /* all single tokens */
         rec_job j = {y, x, dt, A_log, Bm, Cm, D, dt_bias, ssm_state, cu_seqlens, slots, H, P, G, N, dt_min, dt_max};
         cpu_parallel_for(b, n_seq * H, rec_task, &j);
+        free(packed);
         return;
     }
     for (int s = 0; s < n_seq; s++) {
@@ -247,15 +265,17 @@ void cpu_ssd_scan(op_backend *b, void *y, const void *x, const void *dt, const f
         else
             ssd_chunked_run(b, yy, xx, dd, A_log, bb, cc, D, dt_bias, st, L, H, P, G, N, chunk, dt_min, dt_max);
     }
+    free(packed);
 }
 
-void cpu_gated_rmsnorm(op_backend *b, void *out, const void *y, const void *z, const void *w,
+void cpu_gated_rmsnorm(op_backend *b, void *out, const void *y, const void *z, int z_ld, const void *w,
                        int T, int D, int group_size, float eps) {
     CHECK(group_size > 0 && D % group_size == 0, "group_size %d does not divide %d", group_size, D);
+    CHECK(z_ld >= D, "gated_rmsnorm: z row stride %d < %d", z_ld, D);
     const float *Y = y, *Z = z, *W = w;
     float *O = out;
     for (int t = 0; t < T; t++) {
-        const float *yr = Y + (size_t)t * D, *zr = Z + (size_t)t * D;
+        const float *yr = Y + (size_t)t * D, *zr = Z + (size_t)t * z_ld;
         float *orow = O + (size_t)t * D;
         for (int i = 0; i < D; i++) orow[i] = yr[i] * silu(zr[i]);
         for (int g0 = 0; g0 < D; g0 += group_size) {

@@ -474,8 +474,7 @@ extern "C" op_backend *op_cuda_new(int device, char *err, size_t errlen) {
     b->matmul_f32out = cu_matmul_f32out;
     b->swiglu = cu_swiglu;
     b->add = cu_add;
-    b->rope = cu_rope;
-    b->kv_write = cu_kv_write;
+    b->qkv_rope_write = cu_qkv_rope_write;
     b->attention = cu_attention;
     b->conv1d = cu_conv1d;
     b->ssd_scan = cu_ssd_scan;

@@ -65,7 +65,7 @@ void op_cuda_sample_async(op_backend *b, int32_t *ids_dev, const float *logits, 
 void op_cuda_ssd_scan_bf16state(op_backend *b, void *y, const void *x, const void *dt, const float *A_log,
                                 const void *Bm, const void *Cm, const float *D, const float *dt_bias,
                                 void *ssm_state_bf16, const int32_t *cu_seqlens, const int32_t *slots, int n_seq,
-                                int T, int H, int P, int G, int N, float dt_min, float dt_max);
+                                int T, int xbc_ld, int dt_ld, int H, int P, int G, int N, float dt_min, float dt_max);
 
 /* ---- timing ---- */
 /* Milliseconds of device time taken by `iters` back-to-back replays of g (CUDA events around

@@ -1,6 +1,7 @@
 /* kernels/cuda/cuda_dense.cu — the element-wise and per-row ops of the CUDA backend: embedding,
- * RMSNorm (plain, fused residual add, gated grouped), SwiGLU, add, RoPE, paged KV writes, dtype
- * conversion and random fills. bf16 in/out, fp32 arithmetic; rows are reduced in fp32.
+ * RMSNorm (plain, fused residual add, gated grouped), SwiGLU, add, the fused q|k|v step (RoPE +
+ * paged KV writes), dtype conversion and random fills. bf16 in/out, fp32 arithmetic; rows are
+ * reduced in fp32.
  * Memory-bound: 16-byte vector accesses where the row length allows, one pass per op.
  */
 #include "kernels/cuda/cuda_internal.cuh"
@@ -231,103 +232,143 @@ void cu_add(op_backend *b, void *y, const void *x, size_t n) {
     CUDA_CHECK_LAUNCH();
 }
 
-/* ---------------- rope (rotate_half, partial rotary) ----------------
- * One thread per (token, head, i < rot_dim/2): rotates the pair (i, i + rot_dim/2). The angle
- * is computed in fp32 with an accurate sincos (positions reach 1e5 radians). */
-__global__ void k_rope(bf16 *q, bf16 *k, const int32_t *pos, const float *inv_freq, int T, int Hq, int Hkv,
-                       int hd, int half) {
-    size_t n = (size_t)T * (Hq + Hkv) * half;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        int f = (int)(i % half);
-        size_t th = i / half;
-        int h = (int)(th % (Hq + Hkv));
-        size_t t = th / (Hq + Hkv);
-        if (h < Hq ? q == NULL : k == NULL) continue; /* rotating only q or only k */
-        bf16 *base = h < Hq ? q + (t * Hq + h) * hd : k + (t * Hkv + (h - Hq)) * hd;
-        float sn, cs;
-        sincosf((float)pos[t] * inv_freq[f], &sn, &cs);
-        float x1 = __bfloat162float(base[f]), x2 = __bfloat162float(base[f + half]);
-        base[f] = __float2bfloat16(x1 * cs - x2 * sn);
-        base[f + half] = __float2bfloat16(x2 * cs + x1 * sn);
-    }
+/* ---------------- qkv_rope_write: rotary embedding + paged KV write, fused ----------------
+ * One launch over work units. The row of token t is [q heads | k heads | v heads] (Hall =
+ * Hq + 2 Hkv heads of hd elements). Each head is split into units of W elements (W = 8: one
+ * 16-byte word; W = 1: the scalar fallback):
+ *   - rotation units u < half/W: elements [u W, u W + W) and their partners [half + u W, ...):
+ *     rotate_half on q and k heads (x1 = e[f], x2 = e[f + half]; out[f] = x1 cos - x2 sin,
+ *     out[f + half] = x2 cos + x1 sin, angle = pos[t] * inv_freq[f] in fp32 with the accurate
+ *     sincosf: positions reach 1e5 radians), plain copy of both chunks on v heads;
+ *   - copy units: the dims rot_dim..hd-1 (partial rotary), W at a time.
+ * q heads go to q_out [T, Hq, hd]; k/v heads go to the caches at flat slot slot_mapping[t]
+ * ([slot, Hkv, hd]), skipped for padding tokens (slot < 0). Consecutive threads take
+ * consecutive units of one head, so a warp reads and writes contiguous bytes. pos and
+ * inv_freq are read only by rotation units (never when rot_dim == 0). */
+template <int W>
+static __device__ __forceinline__ void chunk_copy(bf16 *dst, const bf16 *src) {
+    if constexpr (W == 8) *(uint4 *)dst = *(const uint4 *)src;
+    else *dst = *src;
 }
-void cu_rope(op_backend *b, void *q, void *k, const int32_t *pos, const float *inv_freq, int T, int Hq,
-             int Hkv, int hd, int rot_dim) {
-    CHECK(T >= 0 && Hq > 0 && Hkv >= 0 && hd > 0 && rot_dim > 0 && rot_dim <= hd && rot_dim % 2 == 0,
-          "rope: T=%d Hq=%d Hkv=%d hd=%d rot_dim=%d", T, Hq, Hkv, hd, rot_dim);
-    if (T == 0) return;
-    size_t n = (size_t)T * (Hq + Hkv) * (rot_dim / 2);
-    k_rope<<<grid_for(n), DENSE_THREADS, 0, cu_of(b)->stream>>>((bf16 *)q, (bf16 *)k, pos, inv_freq, T, Hq, Hkv,
-                                                                  hd, rot_dim / 2);
-    CUDA_CHECK_LAUNCH();
+template <int W>
+static __device__ __forceinline__ void chunk_load(const bf16 *src, float *f) {
+    if constexpr (W == 8) unpack8(*(const uint4 *)src, f);
+    else f[0] = __bfloat162float(*src);
+}
+template <int W>
+static __device__ __forceinline__ void chunk_store(bf16 *dst, const float *f) {
+    if constexpr (W == 8) *(uint4 *)dst = pack8(f);
+    else *dst = __float2bfloat16(f[0]);
 }
 
-/* ---------------- kv_write ---------------- */
-__global__ void k_kv_write_vec(uint4 *kc, uint4 *vc, const uint4 *k, const uint4 *v, const int32_t *slot, int T,
-                               int row8) {
-    size_t n = (size_t)T * row8;
+template <int W>
+__global__ void k_qkv_rope_write(bf16 *q_out, const bf16 *qkv, const int32_t *pos, const float *inv_freq,
+                                 bf16 *kc, bf16 *vc, const int32_t *slot, int T, int Hq, int Hkv, int hd, int half) {
+    const int Hall = Hq + 2 * Hkv;
+    const int UR = half / W;                    /* rotation units per head */
+    const int U = UR + (hd - 2 * half) / W;     /* + copy units */
+    const size_t n = (size_t)T * Hall * U;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        size_t t = i / row8, e = i % row8;
-        int64_t sl = slot[t];
-        if (sl < 0) continue; /* padding token: nothing to store */
-        kc[sl * row8 + e] = k[i];
-        vc[sl * row8 + e] = v[i];
+        const int u = (int)(i % U);
+        const size_t th = i / U;
+        const int h = (int)(th % Hall);
+        const size_t t = th / Hall;
+        const bf16 *src = qkv + th * hd; /* th = t * Hall + h */
+        bf16 *dst;
+        if (h < Hq) {
+            dst = q_out + (t * Hq + h) * hd;
+        } else {
+            const int64_t sl = slot[t];
+            if (sl < 0) continue; /* padding token: its k/v are not stored */
+            dst = h < Hq + Hkv ? kc + (sl * Hkv + (h - Hq)) * hd : vc + (sl * Hkv + (h - Hq - Hkv)) * hd;
+        }
+        if (u < UR) {
+            const int f0 = u * W;
+            if (h < Hq + Hkv) { /* q or k: rotate */
+                float x1[W], x2[W], o1[W], o2[W];
+                chunk_load<W>(src + f0, x1);
+                chunk_load<W>(src + half + f0, x2);
+                const float p = (float)pos[t];
+#pragma unroll
+                for (int e = 0; e < W; e++) {
+                    float sn, cs;
+                    sincosf(p * inv_freq[f0 + e], &sn, &cs);
+                    o1[e] = x1[e] * cs - x2[e] * sn;
+                    o2[e] = x2[e] * cs + x1[e] * sn;
+                }
+                chunk_store<W>(dst + f0, o1);
+                chunk_store<W>(dst + half + f0, o2);
+            } else { /* v: both chunks as they are */
+                chunk_copy<W>(dst + f0, src + f0);
+                chunk_copy<W>(dst + half + f0, src + half + f0);
+            }
+        } else {
+            const int off = 2 * half + (u - UR) * W;
+            chunk_copy<W>(dst + off, src + off);
+        }
     }
 }
-__global__ void k_kv_write(bf16 *kc, bf16 *vc, const bf16 *k, const bf16 *v, const int32_t *slot, int T, int row) {
-    size_t n = (size_t)T * row;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        size_t t = i / row, e = i % row;
-        int64_t sl = slot[t];
-        if (sl < 0) continue;
-        kc[sl * row + e] = k[i];
-        vc[sl * row + e] = v[i];
-    }
-}
-void cu_kv_write(op_backend *b, void *k_cache, void *v_cache, const void *k, const void *v,
-                 const int32_t *slot_mapping, int T, int Hkv, int hd) {
-    CHECK(T >= 0 && Hkv > 0 && hd > 0, "kv_write: T=%d Hkv=%d hd=%d", T, Hkv, hd);
+
+void cu_qkv_rope_write(op_backend *b, void *q_out, const void *qkv, const int32_t *pos, const float *inv_freq,
+                       void *k_cache, void *v_cache, const int32_t *slot_mapping, int T, int Hq, int Hkv, int hd,
+                       int rot_dim) {
+    CHECK(T >= 0 && Hq > 0 && Hkv > 0 && hd > 0 && rot_dim >= 0 && rot_dim <= hd && rot_dim % 2 == 0,
+          "qkv_rope_write: T=%d Hq=%d Hkv=%d hd=%d rot_dim=%d (rot_dim even, 0..hd)", T, Hq, Hkv, hd, rot_dim);
+    CHECK(rot_dim == 0 || inv_freq != NULL, "qkv_rope_write: inv_freq is NULL with rot_dim %d", rot_dim);
     if (T == 0) return;
     cudaStream_t s = cu_of(b)->stream;
-    int row = Hkv * hd;
-    if (row % 8 == 0 && aligned16(k_cache) && aligned16(v_cache) && aligned16(k) && aligned16(v))
-        k_kv_write_vec<<<grid_for((size_t)T * row / 8), DENSE_THREADS, 0, s>>>(
-            (uint4 *)k_cache, (uint4 *)v_cache, (const uint4 *)k, (const uint4 *)v, slot_mapping, T, row / 8);
-    else
-        k_kv_write<<<grid_for((size_t)T * row), DENSE_THREADS, 0, s>>>((bf16 *)k_cache, (bf16 *)v_cache,
-                                                                       (const bf16 *)k, (const bf16 *)v,
-                                                                       slot_mapping, T, row);
+    const int half = rot_dim / 2;
+    const size_t heads = (size_t)T * (Hq + 2 * Hkv);
+    /* 16-byte path: every chunk is 8 whole elements at a 16-byte boundary (row, head and
+     * cache offsets are multiples of hd, and half and hd are multiples of 8) */
+    if (hd % 8 == 0 && half % 8 == 0 && aligned16(q_out) && aligned16(qkv) && aligned16(k_cache) &&
+        aligned16(v_cache)) {
+        size_t n = heads * (size_t)(half / 8 + (hd - 2 * half) / 8);
+        k_qkv_rope_write<8><<<grid_for(n), DENSE_THREADS, 0, s>>>((bf16 *)q_out, (const bf16 *)qkv, pos, inv_freq,
+                                                                   (bf16 *)k_cache, (bf16 *)v_cache, slot_mapping, T,
+                                                                   Hq, Hkv, hd, half);
+    } else {
+        size_t n = heads * (size_t)(half + (hd - 2 * half));
+        k_qkv_rope_write<1><<<grid_for(n), DENSE_THREADS, 0, s>>>((bf16 *)q_out, (const bf16 *)qkv, pos, inv_freq,
+                                                                   (bf16 *)k_cache, (bf16 *)v_cache, slot_mapping, T,
+                                                                   Hq, Hkv, hd, half);
+    }
     CUDA_CHECK_LAUNCH();
 }
 
 /* ---------------- gated rmsnorm ----------------
- * g = y * silu(z); out = g / rms(g over its group) * w. One block per (group, row). */
-__global__ void k_gated_rmsnorm(bf16 *out, const bf16 *y, const bf16 *z, const bf16 *w, int D, int gs, float eps) {
+ * g = y * silu(z); out = g / rms(g over its group) * w. One block per (row, group). y and out
+ * rows are contiguous (stride D); z rows have stride z_ld (z may be a column block of the
+ * fused in_proj output). */
+__global__ void k_gated_rmsnorm(bf16 *out, const bf16 *y, const bf16 *z, const bf16 *w, int D, int z_ld, int gs,
+                                float eps) {
     int64_t row = blockIdx.x;
     int64_t grp = blockIdx.y;
     int64_t base = row * D + grp * gs;
+    int64_t zbase = row * z_ld + grp * gs;
     float ss = 0.f;
     for (int i = threadIdx.x; i < gs; i += blockDim.x) {
-        float g = __bfloat162float(y[base + i]) * silu(__bfloat162float(z[base + i]));
+        float g = __bfloat162float(y[base + i]) * silu(__bfloat162float(z[zbase + i]));
         ss += g * g;
     }
     float r = rsqrtf(block_sum(ss) / (float)gs + eps);
     const bf16 *wg = w + grp * gs;
     for (int i = threadIdx.x; i < gs; i += blockDim.x) {
-        float g = __bfloat162float(y[base + i]) * silu(__bfloat162float(z[base + i]));
+        float g = __bfloat162float(y[base + i]) * silu(__bfloat162float(z[zbase + i]));
         out[base + i] = __float2bfloat16(g * r * __bfloat162float(wg[i]));
     }
 }
-void cu_gated_rmsnorm(op_backend *b, void *out, const void *y, const void *z, const void *w, int T, int D,
+void cu_gated_rmsnorm(op_backend *b, void *out, const void *y, const void *z, int z_ld, const void *w, int T, int D,
                       int group_size, float eps) {
     CHECK(T >= 0 && D > 0 && group_size > 0 && D % group_size == 0, "gated_rmsnorm: T=%d D=%d group_size=%d", T,
           D, group_size);
+    CHECK(z_ld >= D, "gated_rmsnorm: z row stride %d < D %d", z_ld, D);
     if (T == 0) return;
     CHECK(D / group_size <= 65535, "gated_rmsnorm: %d groups", D / group_size);
     dim3 grid(T, D / group_size);
     int threads = group_size >= 1024 ? 256 : 128;
     k_gated_rmsnorm<<<grid, threads, 0, cu_of(b)->stream>>>((bf16 *)out, (const bf16 *)y, (const bf16 *)z,
-                                                            (const bf16 *)w, D, group_size, eps);
+                                                            (const bf16 *)w, D, z_ld, group_size, eps);
     CUDA_CHECK_LAUNCH();
 }
 

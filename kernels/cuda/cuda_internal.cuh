@@ -84,11 +84,10 @@ void cu_add_rmsnorm(op_backend *b, void *resid, const void *x, void *out, const 
                     float eps);
 void cu_swiglu(op_backend *b, void *out, const void *gu, int T, int F);
 void cu_add(op_backend *b, void *y, const void *x, size_t n);
-void cu_rope(op_backend *b, void *q, void *k, const int32_t *pos, const float *inv_freq, int T, int Hq,
-             int Hkv, int hd, int rot_dim);
-void cu_kv_write(op_backend *b, void *k_cache, void *v_cache, const void *k, const void *v,
-                 const int32_t *slot_mapping, int T, int Hkv, int hd);
-void cu_gated_rmsnorm(op_backend *b, void *out, const void *y, const void *z, const void *w, int T, int D,
+void cu_qkv_rope_write(op_backend *b, void *q_out, const void *qkv, const int32_t *pos, const float *inv_freq,
+                       void *k_cache, void *v_cache, const int32_t *slot_mapping, int T, int Hq, int Hkv, int hd,
+                       int rot_dim);
+void cu_gated_rmsnorm(op_backend *b, void *out, const void *y, const void *z, int z_ld, const void *w, int T, int D,
                       int group_size, float eps);
 void cu_convert_to_bf16(cudaStream_t s, bf16 *dst, const void *src, op_dtype src_dtype, size_t n);
 void cu_fill_random_bf16(cudaStream_t s, bf16 *dst, size_t n, uint64_t seed, float lo, float hi);
@@ -100,12 +99,12 @@ void cu_attention(op_backend *b, void *out, const void *q, const void *k_cache, 
                   int n_seq, int T, int Hq, int Hkv, int hd, int page_size, float scale);
 
 /* cuda_mamba.cu */
-void cu_conv1d(op_backend *b, void *out, const void *x, const void *w, const void *bias, float *conv_state,
-               const int32_t *cu_seqlens, const int32_t *slots, int n_seq, int T, int C, int K);
+void cu_conv1d(op_backend *b, void *out, const void *x, int x_ld, const void *w, const void *bias,
+               float *conv_state, const int32_t *cu_seqlens, const int32_t *slots, int n_seq, int T, int C, int K);
 void cu_ssd_scan(op_backend *b, void *y, const void *x, const void *dt, const float *A_log, const void *Bm,
                  const void *Cm, const float *D, const float *dt_bias, float *ssm_state,
-                 const int32_t *cu_seqlens, const int32_t *slots, int n_seq, int T, int H, int P, int G,
-                 int N, int chunk, float dt_min, float dt_max);
+                 const int32_t *cu_seqlens, const int32_t *slots, int n_seq, int T, int xbc_ld, int dt_ld, int H,
+                 int P, int G, int N, int chunk, float dt_min, float dt_max);
 
 /* cuda_sample.cu */
 void cu_sample_async(op_backend *b, int32_t *ids_dev, const float *logits, int B, int V,

@@ -8,6 +8,9 @@
  * the sequence's tokens in order (the exact recurrence, parallel over sequences × heads ×
  * row blocks), prefetching the next token's inputs; it does not use the chunked tensor-core
  * SSD form, so `chunk` is ignored (the result is the same function).
+ * Strided inputs: conv1d reads x rows with stride x_ld; the scan reads x, B, C rows with stride
+ * xbc_ld (column blocks of the conv output x|B|C) and dt rows with stride dt_ld (a column block
+ * of the in_proj output); outputs are contiguous.
  */
 #include <math.h>
 
@@ -22,8 +25,9 @@ static __device__ __forceinline__ float silu_f(float x) { return x / (1.f + __ex
  * sequence's tokens with the window in registers. (Staging the state slice through shared
  * memory for coalesced access measured slower on the H100: 14.2 vs 10.4 ms per decode step at
  * batch 7674 for the student's 48 convolutions; see bench/results/gpu_notes.md.) */
-__global__ void __launch_bounds__(CONV_NT) k_conv1d(bf16 *out, const bf16 *x, const bf16 *w, const bf16 *bias,
-                                                   float *state, const int32_t *cu, const int32_t *slots, int C, int K) {
+__global__ void __launch_bounds__(CONV_NT) k_conv1d(bf16 *out, const bf16 *x, int x_ld, const bf16 *w,
+                                                   const bf16 *bias, float *state, const int32_t *cu,
+                                                   const int32_t *slots, int C, int K) {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     int s = blockIdx.y;
     if (c >= C) return;
@@ -38,7 +42,7 @@ __global__ void __launch_bounds__(CONV_NT) k_conv1d(bf16 *out, const bf16 *x, co
     float bv = bias ? __bfloat162float(bias[c]) : 0.f;
     int t0 = cu[s], t1 = cu[s + 1];
     for (int t = t0; t < t1; t++) {
-        float xt = __bfloat162float(x[(int64_t)t * C + c]);
+        float xt = __bfloat162float(x[(int64_t)t * x_ld + c]);
         float acc = bv;
 #pragma unroll
         for (int k = 0; k < CONV_KMAX - 1; k++)
@@ -59,14 +63,15 @@ __global__ void __launch_bounds__(CONV_NT) k_conv1d(bf16 *out, const bf16 *x, co
         if (k < K - 1) st[k] = win[k];
 }
 
-void cu_conv1d(op_backend *b, void *out, const void *x, const void *w, const void *bias, float *conv_state,
-               const int32_t *cu_seqlens, const int32_t *slots, int n_seq, int T, int C, int K) {
+void cu_conv1d(op_backend *b, void *out, const void *x, int x_ld, const void *w, const void *bias,
+               float *conv_state, const int32_t *cu_seqlens, const int32_t *slots, int n_seq, int T, int C, int K) {
     CHECK(n_seq >= 0 && T >= 0 && C > 0 && K >= 2 && K <= CONV_KMAX, "conv1d: n_seq=%d T=%d C=%d K=%d (K in 2..%d)",
           n_seq, T, C, K, CONV_KMAX);
+    CHECK(x_ld >= C, "conv1d: x row stride %d < %d channels", x_ld, C);
     if (n_seq == 0) return;
     dim3 grid(cu_blocks(C, CONV_NT), n_seq);
-    k_conv1d<<<grid, CONV_NT, 0, cu_of(b)->stream>>>((bf16 *)out, (const bf16 *)x, (const bf16 *)w,
-                                                 (const bf16 *)bias, conv_state, cu_seqlens, slots, C, K);
+    k_conv1d<<<grid, CONV_NT, 0, cu_of(b)->stream>>>((bf16 *)out, (const bf16 *)x, x_ld, (const bf16 *)w,
+                                                     (const bf16 *)bias, conv_state, cu_seqlens, slots, C, K);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -79,6 +84,7 @@ typedef struct ssd_args {
     const float *A_log, *D, *dt_bias;
     void *state; /* float or bf16 [n_slots, H, P, N] */
     const int32_t *cu, *slots;
+    int xbc_ld, dt_ld; /* row strides (elements) of x, B, C and of dt */
     int H, P, G, N, LPR, RB;
     float dt_min, dt_max;
 } ssd_args;
@@ -131,11 +137,11 @@ __global__ void __launch_bounds__(SSD_NT) k_ssd(ssd_args a) {
     float dtr = 0.f, xv[RPT], Bv[PER], Cv[PER];
 #define SSD_LOAD(t)                                                                          \
     do {                                                                                     \
-        dtr = __bfloat162float(a.dt[(int64_t)(t) * a.H + h]);                                \
+        dtr = __bfloat162float(a.dt[(int64_t)(t) * a.dt_ld + h]);                            \
         _Pragma("unroll") for (int k = 0; k < RPT; k++)                                      \
-            xv[k] = __bfloat162float(a.x[((int64_t)(t) * a.H + h) * a.P + pc[k]]);           \
-        const bf16 *bp = a.B + ((int64_t)(t) * a.G + g) * a.N;                               \
-        const bf16 *cp = a.C + ((int64_t)(t) * a.G + g) * a.N;                               \
+            xv[k] = __bfloat162float(a.x[(int64_t)(t) * a.xbc_ld + h * a.P + pc[k]]);        \
+        const bf16 *bp = a.B + (int64_t)(t) * a.xbc_ld + g * a.N;                            \
+        const bf16 *cp = a.C + (int64_t)(t) * a.xbc_ld + g * a.N;                            \
         _Pragma("unroll") for (int e = 0; e < PER; e++) {                                    \
             Bv[e] = (n0 + e < a.N) ? __bfloat162float(bp[n0 + e]) : 0.f;                     \
             Cv[e] = (n0 + e < a.N) ? __bfloat162float(cp[n0 + e]) : 0.f;                     \
@@ -198,9 +204,13 @@ static void ssd_launch(cudaStream_t st, ssd_args a, int n_seq, int decode, int r
 template <typename ST>
 static void ssd_run(op_backend *b, void *y, const void *x, const void *dt, const float *A_log, const void *Bm,
                     const void *Cm, const float *D, const float *dt_bias, void *ssm_state, const int32_t *cu_seqlens,
-                    const int32_t *slots, int n_seq, int T, int H, int P, int G, int N, float dt_min, float dt_max) {
+                    const int32_t *slots, int n_seq, int T, int xbc_ld, int dt_ld, int H, int P, int G, int N,
+                    float dt_min, float dt_max) {
     CHECK(n_seq >= 0 && T >= 0 && H > 0 && P > 0 && G > 0 && H % G == 0 && N > 0 && N <= 256,
           "ssd_scan: n_seq=%d T=%d H=%d P=%d G=%d N=%d (N <= 256, H %% G == 0)", n_seq, T, H, P, G, N);
+    CHECK(xbc_ld >= H * P && xbc_ld >= G * N, "ssd_scan: x/B/C row stride %d < H*P %d or G*N %d", xbc_ld, H * P,
+          G * N);
+    CHECK(dt_ld >= H, "ssd_scan: dt row stride %d < H %d", dt_ld, H);
     if (n_seq == 0) return;
     ssd_args a;
     a.y = (bf16 *)y;
@@ -214,6 +224,8 @@ static void ssd_run(op_backend *b, void *y, const void *x, const void *dt, const
     a.state = ssm_state;
     a.cu = cu_seqlens;
     a.slots = slots;
+    a.xbc_ld = xbc_ld;
+    a.dt_ld = dt_ld;
     a.H = H;
     a.P = P;
     a.G = G;
@@ -244,16 +256,17 @@ static void ssd_run(op_backend *b, void *y, const void *x, const void *dt, const
 
 void cu_ssd_scan(op_backend *b, void *y, const void *x, const void *dt, const float *A_log, const void *Bm,
                  const void *Cm, const float *D, const float *dt_bias, float *ssm_state,
-                 const int32_t *cu_seqlens, const int32_t *slots, int n_seq, int T, int H, int P, int G,
-                 int N, int chunk, float dt_min, float dt_max) {
-    ssd_run<float>(b, y, x, dt, A_log, Bm, Cm, D, dt_bias, ssm_state, cu_seqlens, slots, n_seq, T, H, P, G, N, dt_min,
-                   dt_max);
+                 const int32_t *cu_seqlens, const int32_t *slots, int n_seq, int T, int xbc_ld, int dt_ld, int H,
+                 int P, int G, int N, int chunk, float dt_min, float dt_max) {
+    ssd_run<float>(b, y, x, dt, A_log, Bm, Cm, D, dt_bias, ssm_state, cu_seqlens, slots, n_seq, T, xbc_ld, dt_ld, H, P,
+                   G, N, dt_min, dt_max);
 }
 
 extern "C" void op_cuda_ssd_scan_bf16state(op_backend *b, void *y, const void *x, const void *dt, const float *A_log,
                                            const void *Bm, const void *Cm, const float *D, const float *dt_bias,
                                            void *ssm_state_bf16, const int32_t *cu_seqlens, const int32_t *slots,
-                                           int n_seq, int T, int H, int P, int G, int N, float dt_min, float dt_max) {
-    ssd_run<bf16>(b, y, x, dt, A_log, Bm, Cm, D, dt_bias, ssm_state_bf16, cu_seqlens, slots, n_seq, T, H, P, G, N,
-                  dt_min, dt_max);
+                                           int n_seq, int T, int xbc_ld, int dt_ld, int H, int P, int G, int N,
+                                           float dt_min, float dt_max) {
+    ssd_run<bf16>(b, y, x, dt, A_log, Bm, Cm, D, dt_bias, ssm_state_bf16, cu_seqlens, slots, n_seq, T, xbc_ld, dt_ld,
+                  H, P, G, N, dt_min, dt_max);
 }

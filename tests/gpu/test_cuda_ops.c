@@ -4,6 +4,10 @@
  * fails, and each op has its own tolerance atol + rtol * |ref| (bf16 outputs: ~2^-8 relative).
  * Shapes are deliberately odd: lengths that are not multiples of tiles or chunks, batch 1, GQA
  * ratios 1/2/4/8, partial rotary, head_dim 32/64/128, d_state on both scan paths.
+ * Strided inputs (conv1d x_ld, ssd_scan xbc_ld/dt_ld, gated_rmsnorm z_ld) are given to the device
+ * as column blocks of a wider matrix whose other columns hold large garbage (WIDE_GARBAGE), so
+ * reading a wrong column fails; the reference is the CPU backend on compact copies (and the
+ * CPU backend on the same wide matrix must agree with it).
  * Without a CUDA device every device test reports "skip" (the memory-planning test still runs).
  */
 #include <math.h>
@@ -19,7 +23,7 @@
 static op_backend *G, *C; /* device backend, CPU reference */
 static uint64_t rng_state = 0x243F6A8885A308D3ull;
 
-#define MAX_TRACK 512
+#define MAX_TRACK 2048
 static void *g_track[MAX_TRACK], *c_track[MAX_TRACK], *h_track[MAX_TRACK];
 static int n_g, n_c, n_h;
 
@@ -111,6 +115,23 @@ static float *c_read(const void *d, size_t n) {
     float *f = h_alloc(n * 4);
     C->download(C, f, d, n * 4);
     return f;
+}
+
+/* Device pointer to element `off` of a bf16 buffer (a column block of a wide matrix, or a
+ * deliberately misaligned start). */
+static void *g_at(void *d, size_t off) { return (char *)d + off * 2; }
+static void *c_at(void *d, size_t off) { return (char *)d + off * 4; }
+
+/* Wide host matrices: [rows, ld] filled with WIDE_GARBAGE, with compact blocks placed at column
+ * offsets. A kernel that reads a column outside its block picks up the garbage. */
+#define WIDE_GARBAGE 9984.0f /* 1e4 rounded to bf16 */
+static float *wide_new(size_t rows, int ld) {
+    float *w = h_alloc(rows * ld * sizeof(float));
+    for (size_t i = 0; i < rows * ld; i++) w[i] = WIDE_GARBAGE;
+    return w;
+}
+static void wide_put(float *w, int ld, int off, const float *a, size_t rows, int cols) {
+    for (size_t r = 0; r < rows; r++) memcpy(w + r * ld + off, a + r * cols, (size_t)cols * sizeof(float));
 }
 
 /* Compares got vs ref; prints the first mismatches with their index. Returns the count. */
@@ -274,28 +295,6 @@ TEST(swiglu_add) {
     release_all();
 }
 
-static void check_rope(int T, int Hq, int Hkv, int hd, int rot) {
-    size_t nq = (size_t)T * Hq * hd, nk = (size_t)T * Hkv * hd;
-    float *q = rvec(nq, -1, 1), *k = rvec(nk, -1, 1);
-    int32_t *pos = h_alloc(T * 4);
-    for (int t = 0; t < T; t++) pos[t] = irand(9000);
-    float *inv = h_alloc(rot / 2 * 4);
-    for (int i = 0; i < rot / 2; i++) inv[i] = powf(500000.f, -2.f * i / rot);
-    void *gq = g_bf16(q, nq), *gk = g_bf16(k, nk), *gp = g_raw(pos, T * 4), *gi = g_raw(inv, rot / 2 * 4);
-    void *cq = c_raw(q, nq * 4), *ck = c_raw(k, nk * 4), *cp = c_raw(pos, T * 4), *ci = c_raw(inv, rot / 2 * 4);
-    G->rope(G, gq, gk, gp, gi, T, Hq, Hkv, hd, rot);
-    C->rope(C, cq, ck, cp, ci, T, Hq, Hkv, hd, rot);
-    close_to("rope q", g_read_bf16(gq, nq), c_read(cq, nq), nq, 1.5e-2, 1e-2);
-    close_to("rope k", g_read_bf16(gk, nk), c_read(ck, nk), nk, 1.5e-2, 1e-2);
-}
-TEST(rope) {
-    NEED_GPU();
-    check_rope(9, 8, 2, 64, 64);
-    check_rope(5, 4, 4, 64, 32); /* partial rotary */
-    check_rope(1, 32, 8, 128, 128);
-    release_all();
-}
-
 /* A paged KV layout for n_seq sequences of ctx[s] tokens: shuffled pages. */
 typedef struct kv_fixture {
     int n_seq, page_size, max_pages, n_pages, Hkv, hd;
@@ -324,27 +323,70 @@ static void kv_layout(kv_fixture *f, const int *ctx) {
     f->cache_elems = (size_t)f->n_pages * f->page_size * f->Hkv * f->hd;
 }
 
-TEST(kv_write) {
+/* The fused q|k|v step: tokens of n_seq sequences (len[s] each) written at their page slots;
+ * every pad_every-th token is padding (slot -1: q_out written, caches untouched). Untouched
+ * cache slots must keep their values (the caches start random), and so must a guard region in
+ * front of each cache (where a padding token stored at slot -1 would land). misalign: qkv
+ * starts one element past a 16-byte boundary (forces the scalar path). */
+static void check_qkv(int n_seq, const int *len, int Hq, int Hkv, int hd, int rot, int page_size, int pad_every,
+                      int misalign) {
+    kv_fixture f = {.n_seq = n_seq, .page_size = page_size, .Hkv = Hkv, .hd = hd};
+    kv_layout(&f, len);
+    int T = 0;
+    for (int s = 0; s < n_seq; s++) T += len[s];
+    int32_t *slot = h_alloc(T * 4), *pos = h_alloc(T * 4);
+    int t = 0, n_pad = 0;
+    for (int s = 0; s < n_seq; s++)
+        for (int j = 0; j < len[s]; j++, t++) {
+            slot[t] = f.bt[s * f.max_pages + j / f.page_size] * f.page_size + j % f.page_size;
+            pos[t] = irand(9000);
+            if (pad_every && t % pad_every == pad_every - 1) { slot[t] = -1; n_pad++; }
+        }
+    pos[T - 1] = 131071; /* a large angle (1.3e5 rad at inv_freq 1) */
+    size_t W = (size_t)(Hq + 2 * Hkv) * hd, nqkv = (size_t)T * W, nq = (size_t)T * Hq * hd, nc = f.cache_elems;
+    float *qkv = rvec(nqkv + 1, -1, 1); /* one spare element in front for the misaligned case */
+    float *inv = NULL;
+    if (rot) {
+        inv = h_alloc(rot / 2 * 4);
+        for (int i = 0; i < rot / 2; i++) inv[i] = powf(500000.f, -2.f * i / rot);
+    }
+    size_t guard = ((size_t)Hkv * hd + 7) / 8 * 8, ncg = guard + nc; /* keeps the caches 16-byte aligned */
+    float *base = rvec(ncg, -1, 1);
+    void *gbuf = g_bf16(qkv, nqkv + 1), *gqkv = g_at(gbuf, misalign ? 1 : 0);
+    void *go = g_poison(nq * 2), *gkb = g_bf16(base, ncg), *gvb = g_bf16(base, ncg);
+    void *gkc = g_at(gkb, guard), *gvc = g_at(gvb, guard);
+    void *gp = g_raw(pos, T * 4), *gs = g_raw(slot, T * 4), *gi = rot ? g_raw(inv, rot / 2 * 4) : NULL;
+    void *cqkv = c_raw(qkv + (misalign ? 1 : 0), nqkv * 4), *co = c_poison(nq * 4);
+    void *ckb = c_raw(base, ncg * 4), *cvb = c_raw(base, ncg * 4), *ckc = c_at(ckb, guard), *cvc = c_at(cvb, guard);
+    void *cp = c_raw(pos, T * 4), *cs = c_raw(slot, T * 4), *ci = rot ? c_raw(inv, rot / 2 * 4) : NULL;
+    G->qkv_rope_write(G, go, gqkv, gp, gi, gkc, gvc, gs, T, Hq, Hkv, hd, rot);
+    C->qkv_rope_write(C, co, cqkv, cp, ci, ckc, cvc, cs, T, Hq, Hkv, hd, rot);
+    /* rotated values: bf16 output of an fp32 rotation; without rotation everything is a copy */
+    double atol = rot ? 1.5e-2 : 0, rtol = rot ? 1e-2 : 0;
+    char what[192];
+    const char *outs[3] = {"q_out", "K cache (+guard)", "V cache (+guard)"};
+    for (int o = 0; o < 3; o++) {
+        snprintf(what, sizeof what, "qkv_rope_write %s T=%d Hq=%d Hkv=%d hd=%d rot=%d pad=%d%s", outs[o], T, Hq, Hkv,
+                 hd, rot, n_pad, misalign ? " misaligned" : "");
+        if (o == 0) close_to(what, g_read_bf16(go, nq), c_read(co, nq), nq, atol, rtol);
+        if (o == 1) close_to(what, g_read_bf16(gkb, ncg), c_read(ckb, ncg), ncg, atol, rtol);
+        if (o == 2) close_to(what, g_read_bf16(gvb, ncg), c_read(cvb, ncg), ncg, 0, 0);
+    }
+}
+TEST(qkv_rope_write) {
     NEED_GPU();
-    int ctx[3] = {5, 40, 17};
-    kv_fixture f = {.n_seq = 3, .page_size = 16, .Hkv = 2, .hd = 64};
-    kv_layout(&f, ctx);
-    int T = ctx[0] + ctx[1] + ctx[2];
-    int32_t *slot = h_alloc(T * 4);
-    int t = 0;
-    for (int s = 0; s < 3; s++)
-        for (int j = 0; j < ctx[s]; j++, t++) slot[t] = f.bt[s * f.max_pages + j / f.page_size] * f.page_size + j % f.page_size;
-    size_t row = (size_t)f.Hkv * f.hd;
-    float *k = rvec(T * row, -1, 1), *v = rvec(T * row, -1, 1);
-    float *base = rvec(f.cache_elems, -1, 1); /* untouched slots must keep their values */
-    void *gkc = g_bf16(base, f.cache_elems), *gvc = g_bf16(base, f.cache_elems);
-    void *ckc = c_raw(base, f.cache_elems * 4), *cvc = c_raw(base, f.cache_elems * 4);
-    void *gk = g_bf16(k, T * row), *gv = g_bf16(v, T * row), *gs = g_raw(slot, T * 4);
-    void *ck = c_raw(k, T * row * 4), *cv = c_raw(v, T * row * 4), *cs = c_raw(slot, T * 4);
-    G->kv_write(G, gkc, gvc, gk, gv, gs, T, f.Hkv, f.hd);
-    C->kv_write(C, ckc, cvc, ck, cv, cs, T, f.Hkv, f.hd);
-    close_to("kv_write K", g_read_bf16(gkc, f.cache_elems), c_read(ckc, f.cache_elems), f.cache_elems, 0, 0);
-    close_to("kv_write V", g_read_bf16(gvc, f.cache_elems), c_read(cvc, f.cache_elems), f.cache_elems, 0, 0);
+    int l3[3] = {5, 41, 17}; /* T 63 */
+    check_qkv(3, l3, 8, 2, 64, 64, 16, 0, 0);   /* GQA 4, full rotary, prefill */
+    check_qkv(3, l3, 4, 4, 64, 32, 16, 7, 0);   /* GQA 1, partial rotary (16-byte path), padding */
+    check_qkv(3, l3, 8, 1, 64, 0, 16, 5, 0);    /* GQA 8, rot_dim 0: plain copies */
+    check_qkv(3, l3, 6, 2, 36, 24, 8, 4, 0);    /* hd 36, partial rot 24: scalar path, GQA 3 */
+    check_qkv(3, l3, 6, 2, 36, 0, 8, 0, 0);     /* scalar path without rotation */
+    check_qkv(3, l3, 8, 2, 64, 64, 16, 6, 1);   /* misaligned qkv: scalar path on a vector shape */
+    check_qkv(3, l3, 8, 2, 64, 40, 16, 0, 0);   /* rot 40: half 20 not a multiple of 8 -> scalar */
+    int ld[7] = {1, 1, 1, 1, 1, 1, 1};
+    check_qkv(7, ld, 32, 8, 128, 128, 16, 3, 0); /* decode batch 7, hd 128, two padding rows */
+    int l1[1] = {1};
+    check_qkv(1, l1, 32, 8, 64, 64, 16, 0, 0);   /* batch 1 */
     release_all();
 }
 
@@ -401,98 +443,163 @@ TEST(attention_prefill) {
     release_all();
 }
 
-static void check_conv1d(int n_seq, const int *len, int C_, int K, int with_bias) {
+/* x_ld > C: x is the column block [x_off, x_off + C) of a [T, x_ld] matrix of garbage. */
+static void check_conv1d(int n_seq, const int *len, int C_, int K, int with_bias, int x_ld, int x_off) {
     int T = 0;
     int32_t *cu = h_alloc((n_seq + 1) * 4), *slots = h_alloc(n_seq * 4);
     for (int s = 0; s < n_seq; s++) { cu[s] = T; T += len[s]; slots[s] = n_seq - 1 - s + 1; }
     cu[n_seq] = T;
     int n_slots = n_seq + 2;
-    size_t nx = (size_t)T * C_, ns = (size_t)n_slots * C_ * (K - 1);
+    size_t nx = (size_t)T * C_, nw = (size_t)T * x_ld, ns = (size_t)n_slots * C_ * (K - 1);
     float *x = rvec(nx, -2, 2), *w = rvec((size_t)C_ * K, -1, 1), *b = rvec(C_, -0.5f, 0.5f), *st = rvec(ns, -2, 2);
-    void *gx = g_bf16(x, nx), *gw = g_bf16(w, (size_t)C_ * K), *gb = with_bias ? g_bf16(b, C_) : NULL;
+    float *xw = wide_new(T, x_ld);
+    wide_put(xw, x_ld, x_off, x, T, C_);
+    void *gx = g_at(g_bf16(xw, nw), x_off), *gw = g_bf16(w, (size_t)C_ * K), *gb = with_bias ? g_bf16(b, C_) : NULL;
     void *gst = g_raw(st, ns * 4), *gcu = g_raw(cu, (n_seq + 1) * 4), *gsl = g_raw(slots, n_seq * 4), *go = g_poison(nx * 2);
     void *cx = c_raw(x, nx * 4), *cw = c_raw(w, (size_t)C_ * K * 4), *cb = with_bias ? c_raw(b, C_ * 4) : NULL;
     void *cst = c_raw(st, ns * 4), *ccu = c_raw(cu, (n_seq + 1) * 4), *csl = c_raw(slots, n_seq * 4), *co = c_poison(nx * 4);
-    G->conv1d(G, go, gx, gw, gb, gst, gcu, gsl, n_seq, T, C_, K);
-    C->conv1d(C, co, cx, cw, cb, cst, ccu, csl, n_seq, T, C_, K);
-    close_to("conv1d out", g_read_bf16(go, nx), c_read(co, nx), nx, 1e-2, 1e-2);
-    close_to("conv1d state", g_read_f32(gst, ns), c_read(cst, ns), ns, 1e-6, 1e-6);
+    G->conv1d(G, go, gx, x_ld, gw, gb, gst, gcu, gsl, n_seq, T, C_, K);
+    C->conv1d(C, co, cx, C_, cw, cb, cst, ccu, csl, n_seq, T, C_, K); /* reference: compact x */
+    char what[128];
+    snprintf(what, sizeof what, "conv1d out T=%d C=%d K=%d x_ld=%d x_off=%d", T, C_, K, x_ld, x_off);
+    float *ref = c_read(co, nx), *ref_st = c_read(cst, ns);
+    close_to(what, g_read_bf16(go, nx), ref, nx, 1e-2, 1e-2);
+    close_to("conv1d state", g_read_f32(gst, ns), ref_st, ns, 1e-6, 1e-6);
+    if (x_ld != C_) { /* the CPU backend on the same wide matrix */
+        void *cxw = c_raw(xw, nw * 4), *cst2 = c_raw(st, ns * 4), *co2 = c_poison(nx * 4);
+        C->conv1d(C, co2, c_at(cxw, x_off), x_ld, cw, cb, cst2, ccu, csl, n_seq, T, C_, K);
+        close_to("conv1d cpu wide vs compact", c_read(co2, nx), ref, nx, 1e-5, 1e-5);
+        close_to("conv1d cpu wide state", c_read(cst2, ns), ref_st, ns, 0, 0);
+    }
 }
 TEST(conv1d) {
     NEED_GPU();
     int l3[3] = {1, 5, 17};
-    check_conv1d(3, l3, 100, 4, 1);
+    check_conv1d(3, l3, 100, 4, 1, 100, 0);
+    check_conv1d(3, l3, 100, 4, 1, 124, 0);     /* strided */
     int l1[1] = {2};
-    check_conv1d(1, l1, 300, 4, 0); /* shorter than the window: state shifts */
+    check_conv1d(1, l1, 300, 4, 0, 324, 5);     /* shorter than the window: state shifts; odd column offset */
     int ld[5] = {1, 1, 1, 1, 1};
-    check_conv1d(5, ld, 2304, 4, 1); /* decode */
-    check_conv1d(3, l3, 64, 2, 1);
+    check_conv1d(5, ld, 2304, 4, 1, 2304, 0);   /* decode */
+    check_conv1d(5, ld, 384, 4, 1, 648, 256);   /* decode, the x|B|C block of a fused in_proj row */
+    check_conv1d(3, l3, 64, 2, 1, 88, 24);
     release_all();
 }
 
-static void check_ssd_state(int n_seq, const int *len, int H, int P, int G_, int N, int chunk, int bf16state) {
+/* strided: x, B, C are column blocks of a [T, xbc_ld] matrix (x | gap | B | gap | C | pad, gaps
+ * and pad of garbage) and dt a column block of a [T, dt_ld] matrix; otherwise compact
+ * (x | B | C packed, xbc_ld = HP + 2GN; dt_ld = H). The reference is always the compact layout. */
+static void check_ssd_state(int n_seq, const int *len, int H, int P, int G_, int N, int chunk, int bf16state,
+                            int strided) {
     int T = 0;
     int32_t *cu = h_alloc((n_seq + 1) * 4), *slots = h_alloc(n_seq * 4);
     for (int s = 0; s < n_seq; s++) { cu[s] = T; T += len[s]; slots[s] = n_seq - s; } /* distinct, not in order */
     cu[n_seq] = T;
     int n_slots = n_seq + 1;
-    size_t nx = (size_t)T * H * P, nbc = (size_t)T * G_ * N, ns = (size_t)n_slots * H * P * N;
+    int HP = H * P, GN = G_ * N;
+    size_t nx = (size_t)T * HP, nbc = (size_t)T * GN, ns = (size_t)n_slots * H * P * N;
     float *x = rvec(nx, -1, 1), *dt = rvec((size_t)T * H, -4, 1), *B = rvec(nbc, -1, 1), *Cm = rvec(nbc, -1, 1);
     float *Alog = rvec(H, -1, 1.5f), *D = rvec(H, -1, 1), *dtb = rvec(H, -1, 1), *st = rvec(ns, -0.5f, 0.5f);
     float dt_min = 0.0f, dt_max = INFINITY;
-    void *gx = g_bf16(x, nx), *gdt = g_bf16(dt, (size_t)T * H), *gB = g_bf16(B, nbc), *gC = g_bf16(Cm, nbc);
+    /* compact (reference) layout */
+    int cld = HP + 2 * GN;
+    float *xbc = wide_new(T, cld);
+    wide_put(xbc, cld, 0, x, T, HP);
+    wide_put(xbc, cld, HP, B, T, GN);
+    wide_put(xbc, cld, HP + GN, Cm, T, GN);
+    /* device layout */
+    int gap = strided ? 3 : 0, xo = strided ? 2 : 0;
+    int bo = xo + HP + gap, co_ = bo + GN + gap, xbc_ld = co_ + GN + (strided ? 24 : 0);
+    int dt_off = strided ? 5 : 0, dt_ld = strided ? H + 24 : H;
+    float *xbw = wide_new(T, xbc_ld), *dtw = wide_new(T, dt_ld);
+    wide_put(xbw, xbc_ld, xo, x, T, HP);
+    wide_put(xbw, xbc_ld, bo, B, T, GN);
+    wide_put(xbw, xbc_ld, co_, Cm, T, GN);
+    wide_put(dtw, dt_ld, dt_off, dt, T, H);
+    void *gxbc = g_bf16(xbw, (size_t)T * xbc_ld), *gdtw = g_bf16(dtw, (size_t)T * dt_ld);
+    void *gx = g_at(gxbc, xo), *gB = g_at(gxbc, bo), *gC = g_at(gxbc, co_), *gdt = g_at(gdtw, dt_off);
     void *gA = g_raw(Alog, H * 4), *gD = g_raw(D, H * 4), *gdb = g_raw(dtb, H * 4);
     void *gst = bf16state ? g_bf16(st, ns) : g_raw(st, ns * 4);
     void *gcu = g_raw(cu, (n_seq + 1) * 4), *gsl = g_raw(slots, n_seq * 4), *gy = g_poison(nx * 2);
-    void *cx = c_raw(x, nx * 4), *cdt = c_raw(dt, (size_t)T * H * 4), *cB = c_raw(B, nbc * 4), *cC = c_raw(Cm, nbc * 4);
+    void *cxbc = c_raw(xbc, (size_t)T * cld * 4), *cdt = c_raw(dt, (size_t)T * H * 4);
+    void *cx = cxbc, *cB = c_at(cxbc, HP), *cC = c_at(cxbc, HP + GN);
     void *cA = c_raw(Alog, H * 4), *cD = c_raw(D, H * 4), *cdb = c_raw(dtb, H * 4), *cst = c_raw(st, ns * 4);
     void *ccu = c_raw(cu, (n_seq + 1) * 4), *csl = c_raw(slots, n_seq * 4), *cy = c_poison(nx * 4);
     if (bf16state)
-        op_cuda_ssd_scan_bf16state(G, gy, gx, gdt, gA, gB, gC, gD, gdb, gst, gcu, gsl, n_seq, T, H, P, G_, N, dt_min, dt_max);
+        op_cuda_ssd_scan_bf16state(G, gy, gx, gdt, gA, gB, gC, gD, gdb, gst, gcu, gsl, n_seq, T, xbc_ld, dt_ld, H, P, G_,
+                                   N, dt_min, dt_max);
     else
-        G->ssd_scan(G, gy, gx, gdt, gA, gB, gC, gD, gdb, gst, gcu, gsl, n_seq, T, H, P, G_, N, chunk, dt_min, dt_max);
-    C->ssd_scan(C, cy, cx, cdt, cA, cB, cC, cD, cdb, cst, ccu, csl, n_seq, T, H, P, G_, N, chunk, dt_min, dt_max);
-    char what[128];
-    snprintf(what, sizeof what, "ssd_scan%s y n_seq=%d T=%d H=%d P=%d G=%d N=%d", bf16state ? " (bf16 state)" : "",
-             n_seq, T, H, P, G_, N);
-    close_to(what, g_read_bf16(gy, nx), c_read(cy, nx), nx, 2e-2, 2e-2);
+        G->ssd_scan(G, gy, gx, gdt, gA, gB, gC, gD, gdb, gst, gcu, gsl, n_seq, T, xbc_ld, dt_ld, H, P, G_, N, chunk,
+                    dt_min, dt_max);
+    C->ssd_scan(C, cy, cx, cdt, cA, cB, cC, cD, cdb, cst, ccu, csl, n_seq, T, cld, H, H, P, G_, N, chunk, dt_min,
+                dt_max);
+    char what[160];
+    snprintf(what, sizeof what, "ssd_scan%s y n_seq=%d T=%d H=%d P=%d G=%d N=%d xbc_ld=%d dt_ld=%d",
+             bf16state ? " (bf16 state)" : "", n_seq, T, H, P, G_, N, xbc_ld, dt_ld);
+    float *ref = c_read(cy, nx), *ref_st = c_read(cst, ns);
+    close_to(what, g_read_bf16(gy, nx), ref, nx, 2e-2, 2e-2);
     snprintf(what, sizeof what, "ssd_scan%s state n_seq=%d T=%d N=%d", bf16state ? " (bf16 state)" : "", n_seq, T, N);
-    if (bf16state) close_to(what, g_read_bf16(gst, ns), c_read(cst, ns), ns, 1e-2, 1e-2);
-    else close_to(what, g_read_f32(gst, ns), c_read(cst, ns), ns, 1e-3, 1e-3);
+    if (bf16state) close_to(what, g_read_bf16(gst, ns), ref_st, ns, 1e-2, 1e-2);
+    else close_to(what, g_read_f32(gst, ns), ref_st, ns, 1e-3, 1e-3);
+    if (strided && !bf16state) { /* the CPU backend on the same wide matrices */
+        void *cxw = c_raw(xbw, (size_t)T * xbc_ld * 4), *cdw = c_raw(dtw, (size_t)T * dt_ld * 4);
+        void *cst2 = c_raw(st, ns * 4), *cy2 = c_poison(nx * 4);
+        C->ssd_scan(C, cy2, c_at(cxw, xo), c_at(cdw, dt_off), cA, c_at(cxw, bo), c_at(cxw, co_), cD, cdb, cst2, ccu, csl,
+                    n_seq, T, xbc_ld, dt_ld, H, P, G_, N, chunk, dt_min, dt_max);
+        close_to("ssd_scan cpu wide vs compact y", c_read(cy2, nx), ref, nx, 1e-4, 1e-4);
+        close_to("ssd_scan cpu wide vs compact state", c_read(cst2, ns), ref_st, ns, 1e-4, 1e-4);
+    }
 }
-static void check_ssd(int n_seq, const int *len, int H, int P, int G_, int N, int chunk) {
-    check_ssd_state(n_seq, len, H, P, G_, N, chunk, 0);
+static void check_ssd(int n_seq, const int *len, int H, int P, int G_, int N, int chunk, int strided) {
+    check_ssd_state(n_seq, len, H, P, G_, N, chunk, 0, strided);
 }
 TEST(ssd_scan) {
     NEED_GPU();
     int l3[3] = {1, 37, 130};
-    check_ssd(3, l3, 4, 16, 2, 16, 32);   /* prefill, chunk does not divide */
-    check_ssd(3, l3, 8, 64, 1, 64, 128);  /* Llamba-like head, N 64 */
-    check_ssd(3, l3, 4, 16, 4, 24, 16);   /* generic path (N 24) */
+    check_ssd(3, l3, 4, 16, 2, 16, 32, 0);   /* prefill, chunk does not divide */
+    check_ssd(3, l3, 4, 16, 2, 16, 32, 1);   /* the same, strided */
+    check_ssd(3, l3, 8, 64, 1, 64, 128, 1);  /* Llamba-like head, N 64 */
+    check_ssd(3, l3, 4, 16, 4, 24, 16, 1);   /* generic path (N 24) */
     int ld[6] = {1, 1, 1, 1, 1, 1};
-    check_ssd(6, ld, 32, 64, 1, 64, 128); /* decode */
-    check_ssd(6, ld, 4, 8, 2, 128, 64);   /* decode, N 128 */
-    int l1[1] = {300};
-    check_ssd(1, l1, 2, 30, 1, 8, 64);    /* batch 1, P not a multiple of the row block */
-    check_ssd_state(6, ld, 32, 64, 1, 64, 128, 1); /* the bf16-state option: decode */
+    check_ssd(6, ld, 32, 64, 1, 64, 128, 0); /* decode */
+    check_ssd(6, ld, 32, 64, 1, 64, 128, 1); /* decode, strided */
+    check_ssd(6, ld, 4, 8, 2, 128, 64, 1);   /* decode, N 128 */
+    int l1[1] = {301};
+    check_ssd(1, l1, 2, 30, 1, 8, 64, 1);    /* batch 1, odd T, P not a multiple of the row block */
+    check_ssd_state(6, ld, 32, 64, 1, 64, 128, 1, 0); /* the bf16-state option: decode */
+    check_ssd_state(6, ld, 32, 64, 1, 64, 128, 1, 1); /* strided */
     int l2[2] = {1, 20};
-    check_ssd_state(2, l2, 4, 16, 2, 16, 8, 1);    /* and a short prefill */
+    check_ssd_state(2, l2, 4, 16, 2, 16, 8, 1, 1);    /* and a short prefill */
     release_all();
 }
 
+/* z_ld > D: z is the column block [z_off, z_off + D) of a [T, z_ld] matrix of garbage. */
+static void check_gated(int T, int D, int gs, int z_ld, int z_off) {
+    size_t n = (size_t)T * D, nzw = (size_t)T * z_ld;
+    float *y = rvec(n, -2, 2), *z = rvec(n, -3, 3), *w = rvec(D, 0.5f, 1.5f);
+    float *zw = wide_new(T, z_ld);
+    wide_put(zw, z_ld, z_off, z, T, D);
+    void *gy = g_bf16(y, n), *gz = g_at(g_bf16(zw, nzw), z_off), *gw = g_bf16(w, D), *go = g_poison(n * 2);
+    void *cy = c_raw(y, n * 4), *cz = c_raw(z, n * 4), *cw = c_raw(w, D * 4), *co = c_poison(n * 4);
+    G->gated_rmsnorm(G, go, gy, gz, z_ld, gw, T, D, gs, 1e-6f);
+    C->gated_rmsnorm(C, co, cy, cz, D, cw, T, D, gs, 1e-6f); /* reference: compact z */
+    char what[128];
+    snprintf(what, sizeof what, "gated_rmsnorm T=%d D=%d gs=%d z_ld=%d z_off=%d", T, D, gs, z_ld, z_off);
+    float *ref = c_read(co, n);
+    close_to(what, g_read_bf16(go, n), ref, n, 1.5e-2, 1.5e-2);
+    if (z_ld != D) {
+        void *czw = c_raw(zw, nzw * 4), *co2 = c_poison(n * 4);
+        C->gated_rmsnorm(C, co2, cy, c_at(czw, z_off), z_ld, cw, T, D, gs, 1e-6f);
+        close_to("gated_rmsnorm cpu wide vs compact", c_read(co2, n), ref, n, 1e-5, 1e-5);
+    }
+}
 TEST(gated_rmsnorm) {
     NEED_GPU();
-    int shapes[3][3] = {{4, 256, 64}, {3, 100, 100}, {2, 2048, 2048}};
-    for (int k = 0; k < 3; k++) {
-        int T = shapes[k][0], D = shapes[k][1], gs = shapes[k][2];
-        size_t n = (size_t)T * D;
-        float *y = rvec(n, -2, 2), *z = rvec(n, -3, 3), *w = rvec(D, 0.5f, 1.5f);
-        void *gy = g_bf16(y, n), *gz = g_bf16(z, n), *gw = g_bf16(w, D), *go = g_poison(n * 2);
-        void *cy = c_raw(y, n * 4), *cz = c_raw(z, n * 4), *cw = c_raw(w, D * 4), *co = c_poison(n * 4);
-        G->gated_rmsnorm(G, go, gy, gz, gw, T, D, gs, 1e-6f);
-        C->gated_rmsnorm(C, co, cy, cz, cw, T, D, gs, 1e-6f);
-        close_to("gated_rmsnorm", g_read_bf16(go, n), c_read(co, n), n, 1.5e-2, 1.5e-2);
-    }
+    check_gated(4, 256, 64, 256, 0);
+    check_gated(4, 256, 64, 280, 0);      /* strided */
+    check_gated(3, 100, 100, 124, 7);     /* odd column offset */
+    check_gated(2, 2048, 2048, 2048, 0);
+    check_gated(5, 2048, 2048, 4376, 0);  /* z as the first block of a fused in_proj row */
     release_all();
 }
 
@@ -631,8 +738,7 @@ int main(void) {
     RUN_SEL(rmsnorm);
     RUN_SEL(matmul);
     RUN_SEL(swiglu_add);
-    RUN_SEL(rope);
-    RUN_SEL(kv_write);
+    RUN_SEL(qkv_rope_write);
     RUN_SEL(attention_decode);
     RUN_SEL(attention_prefill);
     RUN_SEL(conv1d);

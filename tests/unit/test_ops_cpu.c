@@ -187,34 +187,52 @@ TEST(norms_swiglu_embed_add) {
     free(x); free(w); free(o); free(ref); free(x2); free(res); free(dx); free(rres); free(gu); free(sw); free(tab);
 }
 
-TEST(rope_partial_rotate_half) {
-    int T = 4, Hq = 4, Hkv = 2, hd = 16, rot = 8;
-    float *q = rvec((size_t)T * Hq * hd, 1), *k = rvec((size_t)T * Hkv * hd, 1);
-    float *q0 = malloc(sizeof(float) * T * Hq * hd), *k0 = malloc(sizeof(float) * T * Hkv * hd);
-    memcpy(q0, q, sizeof(float) * T * Hq * hd);
-    memcpy(k0, k, sizeof(float) * T * Hkv * hd);
-    float inv[4];
-    for (int i = 0; i < rot / 2; i++) inv[i] = (float)pow(10000.0, -2.0 * i / rot);
-    int32_t pos[4] = {0, 5, 17, 1000};
-    be->rope(be, q, k, pos, inv, T, Hq, Hkv, hd, rot);
-    double *ref = malloc(sizeof(double) * T * Hq * hd);
-    for (int pass = 0; pass < 2; pass++) {
-        int H = pass ? Hkv : Hq;
-        float *src = pass ? k0 : q0, *got = pass ? k : q;
-        for (int t = 0; t < T; t++)
-            for (int h = 0; h < H; h++) {
-                float *v = src + (t * H + h) * hd;
-                double *r = ref + (t * H + h) * hd;
-                for (int i = 0; i < hd; i++) r[i] = v[i];
-                for (int i = 0; i < rot / 2; i++) {
-                    double ang = (double)pos[t] * inv[i];
-                    r[i] = v[i] * cos(ang) - v[i + rot / 2] * sin(ang);
-                    r[i + rot / 2] = v[i + rot / 2] * cos(ang) + v[i] * sin(ang);
-                }
+/* qkv_rope_write: q|k|v rows in one matrix; rotated q out, rotated k and v into cache slots
+ * (slot -1 = padding: nothing stored), partial rotary and rot_dim 0 (no rotation). */
+static void qkv_rope_case(int rot) {
+    int T = 4, Hq = 4, Hkv = 2, hd = 16, qd = Hq * hd, kd = Hkv * hd, row = qd + 2 * kd, n_slots = 9;
+    float *qkv = rvec((size_t)T * row, 1), *q = malloc(sizeof(float) * T * qd);
+    float *kc = malloc(sizeof(float) * n_slots * kd), *vc = malloc(sizeof(float) * n_slots * kd);
+    for (int i = 0; i < n_slots * kd; i++) kc[i] = vc[i] = 777.0f; /* poison */
+    for (int i = 0; i < T * qd; i++) q[i] = 777.0f;
+    float inv[8];
+    for (int i = 0; i < rot / 2; i++) inv[i] = (float)pow(10000.0, -2.0 * i / (rot ? rot : 1));
+    int32_t pos[4] = {0, 5, 17, 1000}, slot[4] = {7, 2, -1, 0};
+    be->qkv_rope_write(be, q, qkv, pos, inv, kc, vc, slot, T, Hq, Hkv, hd, rot);
+    double *ref = malloc(sizeof(double) * T * row);
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < Hq + Hkv; h++) { /* q heads then k heads: rotated */
+            const float *v = qkv + (size_t)t * row + (size_t)h * hd;
+            double *r = ref + (size_t)t * row + (size_t)h * hd;
+            for (int i = 0; i < hd; i++) r[i] = v[i];
+            for (int i = 0; i < rot / 2; i++) {
+                double ang = (double)pos[t] * inv[i];
+                r[i] = v[i] * cos(ang) - v[i + rot / 2] * sin(ang);
+                r[i + rot / 2] = v[i + rot / 2] * cos(ang) + v[i] * sin(ang);
             }
-        EXPECT_CLOSE(got, ref, (size_t)T * H * hd, 2e-4, 1e-4);
+        }
+    double *rq = malloc(sizeof(double) * T * qd);
+    for (int t = 0; t < T; t++) for (int i = 0; i < qd; i++) rq[t * qd + i] = ref[(size_t)t * row + i];
+    EXPECT_CLOSE(q, rq, (size_t)T * qd, 2e-4, 1e-4);
+    int ok = 1, untouched = 1;
+    for (int sl = 0; sl < n_slots; sl++) {
+        int t = -1;
+        for (int i = 0; i < T; i++) if (slot[i] == sl) t = i;
+        for (int i = 0; i < kd; i++) {
+            if (t < 0) { untouched &= kc[sl * kd + i] == 777.0f && vc[sl * kd + i] == 777.0f; continue; }
+            ok &= fabs(kc[sl * kd + i] - ref[(size_t)t * row + qd + i]) <= 1e-4 + 2e-4 * fabs(ref[(size_t)t * row + qd + i]);
+            ok &= vc[sl * kd + i] == qkv[(size_t)t * row + qd + kd + i];
+        }
     }
-    free(q); free(k); free(q0); free(k0); free(ref);
+    EXPECT(ok);
+    EXPECT(untouched);
+    free(qkv); free(q); free(kc); free(vc); free(ref); free(rq);
+}
+
+TEST(qkv_rope_write_partial_rotate_half) {
+    qkv_rope_case(8);  /* partial rotary: 8 of 16 dims */
+    qkv_rope_case(16); /* full */
+    qkv_rope_case(0);  /* none */
 }
 
 /* two sequences: seq0 prefill of len0 tokens from position 0, seq1 decoding 3 tokens at
@@ -233,12 +251,18 @@ static void attention_case(int Hq, int Hkv, int hd, int ps, int len0, int len1) 
         K[s] = rvec((size_t)len[s] * Hkv * hd, 1);
         Vv[s] = rvec((size_t)len[s] * Hkv * hd, 1);
     }
-    /* write everything through kv_write */
+    /* write everything through qkv_rope_write (no rotation; q rows are ignored here) */
+    int kd = Hkv * hd, qd = Hq * hd, row = qd + 2 * kd;
     for (int s = 0; s < 2; s++) {
-        int32_t *sm = malloc(sizeof(int32_t) * len[s]);
-        for (int j = 0; j < len[s]; j++) sm[j] = bt[s * max_pages + j / ps] * ps + j % ps;
-        be->kv_write(be, kc, vc, K[s], Vv[s], sm, len[s], Hkv, hd);
-        free(sm);
+        int32_t *sm = malloc(sizeof(int32_t) * len[s]), *ps0 = calloc((size_t)len[s], sizeof(int32_t));
+        float *qkv = rvec((size_t)len[s] * row, 1), *qo = malloc(sizeof(float) * (size_t)len[s] * qd);
+        for (int j = 0; j < len[s]; j++) {
+            sm[j] = bt[s * max_pages + j / ps] * ps + j % ps;
+            memcpy(qkv + (size_t)j * row + qd, K[s] + (size_t)j * kd, sizeof(float) * kd);
+            memcpy(qkv + (size_t)j * row + qd + kd, Vv[s] + (size_t)j * kd, sizeof(float) * kd);
+        }
+        be->qkv_rope_write(be, qo, qkv, ps0, NULL, kc, vc, sm, len[s], Hq, Hkv, hd, 0);
+        free(sm); free(ps0); free(qkv); free(qo);
     }
     int T = (len[0] - start[0]) + (len[1] - start[1]);
     int32_t cu[3] = {0, len[0] - start[0], T}, *pos = malloc(sizeof(int32_t) * T);
@@ -296,7 +320,13 @@ TEST(conv1d_state_and_split) {
     float *st = calloc((size_t)2 * C * (Kc - 1), sizeof(float)), *out = malloc(sizeof(float) * L * C);
     memcpy(st + C * (Kc - 1), st0, sizeof(float) * C * (Kc - 1));
     int32_t cu[2] = {0, L}, slot[1] = {1};
-    be->conv1d(be, out, x, w, bias, st, cu, slot, 1, L, C, Kc);
+    /* x as a column block of a wider matrix (row stride C + 7, garbage around it) */
+    int ld = C + 7;
+    float *xw = malloc(sizeof(float) * L * ld);
+    for (int i = 0; i < L * ld; i++) xw[i] = 1e4f;
+    for (int i = 0; i < L; i++) memcpy(xw + (size_t)i * ld + 3, x + (size_t)i * C, sizeof(float) * C);
+    be->conv1d(be, out, xw + 3, ld, w, bias, st, cu, slot, 1, L, C, Kc);
+    free(xw);
     EXPECT_CLOSE(out, ref, (size_t)L * C, 1e-5, 1e-5);
     float *fin = malloc(sizeof(float) * C * (Kc - 1));
     memcpy(fin, st + C * (Kc - 1), sizeof(float) * C * (Kc - 1));
@@ -313,7 +343,7 @@ TEST(conv1d_state_and_split) {
         memcpy(xb, other, sizeof(float) * 3 * C);               /* seq in slot 0: 3 tokens */
         memcpy(xb + 3 * C, x + off * C, sizeof(float) * n * C); /* our seq in slot 1 */
         int32_t cu2[3] = {0, 3, 3 + n}, sl2[2] = {0, 1};
-        be->conv1d(be, ob, xb, w, bias, st, cu2, sl2, 2, 3 + n, C, Kc);
+        be->conv1d(be, ob, xb, C, w, bias, st, cu2, sl2, 2, 3 + n, C, Kc);
         memcpy(out + off * C, ob + 3 * C, sizeof(float) * n * C);
         off += n;
     }
@@ -384,7 +414,20 @@ TEST(ssd_scan_chunked_equals_recurrent) {
         ssd_ref(yr + t0 * H * P, Sr + slots[s] * H * P * N, x + t0 * H * P, dt + t0 * H, A_log, B + t0 * G * N,
                 Cm + t0 * G * N, D, dtb, L, H, P, G, N, 0.0, INFINITY);
     }
-    be->ssd_scan(be, y, x, dt, A_log, B, Cm, D, dtb, st, cu, slots, 3, T, H, P, G, N, chunk, 0.0f, INFINITY);
+    /* x|B|C as column blocks of one [T, ld] matrix and dt inside a wider one, garbage between */
+    int ld = H * P + 2 * G * N + 5, dld = H + 3;
+    float *xbc = malloc(sizeof(float) * T * ld), *dtw = malloc(sizeof(float) * T * dld);
+    for (int i = 0; i < T * ld; i++) xbc[i] = 1e4f;
+    for (int i = 0; i < T * dld; i++) dtw[i] = 1e4f;
+    for (int t = 0; t < T; t++) {
+        memcpy(xbc + (size_t)t * ld, x + (size_t)t * H * P, sizeof(float) * H * P);
+        memcpy(xbc + (size_t)t * ld + H * P + 1, B + (size_t)t * G * N, sizeof(float) * G * N);
+        memcpy(xbc + (size_t)t * ld + H * P + 2 + G * N, Cm + (size_t)t * G * N, sizeof(float) * G * N);
+        memcpy(dtw + (size_t)t * dld + 2, dt + (size_t)t * H, sizeof(float) * H);
+    }
+    be->ssd_scan(be, y, xbc, dtw + 2, A_log, xbc + H * P + 1, xbc + H * P + 2 + G * N, D, dtb, st, cu, slots, 3, T, ld,
+                 dld, H, P, G, N, chunk, 0.0f, INFINITY);
+    free(xbc); free(dtw);
     EXPECT_CLOSE(y, yr, (size_t)T * H * P, 1e-4, 1e-4);
     EXPECT_CLOSE(st, Sr, (size_t)n_slots * H * P * N, 1e-4, 1e-4);
     free(x); free(dt); free(B); free(Cm); free(st); free(y); free(yr); free(Sr);
@@ -401,7 +444,18 @@ TEST(ssd_scan_chunked_equals_recurrent) {
     int32_t cu8[9], sl8[8];
     for (int i = 0; i <= ns; i++) cu8[i] = i;
     for (int i = 0; i < ns; i++) sl8[i] = (i * 3) % ns;
-    be->ssd_scan(be, y, x, dt, A_log, B, Cm, D, dtb, st, cu8, sl8, ns, ns, H, P, G, N, chunk, 0.0f, INFINITY);
+    { /* the op reads x, B, C with one row stride: pack them as the model's conv output is */
+        int pld = H * P + 2 * G * N;
+        float *pk = malloc(sizeof(float) * ns * pld);
+        for (int t = 0; t < ns; t++) {
+            memcpy(pk + (size_t)t * pld, x + (size_t)t * H * P, sizeof(float) * H * P);
+            memcpy(pk + (size_t)t * pld + H * P, B + (size_t)t * G * N, sizeof(float) * G * N);
+            memcpy(pk + (size_t)t * pld + H * P + G * N, Cm + (size_t)t * G * N, sizeof(float) * G * N);
+        }
+        be->ssd_scan(be, y, pk, dt, A_log, pk + H * P, pk + H * P + G * N, D, dtb, st, cu8, sl8, ns, ns, pld, H, H, P,
+                     G, N, chunk, 0.0f, INFINITY);
+        free(pk);
+    }
     for (int i = 0; i < ns; i++)
         cpu_ssd_scan_recurrent(y2 + (size_t)i * H * P, x + (size_t)i * H * P, dt + (size_t)i * H, A_log, B + (size_t)i * G * N,
                                Cm + (size_t)i * G * N, D, dtb, st2 + (size_t)sl8[i] * H * P * N, 1, H, P, G, N, 0.0f, INFINITY);
@@ -419,7 +473,13 @@ TEST(gated_rmsnorm_groups) {
     int groups[2] = {24, 8};
     for (int gi = 0; gi < 2; gi++) {
         int gs = groups[gi];
-        be->gated_rmsnorm(be, o, y, z, w, T, Dm, gs, eps);
+        /* z as a column block of a wider matrix (row stride Dm + 5, garbage beside it) */
+        int zld = Dm + 5;
+        float *zw = malloc(sizeof(float) * T * zld);
+        for (int i = 0; i < T * zld; i++) zw[i] = 1e4f;
+        for (int t = 0; t < T; t++) memcpy(zw + (size_t)t * zld + 5, z + (size_t)t * Dm, sizeof(float) * Dm);
+        be->gated_rmsnorm(be, o, y, zw + 5, zld, w, T, Dm, gs, eps);
+        free(zw);
         for (int t = 0; t < T; t++)
             for (int g0 = 0; g0 < Dm; g0 += gs) {
                 double ss = 0, gv[24];
@@ -553,7 +613,7 @@ int main(void) {
     RUN(matmul_vs_naive);
     RUN(small_matmul_is_batch_invariant);
     RUN(norms_swiglu_embed_add);
-    RUN(rope_partial_rotate_half);
+    RUN(qkv_rope_write_partial_rotate_half);
     RUN(paged_attention_vs_dense);
     RUN(conv1d_state_and_split);
     RUN(ssd_scan_chunked_equals_recurrent);

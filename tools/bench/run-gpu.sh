@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tools/bench/run-gpu.sh — the GPU benchmarks (make bench-gpu): bin/bench_gpu over the four
 # architectures (teacher, student, hybrid50, hybrid25) x generation lengths 1024/4096/8192 x
-# batch 1..512 + the largest batch that fits, a short teacher run at the HF baseline's context,
+# batch 1..512 + the largest batch that fits, plus one eager prefill of 8 prompts of 256 and 1024
+# tokens per architecture (the "prefill" array of the same JSON), a short teacher run at the HF baseline's context,
 # the engine itself (bin/bench_engine_gpu), and the PyTorch/HF generate() baseline (tools/bench/hf_baseline.py, needs torch+transformers).
 # Env: BENCH_BIN (default bin/bench_gpu), RESULTS (default bench/results), PYTHON (default python3),
 #      QUICK=1 (teacher+student, gen 1024/8192, batch 1,64,256 + max), SKIP_HF=1.
@@ -15,9 +16,9 @@ if [ ! -x "$BIN" ]; then echo "run-gpu: $BIN not built (make GPU=1)"; exit 1; fi
 if ! "$BIN" --help >/dev/null 2>&1; then echo "run-gpu: $BIN does not run"; exit 1; fi
 rc=0
 if [ "${QUICK:-0}" = 1 ]; then
-  "$BIN" --arch teacher,student --gen 1024,8192 --batch 1,64,256 --out "$RES/gpu_decode_quick.json" || rc=1
+  "$BIN" --arch teacher,student --gen 1024,8192 --batch 1,64,256 --prefill 256,1024 --out "$RES/gpu_decode_quick.json" || rc=1
 else
-  "$BIN" --out "$RES/gpu_decode.json" || rc=1
+  "$BIN" --prefill 256,1024 --out "$RES/gpu_decode.json" || rc=1
 fi
 "$BIN" --arch teacher --gen 48 --batch 1,64 --no-max --out "$RES/gpu_decode_peer.json" || rc=1
 # The real engine (continuous batching, CUDA graphs per batch bucket, GPU sampling).

@@ -16,8 +16,7 @@ struct kv_cache {
     int page_size, n_pages, n_slots;
     int n_attn, n_mamba;
     void **k, **v;            /* [n_attn] */
-    float **conv[3], **ssm;   /* [n_mamba] */
-    int conv_ch[3];
+    float **conv, **ssm;      /* [n_mamba]: [n_slots, conv_dim, K-1], [n_slots, H, P, N] */
     size_t page_elems;        /* page_size * Hkv * hd */
     int *refcnt;              /* [n_pages] */
     int32_t *free_pages;      /* stack */
@@ -43,11 +42,10 @@ void kv_cache_destroy(kv_cache **pkv) {
         if (kv->v) kv->be->free(kv->be, kv->v[i]);
     }
     for (int i = 0; i < kv->n_mamba; i++) {
-        for (int p = 0; p < 3; p++) if (kv->conv[p]) kv->be->free(kv->be, kv->conv[p][i]);
+        if (kv->conv) kv->be->free(kv->be, kv->conv[i]);
         if (kv->ssm) kv->be->free(kv->be, kv->ssm[i]);
     }
-    free(kv->k); free(kv->v); free(kv->ssm);
-    for (int p = 0; p < 3; p++) free(kv->conv[p]);
+    free(kv->k); free(kv->v); free(kv->ssm); free(kv->conv);
     free(kv->refcnt); free(kv->free_pages); free(kv->free_slots);
     free(kv);
     *pkv = NULL;
@@ -80,21 +78,15 @@ int kv_cache_new(op_backend *be, const model_config *c, int page_size, int n_pag
             }
         }
     }
-    kv->conv_ch[0] = c->m_d_inner;
-    kv->conv_ch[1] = kv->conv_ch[2] = c->m_groups * c->m_d_state;
     if (kv->n_mamba) {
         kv->ssm = xcalloc(kv->n_mamba, sizeof(float *));
-        for (int p = 0; p < 3; p++) kv->conv[p] = xcalloc(kv->n_mamba, sizeof(float *));
+        kv->conv = xcalloc(kv->n_mamba, sizeof(float *));
         size_t ssm_b = (size_t)kv->n_slots * c->m_heads * c->m_head_dim * c->m_d_state * sizeof(float);
+        size_t conv_b = (size_t)kv->n_slots * c->m_conv_dim * (c->m_d_conv - 1) * sizeof(float);
         for (int i = 0; i < kv->n_mamba; i++) {
-            int bad = 0;
-            for (int p = 0; p < 3; p++) {
-                size_t nb = (size_t)kv->n_slots * kv->conv_ch[p] * (c->m_d_conv - 1) * sizeof(float);
-                kv->conv[p][i] = be->alloc(be, nb ? nb : 4);
-                bad |= !kv->conv[p][i];
-            }
+            kv->conv[i] = be->alloc(be, conv_b ? conv_b : 4);
             kv->ssm[i] = be->alloc(be, ssm_b);
-            if (bad || !kv->ssm[i]) {
+            if (!kv->conv[i] || !kv->ssm[i]) {
                 kv_cache_destroy(&kv);
                 return util_err(err, errlen, "kv cache: out of %s memory for %d state slots (%zu bytes)",
                                 be->name, n_slots, kv_slot_bytes(c) * (size_t)n_slots);
@@ -118,17 +110,15 @@ int kv_pages_available(const kv_cache *kv) { return kv->n_free - kv->n_reserved;
 int kv_slots_available(const kv_cache *kv) { return kv->n_mamba ? kv->n_free_slots : 1 << 30; }
 void *kv_k(kv_cache *kv, int i) { return kv->k[i]; }
 void *kv_v(kv_cache *kv, int i) { return kv->v[i]; }
-float *kv_conv(kv_cache *kv, int i, int part) { return kv->conv[part][i]; }
+float *kv_conv(kv_cache *kv, int i) { return kv->conv[i]; }
 float *kv_ssm(kv_cache *kv, int i) { return kv->ssm[i]; }
 
 static void slot_clear(kv_cache *kv, int slot) {
     const model_config *c = &kv->cfg;
     size_t ssm_n = (size_t)c->m_heads * c->m_head_dim * c->m_d_state;
     for (int i = 0; i < kv->n_mamba; i++) {
-        for (int p = 0; p < 3; p++) {
-            size_t n = (size_t)kv->conv_ch[p] * (c->m_d_conv - 1);
-            kv->be->memset0(kv->be, kv->conv[p][i] + (size_t)slot * n, n * sizeof(float));
-        }
+        size_t n = (size_t)c->m_conv_dim * (c->m_d_conv - 1);
+        kv->be->memset0(kv->be, kv->conv[i] + (size_t)slot * n, n * sizeof(float));
         kv->be->memset0(kv->be, kv->ssm[i] + (size_t)slot * ssm_n, ssm_n * sizeof(float));
     }
 }
@@ -136,10 +126,8 @@ static void slot_copy(kv_cache *kv, int dst, int src) {
     const model_config *c = &kv->cfg;
     size_t ssm_n = (size_t)c->m_heads * c->m_head_dim * c->m_d_state;
     for (int i = 0; i < kv->n_mamba; i++) {
-        for (int p = 0; p < 3; p++) {
-            size_t n = (size_t)kv->conv_ch[p] * (c->m_d_conv - 1);
-            kv->be->copy(kv->be, kv->conv[p][i] + (size_t)dst * n, kv->conv[p][i] + (size_t)src * n, n * sizeof(float));
-        }
+        size_t n = (size_t)c->m_conv_dim * (c->m_d_conv - 1);
+        kv->be->copy(kv->be, kv->conv[i] + (size_t)dst * n, kv->conv[i] + (size_t)src * n, n * sizeof(float));
         kv->be->copy(kv->be, kv->ssm[i] + (size_t)dst * ssm_n, kv->ssm[i] + (size_t)src * ssm_n, ssm_n * sizeof(float));
     }
 }

@@ -3,7 +3,7 @@
  *
  *   pages  [n_pages, page_size, Hkv, hd] per attention layer, K and V separately (act dtype);
  *          refcounted, so a prompt's full pages are shared by all its samples;
- *   slots  per Mamba layer: conv states for the x, B, C channel blocks [n_slots, C_i, K-1] and
+ *   slots  per Mamba layer: the conv state of the x|B|C channels [n_slots, conv_dim, K-1] and
  *          the SSM state [n_slots, H, P, N], fp32; a slot is copied when a sample forks.
  *
  * A kv_seq is one sequence's view: its page list, length and slot. Forking a prompt for a
@@ -54,7 +54,7 @@ size_t kv_slot_bytes(const model_config *c);
 /* Layer storage (layer = index among attention / among Mamba layers). */
 void *kv_k(kv_cache *kv, int attn_layer);
 void *kv_v(kv_cache *kv, int attn_layer);
-float *kv_conv(kv_cache *kv, int mamba_layer, int part); /* part 0: x, 1: B, 2: C */
+float *kv_conv(kv_cache *kv, int mamba_layer); /* [n_slots, conv_dim, K-1]: the x|B|C channels */
 float *kv_ssm(kv_cache *kv, int mamba_layer);
 
 /* Starts an empty sequence: takes a state slot (cleared) if the model has Mamba layers.

@@ -15,21 +15,21 @@
 typedef struct model_layer {
     int is_attn, idx;            /* idx among attention / among Mamba layers */
     void *in_norm, *ff_norm;     /* ff_norm NULL without an MLP */
-    void *wq, *wk, *wv, *wo;     /* attention */
+    void *wqkv, *wo;             /* attention: [qd + 2 kd, D] q|k|v fused at load, [D, qd] */
     void *w_gu, *w_down;         /* MLP: [2F, D] gate|up, [D, F] */
-    void *w_z, *w_x, *w_B, *w_C, *w_dt;          /* in_proj split by rows */
-    void *conv_w[3], *conv_b[3];                  /* x, B, C blocks of conv1d */
+    void *w_in;                  /* Mamba in_proj [d_in_proj, D], rows z | x | B | C | dt (HF order) */
+    void *conv_w, *conv_b;       /* conv1d over the x|B|C channels [conv_dim, K], [conv_dim] */
     float *A_log, *Dskip, *dt_bias;               /* fp32 */
     void *gnorm, *out_proj;
     /* optional biases (attention_bias, mlp_bias, mamba proj bias); NULL when absent */
-    void *bq, *bk, *bv, *bo, *b_gu, *b_down, *b_z, *b_x, *b_B, *b_C, *b_dt, *b_out;
+    void *b_qkv, *bo, *b_gu, *b_down, *b_in, *b_out;
 } model_layer;
 
 /* Per-step workspace, grown when a step has more tokens / sequences than before. */
 typedef struct model_ws {
     int cap_T, cap_seq, cap_bt, cap_rows;
-    void *x, *xn, *q, *k, *v, *att, *gu, *h;
-    void *z, *xs, *Bs, *Cs, *dt, *xc, *Bc, *Cc, *y, *yn, *last;
+    void *x, *xn, *qkv, *q, *att, *gu, *h;   /* qkv [T, qd + 2 kd]; q [T, qd] (rotated) */
+    void *zxbcdt, *xbc, *y, *yn, *last;      /* in_proj output [T, d_in_proj]; conv output [T, conv_dim] */
     float *logits;
     void *ones;          /* [cap_T] of 1.0: bias rows are added as a K = 1 matmul (ones x bias^T) */
     int32_t *d_tokens, *d_pos, *d_cu, *d_slots, *d_bt, *d_slotmap, *d_last;
@@ -138,18 +138,35 @@ static float *load_f32(loader *L, const char *name, int64_t n) {
     return d;
 }
 
+/* q, k, v projections (and their biases) are stored as one [qd + 2 kd, D] matrix: one matmul
+ * per step; qkv_rope_write splits the rows. */
 static void load_attention(loader *L, model_layer *ly, const char *pre) {
     const model_config *c = &L->m->c;
     char nm[256];
     int64_t D = c->hidden, qd = (int64_t)c->n_heads * c->head_dim, kd = (int64_t)c->n_kv_heads * c->head_dim;
-    snprintf(nm, sizeof nm, "%s.q_proj.weight", pre); ly->wq = load_mat(L, nm, qd, D);
-    snprintf(nm, sizeof nm, "%s.k_proj.weight", pre); ly->wk = load_mat(L, nm, kd, D);
-    snprintf(nm, sizeof nm, "%s.v_proj.weight", pre); ly->wv = load_mat(L, nm, kd, D);
+    int64_t sq[2] = {qd, D}, sk[2] = {kd, D};
+    const char *part[3] = {"q", "k", "v"};
+    int64_t rows[3] = {qd, kd, kd}, off[3] = {0, qd, qd + kd};
+    const st_tensor *t[3];
+    for (int i = 0; i < 3; i++) {
+        snprintf(nm, sizeof nm, "%s.%s_proj.weight", pre, part[i]);
+        t[i] = want(L, nm, 2, i ? sk : sq);
+    }
+    if (L->failed) return;
+    ly->wqkv = walloc(L, (size_t)((qd + 2 * kd) * D));
+    if (L->failed) return;
+    for (int i = 0; i < 3; i++) load_rows(L, ly->wqkv, (size_t)(off[i] * D), t[i], 0, rows[i], D);
     snprintf(nm, sizeof nm, "%s.o_proj.weight", pre); ly->wo = load_mat(L, nm, D, qd);
     if (c->attn_bias) {
-        snprintf(nm, sizeof nm, "%s.q_proj.bias", pre); ly->bq = load_vec(L, nm, qd);
-        snprintf(nm, sizeof nm, "%s.k_proj.bias", pre); ly->bk = load_vec(L, nm, kd);
-        snprintf(nm, sizeof nm, "%s.v_proj.bias", pre); ly->bv = load_vec(L, nm, kd);
+        for (int i = 0; i < 3; i++) {
+            int64_t sb[1] = {rows[i]};
+            snprintf(nm, sizeof nm, "%s.%s_proj.bias", pre, part[i]);
+            t[i] = want(L, nm, 1, sb);
+        }
+        if (L->failed) return;
+        ly->b_qkv = walloc(L, (size_t)(qd + 2 * kd));
+        if (L->failed) return;
+        for (int i = 0; i < 3; i++) load_rows(L, ly->b_qkv, (size_t)off[i], t[i], 0, rows[i], 1);
         snprintf(nm, sizeof nm, "%s.o_proj.bias", pre); ly->bo = load_vec(L, nm, D);
     }
 }
@@ -190,57 +207,22 @@ static void load_mlp(loader *L, model_layer *ly, const char *pre) {
     }
 }
 
+/* in_proj stays one matrix (HF stores it fused, rows z | x | B | C | dt): one matmul per step,
+ * whose output columns the conv, the scan and the gated norm read as strided blocks. */
 static void load_mamba(loader *L, model_layer *ly, const char *pre) {
     const model_config *c = &L->m->c;
     char nm[256];
-    int64_t D = c->hidden, di = c->m_d_inner, gn = (int64_t)c->m_groups * c->m_d_state, H = c->m_heads;
+    int64_t D = c->hidden, di = c->m_d_inner, H = c->m_heads;
     int64_t cd = c->m_conv_dim, K = c->m_d_conv, rows = di + cd + H;
-    int64_t s_in[2] = {rows, D};
     snprintf(nm, sizeof nm, "%s.in_proj.weight", pre);
-    const st_tensor *in = want(L, nm, 2, s_in);
-    if (!in) return;
-    int64_t r0[5] = {0, di, 2 * di, 2 * di + gn, 2 * di + 2 * gn}, nr[5] = {di, di, gn, gn, H};
-    void **dst[5] = {&ly->w_z, &ly->w_x, &ly->w_B, &ly->w_C, &ly->w_dt};
-    for (int i = 0; i < 5; i++) {
-        *dst[i] = walloc(L, (size_t)(nr[i] * D));
-        if (L->failed) return;
-        load_rows(L, *dst[i], 0, in, r0[i], nr[i], D);
-    }
+    ly->w_in = load_mat(L, nm, rows, D);
     if (c->m_proj_bias) {
-        int64_t s_ib[1] = {rows};
-        snprintf(nm, sizeof nm, "%s.in_proj.bias", pre);
-        const st_tensor *ib = want(L, nm, 1, s_ib);
-        if (!ib) return;
-        void **bdst[5] = {&ly->b_z, &ly->b_x, &ly->b_B, &ly->b_C, &ly->b_dt};
-        for (int i = 0; i < 5; i++) {
-            *bdst[i] = walloc(L, (size_t)nr[i]);
-            if (L->failed) return;
-            load_rows(L, *bdst[i], 0, ib, r0[i], nr[i], 1);
-        }
-        snprintf(nm, sizeof nm, "%s.out_proj.bias", pre);
-        ly->b_out = load_vec(L, nm, D);
+        snprintf(nm, sizeof nm, "%s.in_proj.bias", pre); ly->b_in = load_vec(L, nm, rows);
+        snprintf(nm, sizeof nm, "%s.out_proj.bias", pre); ly->b_out = load_vec(L, nm, D);
     }
-    int64_t s_cw[2] = {cd, K};
     snprintf(nm, sizeof nm, "%s.conv1d.weight", pre);
-    const st_tensor *cw = want(L, nm, 2, s_cw);
-    const st_tensor *cb = NULL;
-    if (c->m_conv_bias) {
-        int64_t s_cb[1] = {cd};
-        snprintf(nm, sizeof nm, "%s.conv1d.bias", pre);
-        cb = want(L, nm, 1, s_cb);
-    }
-    if (L->failed) return;
-    int64_t c0[3] = {0, di, di + gn}, cn[3] = {di, gn, gn};
-    for (int i = 0; i < 3; i++) {
-        ly->conv_w[i] = walloc(L, (size_t)(cn[i] * K));
-        if (L->failed) return;
-        load_rows(L, ly->conv_w[i], 0, cw, c0[i], cn[i], K);
-        if (cb) {
-            ly->conv_b[i] = walloc(L, (size_t)cn[i]);
-            if (L->failed) return;
-            load_rows(L, ly->conv_b[i], 0, cb, c0[i], cn[i], 1);
-        }
-    }
+    ly->conv_w = load_mat(L, nm, cd, K); /* [C, 1, K] in HF; want() accepts it */
+    if (c->m_conv_bias) { snprintf(nm, sizeof nm, "%s.conv1d.bias", pre); ly->conv_b = load_vec(L, nm, cd); }
     snprintf(nm, sizeof nm, "%s.A_log", pre); ly->A_log = load_f32(L, nm, H);
     snprintf(nm, sizeof nm, "%s.D", pre); ly->Dskip = load_f32(L, nm, H);
     snprintf(nm, sizeof nm, "%s.dt_bias", pre); ly->dt_bias = load_f32(L, nm, H);
@@ -258,12 +240,10 @@ void model_destroy(model **pm) {
     if (m->layers) {
         for (int i = 0; i < m->c.n_layers; i++) {
             model_layer *l = &m->layers[i];
-            FREE_P(l->in_norm); FREE_P(l->ff_norm); FREE_P(l->wq); FREE_P(l->wk); FREE_P(l->wv); FREE_P(l->wo);
-            FREE_P(l->w_gu); FREE_P(l->w_down); FREE_P(l->w_z); FREE_P(l->w_x); FREE_P(l->w_B); FREE_P(l->w_C);
-            FREE_P(l->w_dt); FREE_P(l->A_log); FREE_P(l->Dskip); FREE_P(l->dt_bias); FREE_P(l->gnorm); FREE_P(l->out_proj);
-            for (int p = 0; p < 3; p++) { FREE_P(l->conv_w[p]); FREE_P(l->conv_b[p]); }
-            FREE_P(l->bq); FREE_P(l->bk); FREE_P(l->bv); FREE_P(l->bo); FREE_P(l->b_gu); FREE_P(l->b_down);
-            FREE_P(l->b_z); FREE_P(l->b_x); FREE_P(l->b_B); FREE_P(l->b_C); FREE_P(l->b_dt); FREE_P(l->b_out);
+            FREE_P(l->in_norm); FREE_P(l->ff_norm); FREE_P(l->wqkv); FREE_P(l->wo); FREE_P(l->w_gu); FREE_P(l->w_down);
+            FREE_P(l->w_in); FREE_P(l->conv_w); FREE_P(l->conv_b); FREE_P(l->A_log); FREE_P(l->Dskip);
+            FREE_P(l->dt_bias); FREE_P(l->gnorm); FREE_P(l->out_proj);
+            FREE_P(l->b_qkv); FREE_P(l->bo); FREE_P(l->b_gu); FREE_P(l->b_down); FREE_P(l->b_in); FREE_P(l->b_out);
         }
         free(m->layers);
     }
@@ -340,8 +320,8 @@ int model_load(const char *dir, op_backend *be, model **out, char *err, size_t e
 
 static void ws_free(model *m, model_ws *w) {
     op_backend *be = m->be;
-    void **bufs[] = {&w->x, &w->xn, &w->q, &w->k, &w->v, &w->att, &w->gu, &w->h, &w->z, &w->xs, &w->Bs,
-                     &w->Cs, &w->dt, &w->xc, &w->Bc, &w->Cc, &w->y, &w->yn, &w->last, (void **)&w->logits, &w->ones,
+    void **bufs[] = {&w->x, &w->xn, &w->qkv, &w->q, &w->att, &w->gu, &w->h, &w->zxbcdt, &w->xbc, &w->y, &w->yn,
+                     &w->last, (void **)&w->logits, &w->ones,
                      (void **)&w->d_tokens, (void **)&w->d_pos, (void **)&w->d_cu, (void **)&w->d_slots,
                      (void **)&w->d_bt, (void **)&w->d_slotmap, (void **)&w->d_last};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
@@ -359,13 +339,14 @@ static void *ws_alloc(model *m, size_t bytes, int *fail) {
 }
 
 /* Element widths of the per-token activation buffers, in the order ws_grow allocates them. */
-#define WS_N_ACT 18
+#define WS_N_ACT 11
 static void ws_widths(const model_config *c, size_t *widths) {
-    size_t gn = (size_t)c->m_groups * c->m_d_state;
-    size_t w[WS_N_ACT] = {c->hidden, c->hidden, (size_t)c->n_heads * c->head_dim, (size_t)c->n_kv_heads * c->head_dim,
-                          (size_t)c->n_kv_heads * c->head_dim, (size_t)c->n_heads * c->head_dim,
-                          2 * (size_t)c->intermediate, (size_t)c->intermediate, c->m_d_inner, c->m_d_inner, gn, gn,
-                          c->m_heads, c->m_d_inner, gn, gn, c->m_d_inner, c->m_d_inner};
+    size_t qd = (size_t)c->n_heads * c->head_dim, kd = (size_t)c->n_kv_heads * c->head_dim;
+    size_t di = (size_t)c->m_d_inner, cd = (size_t)c->m_conv_dim, in_w = di + cd + (size_t)c->m_heads;
+    if (!c->n_attn_layers) qd = kd = 0;
+    if (c->n_attn_layers == c->n_layers) di = cd = in_w = 0;
+    size_t w[WS_N_ACT] = {c->hidden, c->hidden, qd + 2 * kd, qd, qd, 2 * (size_t)c->intermediate,
+                          (size_t)c->intermediate, in_w, cd, di, di};
     memcpy(widths, w, sizeof w);
 }
 
@@ -378,8 +359,7 @@ static int ws_grow(model *m, model_ws *w, int T, int n_seq, int bt, int rows) {
     int fail = 0;
     if (T > w->cap_T) {
         int nT = T < 16 ? 16 : T;
-        void **bufs[WS_N_ACT] = {&w->x, &w->xn, &w->q, &w->k, &w->v, &w->att, &w->gu, &w->h, &w->z, &w->xs, &w->Bs,
-                                 &w->Cs, &w->dt, &w->xc, &w->Bc, &w->Cc, &w->y, &w->yn};
+        void **bufs[WS_N_ACT] = {&w->x, &w->xn, &w->qkv, &w->q, &w->att, &w->gu, &w->h, &w->zxbcdt, &w->xbc, &w->y, &w->yn};
         size_t widths[WS_N_ACT];
         ws_widths(c, widths);
         for (size_t i = 0; i < WS_N_ACT; i++) {
@@ -449,45 +429,36 @@ static void attn_layer(model *m, model_ws *w, kv_cache *kv, const model_layer *l
     const model_config *c = &m->c;
     op_backend *be = m->be;
     int D = c->hidden, qd = c->n_heads * c->head_dim, kd = c->n_kv_heads * c->head_dim;
-    be->matmul(be, w->q, w->xn, ly->wq, T, D, qd, 0);
-    be->matmul(be, w->k, w->xn, ly->wk, T, D, kd, 0);
-    be->matmul(be, w->v, w->xn, ly->wv, T, D, kd, 0);
-    add_bias(m, w, w->q, ly->bq, T, qd);
-    add_bias(m, w, w->k, ly->bk, T, kd);
-    add_bias(m, w, w->v, ly->bv, T, kd);
-    if (c->rot_dim > 0)
-        be->rope(be, w->q, w->k, w->d_pos, m->inv_freq, T, c->n_heads, c->n_kv_heads, c->head_dim, c->rot_dim);
+    be->matmul(be, w->qkv, w->xn, ly->wqkv, T, D, qd + 2 * kd, 0);
+    add_bias(m, w, w->qkv, ly->b_qkv, T, qd + 2 * kd);
     void *kc = kv_k(kv, ly->idx), *vc = kv_v(kv, ly->idx);
-    be->kv_write(be, kc, vc, w->k, w->v, w->d_slotmap, T, c->n_kv_heads, c->head_dim);
+    be->qkv_rope_write(be, w->q, w->qkv, w->d_pos, m->inv_freq, kc, vc, w->d_slotmap, T, c->n_heads, c->n_kv_heads,
+                       c->head_dim, c->rot_dim);
     be->attention(be, w->att, w->q, kc, vc, w->d_bt, max_pages, w->d_cu, w->d_pos, n_seq, T, c->n_heads,
                   c->n_kv_heads, c->head_dim, kv_page_size(kv), 1.0f / sqrtf((float)c->head_dim));
     be->matmul(be, w->x, w->att, ly->wo, T, qd, D, 1);
     add_bias(m, w, w->x, ly->bo, T, D);
 }
 
+/* One matmul for z|x|B|C|dt; the conv reads the x|B|C columns of its output (row stride
+ * in_w), the scan reads x, B, C as column blocks of the conv output and dt as the last block of
+ * the in_proj output, and the gated norm reads z as its first block. */
 static void mamba_layer(model *m, model_ws *w, kv_cache *kv, const model_layer *ly, int T, int n_seq) {
     const model_config *c = &m->c;
     op_backend *be = m->be;
-    int D = c->hidden, di = c->m_d_inner, gn = c->m_groups * c->m_d_state, H = c->m_heads;
-    be->matmul(be, w->z, w->xn, ly->w_z, T, D, di, 0);
-    be->matmul(be, w->xs, w->xn, ly->w_x, T, D, di, 0);
-    be->matmul(be, w->Bs, w->xn, ly->w_B, T, D, gn, 0);
-    be->matmul(be, w->Cs, w->xn, ly->w_C, T, D, gn, 0);
-    be->matmul(be, w->dt, w->xn, ly->w_dt, T, D, H, 0);
-    add_bias(m, w, w->z, ly->b_z, T, di);
-    add_bias(m, w, w->xs, ly->b_x, T, di);
-    add_bias(m, w, w->Bs, ly->b_B, T, gn);
-    add_bias(m, w, w->Cs, ly->b_C, T, gn);
-    add_bias(m, w, w->dt, ly->b_dt, T, H);
-    void *in[3] = {w->xs, w->Bs, w->Cs}, *outc[3] = {w->xc, w->Bc, w->Cc};
-    int ch[3] = {di, gn, gn};
-    for (int p = 0; p < 3; p++)
-        be->conv1d(be, outc[p], in[p], ly->conv_w[p], ly->conv_b[p], kv_conv(kv, ly->idx, p), w->d_cu, w->d_slots,
-                   n_seq, T, ch[p], c->m_d_conv);
-    be->ssd_scan(be, w->y, w->xc, w->dt, ly->A_log, w->Bc, w->Cc, ly->Dskip, ly->dt_bias, kv_ssm(kv, ly->idx), w->d_cu,
-                 w->d_slots, n_seq, T, H, c->m_head_dim, c->m_groups, c->m_d_state, c->m_chunk > 0 ? c->m_chunk : 256,
+    size_t ab = be->act_bytes;
+    int D = c->hidden, di = c->m_d_inner, gn = c->m_groups * c->m_d_state, H = c->m_heads, cd = c->m_conv_dim;
+    int in_w = di + cd + H;
+    char *zx = w->zxbcdt, *xbc = w->xbc;
+    be->matmul(be, w->zxbcdt, w->xn, ly->w_in, T, D, in_w, 0);
+    add_bias(m, w, w->zxbcdt, ly->b_in, T, in_w);
+    be->conv1d(be, w->xbc, zx + (size_t)di * ab, in_w, ly->conv_w, ly->conv_b, kv_conv(kv, ly->idx), w->d_cu,
+               w->d_slots, n_seq, T, cd, c->m_d_conv);
+    be->ssd_scan(be, w->y, xbc, zx + (size_t)(di + cd) * ab, ly->A_log, xbc + (size_t)di * ab,
+                 xbc + (size_t)(di + gn) * ab, ly->Dskip, ly->dt_bias, kv_ssm(kv, ly->idx), w->d_cu, w->d_slots, n_seq,
+                 T, cd, in_w, H, c->m_head_dim, c->m_groups, c->m_d_state, c->m_chunk > 0 ? c->m_chunk : 256,
                  (float)c->dt_min, (float)c->dt_max);
-    be->gated_rmsnorm(be, w->yn, w->y, w->z, ly->gnorm, T, di, di, c->rms_eps);
+    be->gated_rmsnorm(be, w->yn, w->y, zx, in_w, ly->gnorm, T, di, di, c->rms_eps);
     be->matmul(be, w->x, w->yn, ly->out_proj, T, di, D, 1);
     add_bias(m, w, w->x, ly->b_out, T, D);
 }

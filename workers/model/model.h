@@ -5,9 +5,9 @@
  * Forward over a step: tokens of several sequences flattened (kv_batch), each sequence with
  * its state slot and cache pages; produces fp32 logits in backend memory, either for every
  * token or for the last token of each sequence. HF semantics: RMSNorm weight multiply,
- * rotate_half RoPE (partial rotary, llama3 scaling), SwiGLU MLP with gate/up fused at load,
- * Mamba-2 mixer (in_proj split [z, x, B, C, dt] at load into five matrices, causal conv1d +
- * SiLU over x|B|C, dt = clamp(softplus(dt + dt_bias), time_step_limit), A = -exp(A_log),
+ * rotate_half RoPE (partial rotary, llama3 scaling), q/k/v fused at load into one matrix, SwiGLU
+ * MLP with gate/up fused at load, Mamba-2 mixer (in_proj kept fused [z | x | B | C | dt]: one
+ * matmul whose column blocks the next ops read with a row stride; causal conv1d + SiLU over x|B|C, dt = clamp(softplus(dt + dt_bias), time_step_limit), A = -exp(A_log),
  * D skip, gated RMSNorm over the whole d_inner as transformers' MambaRMSNormGated does (its
  * eps is rms_norm_eps / layer_norm_epsilon), out_proj).
  * Projection biases (attention_bias, mlp_bias, Mamba in/out proj bias) are supported.
