@@ -41,6 +41,13 @@ typedef struct brk_config {
      * curve set accepts any client key (encryption without authentication: --allow-any-key). */
     const zkey_pair *curve;
     const zap_allowlist *allow;
+    /* Allow-list reload (optional; NULL = none). When *reload becomes nonzero (a SIGHUP handler
+     * sets it) the loop clears it within one poll interval and re-reads allow_path (the
+     * --allow-keys file): a good file replaces the list for later handshakes ("allow-list
+     * reloaded: N keys from FILE"), a bad one is logged (FILE:LINE: why) and the old list stays.
+     * Without an allow-list (plaintext, --allow-any-key) it logs that there is nothing to reload. */
+    volatile sig_atomic_t *reload;
+    const char *allow_path;
 } brk_config;
 
 #define BRK_DEFAULT_GROUP_COMMIT_MS 0

@@ -1,5 +1,5 @@
-/* broker/broker_main.c — bin/broker: command line, signals, resolved configuration, then the
- * event loop of broker/loop.c. */
+/* broker/broker_main.c — bin/broker: command line, signals (SIGINT/SIGTERM stop; SIGHUP reloads
+ * the --allow-keys file), resolved configuration, then the event loop of broker/loop.c. */
 #include "broker/broker.h"
 
 #include "common/log.h"
@@ -11,8 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static volatile sig_atomic_t g_stop;
+static volatile sig_atomic_t g_stop, g_reload;
 static void on_signal(int sig) { (void)sig; g_stop = 1; }
+/* async-signal-safe: only sets the flag; the loop does the reload (brk_config.reload) */
+static void on_hup(int sig) { (void)sig; g_reload = 1; }
 
 static void usage(FILE *f) {
     brk_config d;
@@ -47,7 +49,10 @@ static void usage(FILE *f) {
             "                        BASE.key); both endpoints then require CURVE (default: off, plaintext)\n"
             "  --allow-keys FILE     client public keys allowed to connect, one Z85 key per line, '#'\n"
             "                        comments (default: none; required with --curve-secret unless\n"
-            "                        --allow-any-key); others are refused by the ZAP handler and logged\n"
+            "                        --allow-any-key); others are refused by the ZAP handler and logged.\n"
+            "                        `kill -HUP <broker>` re-reads FILE without a restart: the new list\n"
+            "                        applies to connections made after the reload (connected peers stay);\n"
+            "                        a file that fails to parse is logged (FILE:LINE), the old list kept\n"
             "  --allow-any-key       CURVE encryption without client authentication: accept any client\n"
             "                        key (default: off)\n"
             "  --help                this text\n",
@@ -144,6 +149,7 @@ int main(int argc, char **argv) {
         }
         cfg.curve = &curve;
         cfg.allow = allow;
+        cfg.allow_path = allow_keys;
         if (allow)
             LOG_INFO("security: CURVE on both endpoints, server key %s, %zu allowed client key(s) from %s",
                      curve.public_z85, zap_allowlist_count(allow), allow_keys);
@@ -167,6 +173,12 @@ int main(int argc, char **argv) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    /* SIGHUP reloads the allow-list (and no longer ends the broker); SA_RESTART so that the
+     * store's I/O is not interrupted by it (zmq_poll still wakes with EINTR) */
+    sa.sa_handler = on_hup;
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGHUP, &sa, NULL);
+    cfg.reload = &g_reload;
     signal(SIGPIPE, SIG_IGN);
     /* a file-size limit (ulimit -f) must read as a full disk (EFBIG: store-full state), not kill us */
     signal(SIGXFSZ, SIG_IGN);

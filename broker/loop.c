@@ -745,6 +745,26 @@ static void heartbeat_all(brk_loop *L) {
 
 static int recover(brk_loop *L, char *err, size_t errlen);
 
+/* SIGHUP: re-reads the allow-list file; the ZAP thread switches to it under its mutex
+ * (zap_handler_replace). Parsing happens here, outside that lock; a bad file changes nothing. */
+static void reload_allowlist(brk_loop *L) {
+    const brk_config *cfg = L->cfg;
+    if (!L->zap || !cfg->allow_path) {
+        LOG_INFO("SIGHUP: nothing to reload (%s)", !cfg->curve ? "plaintext broker: no CURVE, no allow-list"
+                                                   : "--allow-any-key: no allow-list");
+        return;
+    }
+    zap_allowlist *al = NULL;
+    char e[512] = "";
+    if (zap_allowlist_load(cfg->allow_path, &al, e, sizeof e) != ZKEY_OK) {
+        LOG_ERROR("allow-list reload failed, the previous list stays in force: %s", e);
+        return;
+    }
+    size_t n = zap_allowlist_count(al);
+    zap_handler_replace(L->zap, al);
+    LOG_INFO("allow-list reloaded: %zu keys from %s", n, cfg->allow_path);
+}
+
 int brk_run(const brk_config *cfg, volatile sig_atomic_t *stop, char *err, size_t errlen) {
     brk_loop L;
     memset(&L, 0, sizeof L);
@@ -797,6 +817,10 @@ int brk_run(const brk_config *cfg, volatile sig_atomic_t *stop, char *err, size_
             util_err(err, errlen, "broker: zmq_poll: %s", zmq_strerror(zmq_errno()));
             ret = -1;
             break;
+        }
+        if (cfg->reload && *cfg->reload) {   /* SIGHUP (clear first: a signal during the reload is kept) */
+            *cfg->reload = 0;
+            reload_allowlist(&L);
         }
         L.n_in = 0;
         if (n > 0 && n_items == 4) {

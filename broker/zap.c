@@ -223,7 +223,9 @@ void zap_decide(const zap_allowlist *al, const zap_request *req, zap_verdict *v)
 
 struct zap_handler {
     void *sock;
-    const zap_allowlist *al;
+    pthread_mutex_t mu;            /* guards al and owned: held while deciding and while swapping */
+    const zap_allowlist *al;       /* the list in force */
+    zap_allowlist *owned;          /* al when it came from zap_handler_replace (freed by us), else NULL */
     pthread_t th;
     atomic_int stop;
     atomic_uint_fast64_t allowed, refused;
@@ -273,7 +275,9 @@ static void serve_one(zap_handler *h) {
     req.n_frames = n + extra;
     for (int i = 0; i < n; i++) { req.frame[i] = zmq_msg_data(&parts[i]); req.frame_len[i] = zmq_msg_size(&parts[i]); }
     zap_verdict v;
+    pthread_mutex_lock(&h->mu);   /* a reload cannot free the list while we read it */
     zap_decide(h->al, &req, &v);
+    pthread_mutex_unlock(&h->mu);
     const void *rid = n > 1 ? req.frame[1] : "";
     size_t rid_len = n > 1 ? req.frame_len[1] : 0;
     zmq_send(h->sock, "1.0", 3, ZMQ_SNDMORE);
@@ -316,16 +320,23 @@ int zap_handler_start(void *zctx, const zap_allowlist *al, zap_handler **out, ch
     *out = NULL;
     zap_handler *h = xcalloc(1, sizeof *h);
     h->al = al;
+    pthread_mutex_init(&h->mu, NULL);
     atomic_init(&h->stop, 0);
     atomic_init(&h->allowed, 0);
     atomic_init(&h->refused, 0);
     h->sock = zmq_socket(zctx, ZMQ_REP);
-    if (!h->sock) { util_err(err, errlen, "zap: zmq_socket: %s", zmq_strerror(zmq_errno())); free(h); return -1; }
+    if (!h->sock) {
+        util_err(err, errlen, "zap: zmq_socket: %s", zmq_strerror(zmq_errno()));
+        pthread_mutex_destroy(&h->mu);
+        free(h);
+        return -1;
+    }
     int zero = 0;
     zmq_setsockopt(h->sock, ZMQ_LINGER, &zero, sizeof zero);
     if (zmq_bind(h->sock, ZAP_ENDPOINT) != 0) {
         util_err(err, errlen, "zap: bind %s: %s", ZAP_ENDPOINT, zmq_strerror(zmq_errno()));
         zmq_close(h->sock);
+        pthread_mutex_destroy(&h->mu);
         free(h);
         return -1;
     }
@@ -334,6 +345,7 @@ int zap_handler_start(void *zctx, const zap_allowlist *al, zap_handler **out, ch
     if (prc != 0) {
         util_err(err, errlen, "zap: pthread_create: %s", strerror(prc));
         zmq_close(h->sock);
+        pthread_mutex_destroy(&h->mu);
         free(h);
         return -1;
     }
@@ -347,8 +359,20 @@ void zap_handler_stop(zap_handler **hp) {
     atomic_store(&h->stop, 1);
     pthread_join(h->th, NULL);
     zmq_close(h->sock);
+    zap_allowlist_destroy(&h->owned);
+    pthread_mutex_destroy(&h->mu);
     free(h);
     *hp = NULL;
+}
+
+void zap_handler_replace(zap_handler *h, zap_allowlist *al) {
+    pthread_mutex_lock(&h->mu);
+    zap_allowlist *old = h->owned;
+    h->al = al;
+    h->owned = al;
+    pthread_mutex_unlock(&h->mu);
+    /* no decision can hold `old` now: every read of h->al happens under h->mu */
+    zap_allowlist_destroy(&old);
 }
 
 void zap_handler_counts(const zap_handler *h, uint64_t *allowed, uint64_t *refused) {

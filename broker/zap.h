@@ -5,7 +5,8 @@
  * sends every handshake's credentials to a REP socket bound at inproc://zeromq.zap.01 in the
  * same context and waits for the answer. This module runs that REP socket in a small thread
  * (so an fsync in the broker's batch loop never stalls handshakes) and answers from an
- * immutable allow-list loaded at start.
+ * immutable allow-list loaded at start, which zap_handler_replace swaps for a freshly parsed one
+ * (the broker's SIGHUP reload) under the handler's mutex.
  *
  *   handshake ─► libzmq ──ZAP request──► [zap thread: REP inproc://zeromq.zap.01]
  *                 (CURVE server)             zap_decide(allow-list, request)
@@ -75,7 +76,16 @@ typedef struct zap_handler zap_handler;
  * zctx bind (a CURVE server finding no handler accepts everyone). Borrows `al` (must outlive
  * the handler). 0 ok, -1 with err (e.g. a handler already bound in this context). */
 int zap_handler_start(void *zctx, const zap_allowlist *al, zap_handler **out, char *err, size_t errlen);
-/* Stops and joins the thread, closes its socket; *h = NULL. Call before zmq_ctx_term. */
+/* Makes `al` (non-NULL, parsed by the caller) the list every later ZAP request is decided
+ * against; callable from any thread while the handler runs. Takes ownership of `al`. The list
+ * it replaces is freed here when an earlier zap_handler_replace gave it, and left to its owner
+ * when it is the one passed to zap_handler_start. Safe against the handler thread: decisions and
+ * the swap hold the same mutex, so the old list is freed only after the request being decided
+ * (if any) is done with it. Connections already admitted are not affected (ZAP is consulted at
+ * handshakes only). */
+void zap_handler_replace(zap_handler *h, zap_allowlist *al);
+/* Stops and joins the thread, closes its socket, frees a list given by zap_handler_replace;
+ * *h = NULL. Call before zmq_ctx_term. */
 void zap_handler_stop(zap_handler **h);
 /* Counters since start (thread-safe reads). */
 void zap_handler_counts(const zap_handler *h, uint64_t *allowed, uint64_t *refused);
