@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/cuda/cuda_gemm.cuh"
 #include "kernels/cuda/cuda_internal.cuh"
 
 #define CU_LT_WS_BYTES ((size_t)32 << 20)
@@ -200,6 +201,7 @@ static void mm_run(op_backend *b, void *y, const void *x, const void *w, int T, 
     CHECK(T >= 0 && K > 0 && N > 0, "matmul: T=%d K=%d N=%d", T, K, N);
     if (T == 0) return;
     cu_impl *c = cu_of(b);
+    if (c->mm_skinny && cu_gemm_skinny(c, y, x, w, T, K, N, acc, f32out) == 0) return;
     int al = align_class(y);
     int ax = align_class(x), aw = align_class(w);
     if (ax < al) al = ax;
@@ -445,6 +447,8 @@ extern "C" op_backend *op_cuda_new(int device, char *err, size_t errlen) {
     {
         const char *at = getenv("THINKFAST_MM_AUTOTUNE"); /* "0" turns the matmul autotuning off */
         c->mm_autotune = !(at && strcmp(at, "0") == 0);
+        const char *sk = getenv("THINKFAST_MM_SKINNY"); /* "1": the skinny decode GEMM (opt-in, unvalidated) */
+        c->mm_skinny = sk && strcmp(sk, "1") == 0;
         const char *ad = getenv("THINKFAST_ATTN_DECODE"); /* mma (default) | fma | generic */
         c->attn_mode = !ad ? 0 : strcmp(ad, "generic") == 0 ? 2 : strcmp(ad, "fma") == 0 ? 1 : 0;
         const char *sr = getenv("THINKFAST_SSD_RPT");

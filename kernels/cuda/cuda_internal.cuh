@@ -47,6 +47,8 @@ typedef struct cu_impl {
                            * (THINKFAST_ATTN_DECODE=mma|fma|generic) */
     int ssd_rpt;          /* decode scan rows per thread, 8 (default) or 4 (THINKFAST_SSD_RPT=4) */
     int mm_autotune;      /* time the heuristic's candidates per new shape (THINKFAST_MM_AUTOTUNE=0: off) */
+    int mm_skinny;        /* T <= 128: the skinny tensor-core GEMM (cuda_gemm.cu) before cuBLASLt. Opt-in
+                           * (THINKFAST_MM_SKINNY=1) until it has been validated and measured on a device. */
     /* Scratch for split-K attention partials and sampling; grown outside graph capture only. */
     void *scratch;
     size_t scratch_bytes;

@@ -20,102 +20,8 @@
 #include "kernels/ops.h"
 #include "tests/unit/unit.h"
 
-static op_backend *G, *C; /* device backend, CPU reference */
-static uint64_t rng_state = 0x243F6A8885A308D3ull;
-
-#define MAX_TRACK 2048
-static void *g_track[MAX_TRACK], *c_track[MAX_TRACK], *h_track[MAX_TRACK];
-static int n_g, n_c, n_h;
-
-static void release_all(void) {
-    for (int i = 0; i < n_g; i++) G->free(G, g_track[i]);
-    for (int i = 0; i < n_c; i++) C->free(C, c_track[i]);
-    for (int i = 0; i < n_h; i++) free(h_track[i]);
-    n_g = n_c = n_h = 0;
-}
-static void *h_alloc(size_t n) {
-    void *p = calloc(1, n ? n : 1);
-    if (!p || n_h >= MAX_TRACK) abort();
-    h_track[n_h++] = p;
-    return p;
-}
-
-static uint64_t rnd64(void) {
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-static float urand(float lo, float hi) { return lo + (hi - lo) * (float)((rnd64() >> 40) * (1.0 / 16777216.0)); }
-static int irand(int n) { return (int)(rnd64() % (uint64_t)n); }
-
-static float bf16_round(float x) {
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    if ((u & 0x7f800000u) != 0x7f800000u) u += 0x7fffu + ((u >> 16) & 1u);
-    u &= 0xffff0000u;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-static float bf16_to_f(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-/* Random host vector in [lo, hi), every value representable in bf16. */
-static float *rvec(size_t n, float lo, float hi) {
-    float *v = h_alloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) v[i] = bf16_round(urand(lo, hi));
-    return v;
-}
-static void *g_bf16(const float *h, size_t n) {
-    void *d = G->alloc(G, n * 2 + 16);
-    g_track[n_g++] = d;
-    G->load_weight(G, d, h, OP_F32, n);
-    return d;
-}
-static void *g_raw(const void *h, size_t bytes) {
-    void *d = G->alloc(G, bytes + 16);
-    g_track[n_g++] = d;
-    G->upload(G, d, h, bytes);
-    return d;
-}
-static void *c_raw(const void *h, size_t bytes) {
-    void *d = C->alloc(C, bytes + 16);
-    c_track[n_c++] = d;
-    C->upload(C, d, h, bytes);
-    return d;
-}
-static void *g_poison(size_t bytes) {
-    unsigned char *h = h_alloc(bytes);
-    memset(h, 0xff, bytes); /* 0xffff bf16 and 0xffffffff fp32 are NaN */
-    return g_raw(h, bytes);
-}
-static void *c_poison(size_t bytes) {
-    unsigned char *h = h_alloc(bytes);
-    memset(h, 0xff, bytes);
-    return c_raw(h, bytes);
-}
-static float *g_read_bf16(const void *d, size_t n) {
-    uint16_t *t = h_alloc(n * 2);
-    G->download(G, t, d, n * 2);
-    float *f = h_alloc(n * 4);
-    for (size_t i = 0; i < n; i++) f[i] = bf16_to_f(t[i]);
-    return f;
-}
-static float *g_read_f32(const void *d, size_t n) {
-    float *f = h_alloc(n * 4);
-    G->download(G, f, d, n * 4);
-    return f;
-}
-static float *c_read(const void *d, size_t n) {
-    float *f = h_alloc(n * 4);
-    C->download(C, f, d, n * 4);
-    return f;
-}
+#define GPU_TEST_SEED 0x243F6A8885A308D3ull
+#include "tests/gpu/gpu_testutil.h"
 
 /* Device pointer to element `off` of a bf16 buffer (a column block of a wide matrix, or a
  * deliberately misaligned start). */
@@ -152,11 +58,6 @@ static size_t close_to(const char *what, const float *got, const float *ref, siz
     return bad;
 }
 
-#define NEED_GPU()                                   \
-    do {                                             \
-        if (!G) { unit_skip("no CUDA device"); return; } \
-    } while (0)
-
 /* ---------------------------------------------------------------- tests */
 
 TEST(load_weight_dtypes) {
@@ -164,8 +65,7 @@ TEST(load_weight_dtypes) {
     size_t n = 1037;
     float *f = h_alloc(n * 4);
     for (size_t i = 0; i < n; i++) f[i] = urand(-3.f, 3.f); /* not pre-rounded: checks rounding */
-    void *d = G->alloc(G, n * 2);
-    g_track[n_g++] = d;
+    void *d = g_alloc(n * 2);
     G->load_weight(G, d, f, OP_F32, n);
     float *got = g_read_bf16(d, n), *want = h_alloc(n * 4);
     for (size_t i = 0; i < n; i++) want[i] = bf16_round(f[i]);
