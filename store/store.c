@@ -517,18 +517,23 @@ static double gf(const proto_val *m, const char *k, double dflt) {
     }
     return x;
 }
-static void gs(const proto_val *m, const char *k, char *dst, size_t cap) {
-    const char *s = "";
-    uint32_t n = 0;
-    proto_get_str(m, k, &s, &n);
-    snprintf(dst, cap, "%s", s);
-}
+/* String field k as a view and its length ("" and 0 when absent or not a string). In a light
+ * map (see "light records") the view is not NUL-terminated: use the length. */
 static const char *gv(const proto_val *m, const char *k, uint32_t *len) {
     const char *s = "";
     uint32_t n = 0;
     if (proto_get_str(m, k, &s, &n) != 0) { s = ""; n = 0; }
     if (len) *len = n;
     return s;
+}
+/* Copies string field k into dst[cap] up to its first NUL, truncated to cap - 1 bytes (what
+ * snprintf "%s" did), reading no further than the string's length (light-map views). */
+static void gs(const proto_val *m, const char *k, char *dst, size_t cap) {
+    uint32_t n;
+    const char *s = gv(m, k, &n);
+    size_t c = strnlen(s, n < cap - 1 ? n : cap - 1);
+    memcpy(dst, s, c);
+    dst[c] = 0;
 }
 
 #define KU(w, k, x) (proto_w_key((w), (k)), proto_w_u64((w), (uint64_t)(x)))

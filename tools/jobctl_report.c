@@ -1,7 +1,8 @@
 /* tools/jobctl_report.c — shared pieces of the report commands (tools/jobctl_report.h): one
  * job's data read from the store offline, the aggregate input built from it the way the broker
  * builds the aggregate payload (broker/payload.c), k-list and "JOB --db DIR" argument parsing,
- * and the subject/level table.
+ * and the subject/level tables (coverage and majority; for jobs with rewards also best-of-N and
+ * weighted best-of-N at the job's k values that fit in BREAKDOWN_WIDTH columns: all k in --json).
  */
 #include "tools/jobctl_report.h"
 
@@ -263,39 +264,123 @@ int jobctl_open_store_ro(const char *db, const char *cmd, store **out) {
 
 /* ---- breakdown tables ---- */
 
+/* The breakdown tables stay within this many columns: the best-of-N columns are shown at as many
+ * of the job's k values as fit (see pick_bon_k). */
+#define BREAKDOWN_WIDTH 120
+#define BREAKDOWN_COL 10        /* "  %8s" */
+
 static void fmt_val(char *buf, size_t cap, double x) {
     if (isfinite(x)) snprintf(buf, cap, "%.3f", x);
     else snprintf(buf, cap, "-");
 }
 
-/* One row per slice: problems, coverage at the smallest k, coverage and majority at the largest. */
-static void print_slices(FILE *f, const char *what, const agg_curve *c, int n, const int *k, int n_k) {
+/* Indices of k[0..n_k) in ascending order of k (at most AGG_MAX_K); returns how many. */
+static int sorted_k_idx(const int *k, int n_k, int *ord) {
+    int n = 0;
+    for (int j = 0; j < n_k && j < AGG_MAX_K; j++) {      /* insertion sort: n_k is small */
+        int q = n++;
+        for (; q > 0 && k[ord[q - 1]] > k[j]; q--) ord[q] = ord[q - 1];
+        ord[q] = j;
+    }
+    return n;
+}
+
+/* Which k columns get bon@k and wbon@k (a pair of BREAKDOWN_COL columns each) in a table whose
+ * other columns take `used` characters: every k of the list when the pairs fit in
+ * BREAKDOWN_WIDTH; else k = 1 goes first (best-of-1 and weighted best-of-1 equal coverage@1,
+ * already in the table, whenever every sample has a reward); else as many as fit (at least one),
+ * spread evenly over the remaining k from the smallest to the largest. Writes indices into k,
+ * in ascending order of k; returns how many. */
+static int pick_bon_k(const int *k, int n_k, int used, int *idx) {
+    int ord[AGG_MAX_K], n = sorted_k_idx(k, n_k, ord);
+    int fit = (BREAKDOWN_WIDTH - used) / (2 * BREAKDOWN_COL);
+    if (fit < 1) fit = 1;
+    int from = 0;
+    if (n > fit && n > 1 && k[ord[0]] == 1) from = 1;
+    int cand = n - from, m = cand < fit ? cand : fit;
+    for (int i = 0; i < m; i++) {
+        /* i-th of m evenly spaced positions over [0, cand - 1], the last one always included */
+        int pos = m == 1 ? cand - 1 : (int)((double)i * (cand - 1) / (m - 1) + 0.5);
+        idx[i] = ord[from + pos];
+    }
+    return m;
+}
+
+/* Name column width of a table (header `what`, rows c[0..n)), at most 40. */
+static int slice_name_width(const char *what, const agg_curve *c, int n) {
+    int w = (int)strlen(what);
+    for (int i = 0; i < n; i++) { int l = (int)strlen(c[i].name); if (l > w) w = l; }
+    return w > 40 ? 40 : w;
+}
+
+/* One row per slice: problems, coverage at the smallest k, coverage and majority at the largest,
+ * then (rewards) bon@k and wbon@k at the k columns bk[0..n_bk). */
+static void print_slices(FILE *f, const char *what, const agg_curve *c, int n, const int *k, int n_k, int w,
+                         const int *bk, int n_bk) {
     if (n <= 0 || n_k <= 0) return;
     int lo = 0, hi = n_k - 1;
     for (int j = 0; j < n_k; j++) { if (k[j] < k[lo]) lo = j; if (k[j] > k[hi]) hi = j; }
-    int w = (int)strlen(what);
-    for (int i = 0; i < n; i++) { int l = (int)strlen(c[i].name); if (l > w) w = l; }
-    if (w > 40) w = 40;
     char h1[32], h2[32], h3[32];
     snprintf(h1, sizeof h1, "cov@%d", k[lo]);
     snprintf(h2, sizeof h2, "cov@%d", k[hi]);
     snprintf(h3, sizeof h3, "maj@%d", k[hi]);
-    fprintf(f, "  %-*s  %8s  %8s  %8s  %8s\n", w, what, "problems", h1, h2, h3);
+    fprintf(f, "  %-*s  %8s  %8s  %8s  %8s", w, what, "problems", h1, h2, h3);
+    for (int b = 0; b < n_bk; b++) {
+        char hb[32], hw[32];
+        snprintf(hb, sizeof hb, "bon@%d", k[bk[b]]);
+        snprintf(hw, sizeof hw, "wbon@%d", k[bk[b]]);
+        fprintf(f, "  %8s  %8s", hb, hw);
+    }
+    fprintf(f, "\n");
     for (int i = 0; i < n; i++) {
         char a[32], b[32], m[32];
         fmt_val(a, sizeof a, c[i].coverage[lo]);
         fmt_val(b, sizeof b, c[i].coverage[hi]);
         fmt_val(m, sizeof m, c[i].majority[hi]);
-        fprintf(f, "  %-*.*s  %8d  %8s  %8s  %8s\n", w, w, c[i].name, c[i].problems, a, b, m);
+        fprintf(f, "  %-*.*s  %8d  %8s  %8s  %8s", w, w, c[i].name, c[i].problems, a, b, m);
+        for (int q = 0; q < n_bk; q++) {
+            char vb[32], vw[32];
+            fmt_val(vb, sizeof vb, c[i].bon[bk[q]]);
+            fmt_val(vw, sizeof vw, c[i].wbon[bk[q]]);
+            fprintf(f, "  %8s  %8s", vb, vw);
+        }
+        fprintf(f, "\n");
     }
 }
 
-void jobctl_print_breakdown(FILE *f, const agg_stats *s) {
-    if (s->n_subject > 0) print_slices(f, "subject", s->by_subject, s->n_subject, s->k, s->n_k);
-    if (s->n_level > 0) {
-        if (s->n_subject > 0) fprintf(f, "\n");
-        print_slices(f, "level", s->by_level, s->n_level, s->k, s->n_k);
+/* Both tables (subject, then level) with one column layout; with rewards the bon@k / wbon@k
+ * columns, a line naming their k when they are not the whole k list, and the seeded-estimate
+ * flag of weighted best-of-N (as the overall table flags majority). */
+static void print_breakdown_curves(FILE *f, const agg_curve *subj, int ns, const agg_curve *lvl, int nl, const int *k,
+                                   int n_k, int has_reward, int wbon_exact) {
+    if ((ns <= 0 && nl <= 0) || n_k <= 0) return;
+    int ws = ns > 0 ? slice_name_width("subject", subj, ns) : 0;
+    int wl = nl > 0 ? slice_name_width("level", lvl, nl) : 0;
+    int bk[AGG_MAX_K] = {0}, n_bk = 0;
+    if (has_reward) {
+        int wmax = ws > wl ? ws : wl;
+        n_bk = pick_bon_k(k, n_k, 2 + wmax + 4 * BREAKDOWN_COL, bk);
     }
+    if (ns > 0) print_slices(f, "subject", subj, ns, k, n_k, ws, bk, n_bk);
+    if (nl > 0) {
+        if (ns > 0) fprintf(f, "\n");
+        print_slices(f, "level", lvl, nl, k, n_k, wl, bk, n_bk);
+    }
+    if (!has_reward) return;
+    if (n_bk < n_k) {
+        int all[AGG_MAX_K], n_all = sorted_k_idx(k, n_k, all);
+        fprintf(f, "(bon/wbon at k =");
+        for (int b = 0; b < n_bk; b++) fprintf(f, "%s %d", b ? "," : "", k[bk[b]]);
+        fprintf(f, " of");
+        for (int b = 0; b < n_all; b++) fprintf(f, "%s %d", b ? "," : "", k[all[b]]);
+        fprintf(f, " to fit the width; every k in --json)\n");
+    }
+    if (!wbon_exact) fprintf(f, "(wbon: seeded estimate)\n");
+}
+
+void jobctl_print_breakdown(FILE *f, const agg_stats *s) {
+    print_breakdown_curves(f, s->by_subject, s->n_subject, s->by_level, s->n_level, s->k, s->n_k, s->has_reward,
+                           s->wbon_exact);
 }
 
 static double num_at(const proto_val *arr, uint32_t i) {
@@ -348,11 +433,10 @@ void jobctl_print_breakdown_map(FILE *f, const proto_val *stats) {
     agg_curve *subj, *lvl;
     int ns = curves_from_map(proto_get_map(stats, "by_subject"), n_k, &subj);
     int nl = curves_from_map(proto_get_map(stats, "by_level"), n_k, &lvl);
-    if (ns > 0) print_slices(f, "subject", subj, ns, k, n_k);
-    if (nl > 0) {
-        if (ns > 0) fprintf(f, "\n");
-        print_slices(f, "level", lvl, nl, k, n_k);
-    }
+    /* agg_stats_to_json writes "bon" (and the slices' bon/wbon) only when the job has rewards */
+    int has_reward = proto_get_array(stats, "bon") != NULL, wbon_exact = 1;
+    if (proto_get_bool(stats, "wbon_exact", &wbon_exact) != 0) wbon_exact = 1;
+    print_breakdown_curves(f, subj, ns, lvl, nl, k, n_k, has_reward, wbon_exact);
     free(subj);
     free(lvl);
 }
