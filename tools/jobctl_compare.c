@@ -229,8 +229,39 @@ static void print_metric(const char *title, cmp_job *jobs, int n_jobs, const int
     }
 }
 
-/* Subject / level table across jobs: rows = union of slice names, per job cov@kmin cov@kmax maj@kmax. */
-static void print_slices_cmp(const char *what, cmp_job *jobs, int n_jobs, int level, const int *k, int n_k) {
+/* Name column width of a breakdown table: its header and row names, at most 32. */
+static int slice_name_width(const char *what, const char *const *names, int n) {
+    int w = (int)strlen(what);
+    for (int i = 0; i < n; i++) if ((int)strlen(names[i]) > w) w = (int)strlen(names[i]);
+    return w > 32 ? 32 : w;
+}
+
+/* The subject / level tables stay within this many columns (the reward columns are shown at as
+ * many k as fit; every k is in --json). */
+#define CMP_SLICE_WIDTH 130
+
+/* Indices of k[0..n_k) whose bon@k / wbon@k fit next to the other columns: every k when they
+ * fit in `room` characters at `pair` characters per k; else k = 1 goes first (best-of-1 and
+ * weighted best-of-1 equal coverage@1 whenever every sample has a reward); else as many as fit
+ * (at least one), spread evenly from the smallest remaining k to the largest. k is ascending
+ * (union_k / jobctl_parse_klist). Returns how many. */
+static int pick_bon_k(const int *k, int n_k, int room, int pair, int *idx) {
+    int fit = pair > 0 ? room / pair : n_k;
+    if (fit < 1) fit = 1;
+    int from = n_k > fit && n_k > 1 && k[0] == 1 ? 1 : 0;
+    int cand = n_k - from, m = cand < fit ? cand : fit;
+    for (int i = 0; i < m; i++) {
+        int pos = m == 1 ? cand - 1 : (int)((double)i * (cand - 1) / (m - 1) + 0.5);
+        idx[i] = from + pos;
+    }
+    return m;
+}
+
+/* Subject / level table across jobs: rows = union of slice names, per job cov@kmin cov@kmax
+ * maj@kmax, and when some job has rewards bon@k wbon@k at the k columns bk[0..n_bk) ("-" for a
+ * job without rewards). */
+static void print_slices_cmp(const char *what, cmp_job *jobs, int n_jobs, int level, const int *k, int n_k,
+                             const int *bk, int n_bk) {
     const char *names[512];
     int n_names = 0;
     for (int j = 0; j < n_jobs; j++) {
@@ -244,19 +275,32 @@ static void print_slices_cmp(const char *what, cmp_job *jobs, int n_jobs, int le
         }
     }
     if (!n_names) return;
-    int w = (int)strlen(what);
-    for (int i = 0; i < n_names; i++) if ((int)strlen(names[i]) > w) w = (int)strlen(names[i]);
-    if (w > 32) w = 32;
+    int w = slice_name_width(what, names, n_names);
     int jlo = 0, jhi = n_k - 1;
-    char h[96], c1[24], c2[24], c3[24];
+    char h[96 + AGG_MAX_K * 24], c1[24], c2[24], c3[24];
     snprintf(c1, sizeof c1, "cov@%d", k[jlo]);
     snprintf(c2, sizeof c2, "cov@%d", k[jhi]);
     snprintf(c3, sizeof c3, "maj@%d", k[jhi]);
-    snprintf(h, sizeof h, "%5s%7s%7s%7s", "probs", c1, c2, c3);
-    printf("\nby %s (problems, coverage@%d, coverage@%d, majority@%d)\n%-*s", what, k[jlo], k[jhi], k[jhi], w, "");
-    for (int j = 0; j < n_jobs; j++) printf(" | %-26.26s", jobs[j].label);
+    int n_h = snprintf(h, sizeof h, "%5s%7s%7s%7s", "probs", c1, c2, c3);
+    int bw[AGG_MAX_K];   /* width of each bon / wbon column: a space and "wbon@K" at least */
+    for (int b = 0; b < n_bk; b++) {
+        char hb[24], hw[24];
+        snprintf(hb, sizeof hb, "bon@%d", k[bk[b]]);
+        snprintf(hw, sizeof hw, "wbon@%d", k[bk[b]]);
+        bw[b] = 1 + (int)strlen(hw) > 7 ? 1 + (int)strlen(hw) : 7;
+        if (n_h > 0 && (size_t)n_h < sizeof h)
+            n_h += snprintf(h + n_h, sizeof h - (size_t)n_h, "%*s%*s", bw[b], hb, bw[b], hw);
+    }
+    int gw = n_bk ? (int)strlen(h) : 26;   /* one job's column group */
+    printf("\nby %s (problems, coverage@%d, coverage@%d, majority@%d", what, k[jlo], k[jhi], k[jhi]);
+    if (n_bk) {
+        printf(", best-of-N / weighted best-of-N at k =");
+        for (int b = 0; b < n_bk; b++) printf("%s %d", b ? "," : "", k[bk[b]]);
+    }
+    printf(")\n%-*s", w, "");
+    for (int j = 0; j < n_jobs; j++) printf(" | %-*.*s", gw, gw, jobs[j].label);
     printf("\n%-*s", w, what);
-    for (int j = 0; j < n_jobs; j++) printf(" | %26.26s", h);
+    for (int j = 0; j < n_jobs; j++) printf(" | %*.*s", gw, gw, h);
     printf("\n");
     for (int i = 0; i < n_names; i++) {
         printf("%-*.*s", w, w, names[i]);
@@ -265,13 +309,55 @@ static void print_slices_cmp(const char *what, cmp_job *jobs, int n_jobs, int le
             const agg_curve *c = level ? s->by_level : s->by_subject, *hit = NULL;
             int n = level ? s->n_level : s->n_subject;
             for (int q = 0; q < n; q++) if (!strcmp(c[q].name, names[i])) hit = &c[q];
-            if (!hit) { printf(" | %26s", "-"); continue; }
+            if (!hit) { printf(" | %*s", gw, "-"); continue; }
             printf(" | %5d", hit->problems);
             print_num(hit->coverage[jlo], 7);
             print_num(hit->coverage[jhi], 7);
             print_num(hit->majority[jhi], 7);
+            for (int b = 0; b < n_bk; b++) {
+                print_num(s->has_reward ? hit->bon[bk[b]] : NAN, bw[b]);
+                print_num(s->has_reward ? hit->wbon[bk[b]] : NAN, bw[b]);
+            }
         }
         printf("\n");
+    }
+}
+
+/* Both breakdown tables with one column layout; with rewards, a line naming the k of the reward
+ * columns when they are not all of k (weighted best-of-N's seeded-estimate flag is printed under
+ * the overall table: the breakdowns average the same per-problem values). */
+static void print_breakdowns_cmp(cmp_job *jobs, int n_jobs, const int *k, int n_k) {
+    int any_reward = 0, has_slices = 0;
+    const char *names[1024];
+    int n_names = 0;
+    for (int j = 0; j < n_jobs; j++) {
+        const agg_stats *s = &jobs[j].st;
+        if (!jobs[j].have_st) continue;
+        any_reward |= s->has_reward;
+        has_slices |= s->n_subject > 0 || s->n_level > 0;
+        for (int i = 0; i < s->n_subject && n_names < 1024; i++) names[n_names++] = s->by_subject[i].name;
+        for (int i = 0; i < s->n_level && n_names < 1024; i++) names[n_names++] = s->by_level[i].name;
+    }
+    int bk[AGG_MAX_K] = {0}, n_bk = 0;
+    if (any_reward && has_slices && n_k > 0) {
+        /* room per job: the width left by the name column and the fixed part of each group,
+         * shared by the jobs; a k's pair of columns is 2 x max(7, 1 + strlen("wbon@K")) */
+        int w = slice_name_width("subject", names, n_names);
+        char hw[24];
+        snprintf(hw, sizeof hw, "wbon@%d", k[n_k - 1]);
+        int pair = 2 * (1 + (int)strlen(hw) > 7 ? 1 + (int)strlen(hw) : 7);
+        int room = (CMP_SLICE_WIDTH - w) / n_jobs - 3 - 26;
+        n_bk = pick_bon_k(k, n_k, room, pair, bk);
+    }
+    print_slices_cmp("subject", jobs, n_jobs, 0, k, n_k, bk, n_bk);
+    print_slices_cmp("level", jobs, n_jobs, 1, k, n_k, bk, n_bk);
+    if (!n_bk) return;
+    if (n_bk < n_k) {
+        printf("(best-of-N columns at k =");
+        for (int b = 0; b < n_bk; b++) printf("%s %d", b ? "," : "", k[bk[b]]);
+        printf(" of");
+        for (int i = 0; i < n_k; i++) printf("%s %d", i ? "," : "", k[i]);
+        printf(" to fit the width; every k in --json)\n");
     }
 }
 
@@ -306,6 +392,9 @@ static void print_tables(const cmp_args *a, cmp_job *jobs, int n_jobs, const int
     if (any_reward) {
         print_metric("best-of-N@k (highest-reward sample)", jobs, n_jobs, k, n_k, 2);
         print_metric("weighted best-of-N@k (reward summed per answer)", jobs, n_jobs, k, n_k, 3);
+        int wbon_inexact = 0;
+        for (int j = 0; j < n_jobs; j++) wbon_inexact |= jobs[j].have_st && jobs[j].st.has_reward && !jobs[j].st.wbon_exact;
+        if (wbon_inexact) printf("(weighted best-of-N: some values are seeded estimates; see wbon_se in --json)\n");
     }
     if (any_time) {
         if (n_grid > 0) {
@@ -341,8 +430,7 @@ static void print_tables(const cmp_args *a, cmp_job *jobs, int n_jobs, const int
             }
         }
     }
-    print_slices_cmp("subject", jobs, n_jobs, 0, k, n_k);
-    print_slices_cmp("level", jobs, n_jobs, 1, k, n_k);
+    print_breakdowns_cmp(jobs, n_jobs, k, n_k);
 }
 
 static void json_str(util_buf *b, const char *s) { jobctl_json_str(b, s, strlen(s)); }

@@ -264,9 +264,10 @@ int jobctl_open_store_ro(const char *db, const char *cmd, store **out) {
 
 /* ---- breakdown tables ---- */
 
-/* The breakdown tables stay within this many columns: the best-of-N columns are shown at as many
- * of the job's k values as fit (see pick_bon_k). */
-#define BREAKDOWN_WIDTH 120
+/* The breakdown tables stay within this many columns, the width of the overall table above them
+ * for a job with rewards (jobctl_print_stats_table: k + four value/interval columns): the
+ * best-of-N columns are shown at as many of the job's k values as fit (see pick_bon_k). */
+#define BREAKDOWN_WIDTH 130
 #define BREAKDOWN_COL 10        /* "  %8s" */
 
 static void fmt_val(char *buf, size_t cap, double x) {

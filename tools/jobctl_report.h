@@ -96,7 +96,10 @@ int jobctl_jobdata_k(const jobctl_jobdata *d, int *k, uint64_t *seed);
 int jobctl_parse_klist(const char *text, int *k, char *err, size_t errlen);
 
 /* Prints the breakdown of an agg_stats by MATH subject and by level: one row per slice with its
- * problem count and coverage/majority at k = 1 (or the smallest k) and the largest k. Prints
+ * problem count and coverage/majority at k = 1 (or the smallest k) and the largest k; for jobs
+ * with rewards also bon@k / wbon@k pairs (every k of the job's list if the table fits 130
+ * columns, else k = 1 dropped first and an even spread ending at the largest k, with a note
+ * naming the k shown; "(wbon: seeded estimate)" when weighted BoN is estimated). Prints
  * nothing when the stats have no breakdown. */
 void jobctl_print_breakdown(FILE *f, const agg_stats *s);
 /* The same from a stats map as stored/sent by the broker (keys of agg_stats_to_json:

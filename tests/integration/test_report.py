@@ -267,3 +267,44 @@ def test_math_subject_level_breakdown(tmp_path):
     r = run(prog, "compare", "math-replay", "--db", db)
     assert "by subject" in r.stdout and "by level" in r.stdout
     assert all(subj in r.stdout for subj in want_subj)
+
+
+def breakdown_tables(text):
+    """The subject / level tables of a text report: {"subject": (header, {name: [cells]}), ...}
+    (a table runs from its "  subject  problems ..." header to a blank or non-row line)."""
+    tables, cur = {}, None
+    for line in text.splitlines():
+        words = line.split()
+        if line.startswith("  ") and len(words) > 1 and words[0] in ("subject", "level") and words[1] == "problems":
+            cur = tables[words[0]] = (words[1:], {})
+        elif cur is not None and line.startswith("  ") and line.strip():
+            n = len(cur[0])
+            cur[1][" ".join(words[:-n])] = words[-n:]
+        else:
+            cur = None
+    return tables
+
+
+def test_report_text_without_rewards_has_no_bon_columns(two_jobs):
+    """Jobs without rewards: the text report's subject / level tables keep their four columns
+    (problems, cov@kmin, cov@kmax, maj@kmax: the --json values), and no best-of-N anywhere, in
+    reaggregate (the report's printer) nor in compare."""
+    tmp, db = two_jobs
+    text = run(BIN / "jobctl", "reaggregate", "teacher", "--db", db).stdout
+    js = json.loads(run(BIN / "jobctl", "reaggregate", "teacher", "--db", db, "--json").stdout)
+    assert "bon" not in js
+    tables = breakdown_tables(text)
+    assert set(tables) == {"subject", "level"}, text
+    for what, key in (("subject", "by_subject"), ("level", "by_level")):
+        header, rows = tables[what]
+        assert header == ["problems", "cov@1", "cov@8", "maj@8"], text
+        assert set(rows) == set(js[key])
+        for name, cells in rows.items():
+            v = js[key][name]
+            assert int(cells[0]) == v["problems"]
+            for got, ref in zip(cells[1:], (v["coverage"][0], v["coverage"][3], v["majority"][3])):
+                assert abs(float(got) - ref) <= 5e-4 + 1e-9, (what, name, cells, v)
+    assert "bon" not in text and "best-of-N" not in text
+    cmp = run(report_bin("compare"), "compare", "teacher", "student", "--db", db).stdout
+    assert "by subject (problems, coverage@1, coverage@8, majority@8)\n" in cmp, cmp
+    assert "bon" not in cmp and "best-of-N" not in cmp

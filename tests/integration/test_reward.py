@@ -175,3 +175,67 @@ def test_bad_reward_model_fails_the_job_with_a_clear_error(tmp_path, models):
     r = subprocess.run([str(BIN / "jobctl"), "local", str(f), "--json"], capture_output=True, text=True, timeout=120)
     assert r.returncode != 0
     assert "score.weight" in r.stderr + r.stdout, (r.stdout[-2000:], r.stderr[-2000:])
+
+
+def breakdown_tables(text):
+    """The subject / level tables of a text report: {"subject": (header, {name: [cells]}), "level": ...}.
+    A table starts at a line "  subject  problems ..." / "  level  problems ..." and ends at a blank
+    line or a line that is not a row (a "(...)" note)."""
+    tables, cur = {}, None
+    for line in text.splitlines():
+        words = line.split()
+        if line.startswith("  ") and len(words) > 1 and words[0] in ("subject", "level") and words[1] == "problems":
+            cur = tables[words[0]] = (words[1:], {})
+        elif cur is not None and line.startswith("  ") and line.strip():
+            cells = line.split()
+            n = len(cur[0])                     # names may hold spaces: the cells are the last n
+            cur[1][" ".join(cells[:-n])] = cells[-n:]
+        else:
+            cur = None
+    return tables
+
+
+def cell(x):
+    return None if x == "-" else float(x)
+
+
+def test_report_text_shows_bon_per_subject_and_level(tmp_path, models):
+    """`jobctl local` prints the broker's report (`jobctl report`): with rewards its subject and
+    level tables carry bon@k and wbon@k at every k of [1, 2, 4] (they fit), equal (to the 3
+    decimals shown) to reaggregate --json on the same store, which equals the online stats."""
+    spec = synth_spec(n_problems=12, n=4, chunk=6, corrupt=0.4, k=[1, 2, 4],
+                      score={"grader": "gsm8k", "reward": {"model": str(models["orm"]), "kind": "orm", "device": "cpu"}})
+    f = tmp_path / "job.json"
+    f.write_text(json.dumps(spec))
+    db = tmp_path / "db"
+    r = subprocess.run([str(BIN / "jobctl"), "local", str(f), "--db", str(db)], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-4000:]
+    online = r.stdout
+    r = subprocess.run([str(BIN / "jobctl"), "reaggregate", "j-000001", "--db", str(db), "--json"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    js = json.loads(r.stdout)
+    assert "bon" in js and js["k"] == [1, 2, 4]
+    offline = subprocess.run([str(BIN / "jobctl"), "reaggregate", "j-000001", "--db", str(db)], capture_output=True,
+                             text=True, timeout=60).stdout
+    for text in (online, offline):
+        tables = breakdown_tables(text)
+        assert set(tables) == {"subject", "level"}, text
+        for what, key in (("subject", "by_subject"), ("level", "by_level")):
+            header, rows = tables[what]
+            assert header == ["problems", "cov@1", "cov@4", "maj@4",
+                              "bon@1", "wbon@1", "bon@2", "wbon@2", "bon@4", "wbon@4"], text
+            assert set(rows) == set(js[key]) and rows, (rows, js[key])
+            for name, cells in rows.items():
+                want = js[key][name]
+                assert int(cells[0]) == want["problems"]
+                for j in range(3):
+                    for col, metric in ((4 + 2 * j, "bon"), (5 + 2 * j, "wbon")):
+                        got, ref = cell(cells[col]), want[metric][j]
+                        assert (got is None) == (ref is None), (what, name, metric, j, cells, want)
+                        if ref is not None:
+                            assert abs(got - ref) <= 5e-4 + 1e-9, (what, name, metric, j, cells, want)
+        assert "to fit the width" not in text          # every k shown: no note
+    # the rewards matter somewhere: at k = 4 best-of-N differs from coverage@1 in some row
+    assert any(abs(v["bon"][2] - v["coverage"][0]) > 1e-6 for v in js["by_level"].values())

@@ -406,6 +406,316 @@ TEST(breakdown_tables) {
     free(d);
 }
 
+/* ---- best-of-N columns in the breakdown tables ---- */
+
+/* The fixture's answer of sample (p, s) (as fx_job writes it) and its reward (reward_base + s). */
+static int fx_answer(correct_fn fn, int p, int s) { return fn(p, s) ? 10 + p : (s % 2 ? 900 + s : 999); }
+
+/* Best-of-N and weighted best-of-N at k over the slice's problems, counted here by enumerating
+ * every size-k subset of the FX_N samples (rewards base + s; weighted ties split evenly). */
+static void fx_bon(correct_fn fn, double base, int k, const char *subject, int level, double *bon, double *wbon) {
+    double sb = 0, sw = 0;
+    int np = 0;
+    for (int p = 0; p < FX_P; p++) {
+        if (subject && strcmp(subject, fx_subject(p))) continue;
+        if (level && level != fx_level(p)) continue;
+        double pb = 0, pw = 0;
+        int subsets = 0;
+        for (unsigned m = 0; m < (1u << FX_N); m++) {
+            if (__builtin_popcount(m) != k) continue;
+            subsets++;
+            int best = -1;
+            for (int s = 0; s < FX_N; s++) if ((m >> s) & 1 && (best < 0 || base + s > base + best)) best = s;
+            pb += fn(p, best);
+            double top = -1e300;
+            int winners = 0, right = 0;
+            for (int s = 0; s < FX_N; s++) {   /* each answer present: its summed reward */
+                if (!((m >> s) & 1)) continue;
+                double sum = 0;
+                for (int t = 0; t < FX_N; t++)
+                    if ((m >> t) & 1 && fx_answer(fn, p, t) == fx_answer(fn, p, s)) sum += base + t;
+                int first = 1;   /* count each answer once: at its first sample in the subset */
+                for (int t = 0; t < s; t++) if ((m >> t) & 1 && fx_answer(fn, p, t) == fx_answer(fn, p, s)) first = 0;
+                if (!first) continue;
+                if (sum > top + 1e-9) { top = sum; winners = 0; right = 0; }
+                if (fabs(sum - top) <= 1e-9) { winners++; right += fn(p, s); }
+            }
+            pw += (double)right / winners;
+        }
+        sb += pb / subsets;
+        sw += pw / subsets;
+        np++;
+    }
+    *bon = np ? sb / np : NAN;
+    *wbon = np ? sw / np : NAN;
+}
+
+/* The stats of job `name` in store d, k = {1, 2, 4}, seed 7, plus its JSON (agg_stats_to_json:
+ * what --json prints). */
+static int fx_stats(const char *d, const char *name, agg_stats *s, util_buf *js) {
+    store *st = NULL;
+    char err[512];
+    jobctl_jobdata jd;
+    int k[] = {1, 2, 4};
+    EXPECT_MSG(store_open(d, 1, 0, &st, err, sizeof err) == STORE_OK, "%s", err);
+    if (!st) return -1;
+    int rc = jobctl_jobdata_load(st, name, 0, &jd, err, sizeof err);
+    store_close(&st);
+    EXPECT_MSG(rc == 0, "%s", err);
+    if (rc == 0) {
+        jobctl_jobdata_agg_input(&jd, 1);
+        rc = aggregate_compute(jd.ap, jd.n_ap, k, 3, 7, s, err, sizeof err);
+        EXPECT_MSG(rc == 0, "%s", err);
+    }
+    jobctl_jobdata_free(&jd);
+    util_buf_init(js);
+    if (rc == 0) agg_stats_to_json(s, js);
+    return rc;
+}
+
+/* What a FILE received, as a string (caller frees). */
+static char *fx_slurp(FILE *f) {
+    long n = ftell(f);
+    if (n < 0) n = 0;
+    char *buf = xmalloc((size_t)n + 1);
+    rewind(f);
+    size_t got = fread(buf, 1, (size_t)n, f);
+    buf[got] = 0;
+    fclose(f);
+    return buf;
+}
+
+/* Both printers: from agg_stats, and from the stats map the broker stores (JSON -> msgpack). */
+static void fx_print_both(const agg_stats *s, const util_buf *js, char **from_stats, char **from_map) {
+    FILE *f1 = tmpfile(), *f2 = tmpfile();
+    jobctl_print_breakdown(f1, s);
+    char err[512];
+    proto_writer *w = proto_writer_new(NULL, 0);
+    EXPECT(wrk_json_to_msgpack(js->data, js->len, w, err, sizeof err) == 0);
+    size_t n;
+    const void *data = proto_writer_data(w, &n);
+    proto_msg *m = NULL;
+    EXPECT(proto_parse_value(data, n, &m, err, sizeof err) == 0);
+    if (m) jobctl_print_breakdown_map(f2, proto_root(m));
+    proto_msg_destroy(&m);
+    proto_writer_destroy(&w);
+    *from_stats = fx_slurp(f1);
+    *from_map = fx_slurp(f2);
+}
+
+/* The line of `text` that starts with "  NAME " (a table row), or NULL. */
+static const char *fx_row(const char *text, const char *name) {
+    char pat[80];
+    snprintf(pat, sizeof pat, "\n  %s ", name);
+    const char *r = strstr(text, pat);
+    return r ? r + 1 : NULL;
+}
+
+/* A job with rewards (fx_job's reward_base + s): the subject and level tables carry bon@k and
+ * wbon@k at every k (they fit), equal to the --json values and to the fixture's definition. */
+TEST(breakdown_bon_columns) {
+    char *d = fx_store(0);
+    store *st = NULL;
+    char err[512];
+    EXPECT_MSG(store_open(d, 0, 0, &st, err, sizeof err) == STORE_OK, "%s", err);
+    if (st) fx_job(st, 3, "rewarded", good_correct, 0.5, -1, -1, 0.1);
+    store_close(&st);
+    agg_stats s;
+    util_buf js;
+    if (fx_stats(d, "rewarded", &s, &js) != 0) { rmrf(d); free(d); return; }
+    char *t1, *t2;
+    fx_print_both(&s, &js, &t1, &t2);
+    EXPECT_EQ_STR(t1, t2);
+    EXPECT_MSG(strstr(t1, "  subject   problems     cov@1     cov@4     maj@4     bon@1    wbon@1     bon@2    wbon@2"
+                          "     bon@4    wbon@4\n") != NULL, "table:\n%s", t1);
+    EXPECT_MSG(strstr(t1, "  level  problems     cov@1     cov@4     maj@4     bon@1    wbon@1     bon@2    wbon@2"
+                          "     bon@4    wbon@4\n") != NULL, "table:\n%s", t1);
+    EXPECT(strstr(t1, "to fit the width") == NULL);   /* every k shown */
+    EXPECT(strstr(t1, "seeded") == NULL);             /* n = 4: weighted best-of-N is exact */
+    json_error_t je;
+    json_t *root = json_loadb(js.data, js.len, 0, &je);
+    EXPECT_MSG(root != NULL, "%s", je.text);
+    const int kk[] = {1, 2, 4};
+    const struct { const char *table, *row, *subject; int level; } rows[] = {
+        {"by_subject", "Algebra", "Algebra", 0}, {"by_subject", "Geometry", "Geometry", 0},
+        {"by_level", "2", NULL, 2}, {"by_level", "3", NULL, 3}};
+    for (size_t r = 0; root && r < sizeof rows / sizeof rows[0]; r++) {
+        const char *line = fx_row(t1, rows[r].row);
+        int probs = 0;
+        double v[9];
+        char fmt[64];
+        snprintf(fmt, sizeof fmt, " %s %%d %%lf %%lf %%lf %%lf %%lf %%lf %%lf %%lf %%lf", rows[r].row);
+        EXPECT_MSG(line && sscanf(line, fmt, &probs, &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8]) == 10,
+                   "row %s in:\n%s", rows[r].row, t1);
+        json_t *slice = json_object_get(json_object_get(root, rows[r].table), rows[r].row);
+        EXPECT_MSG(slice != NULL, "%s.%s", rows[r].table, rows[r].row);
+        for (int j = 0; j < 3 && slice; j++) {
+            /* the text shows the --json values to 3 decimals ... */
+            EXPECT_NEAR(v[3 + 2 * j], jnum(slice, "bon", (size_t)j), 5.0001e-4);
+            EXPECT_NEAR(v[4 + 2 * j], jnum(slice, "wbon", (size_t)j), 5.0001e-4);
+            /* ... which are the fixture's best-of-N and weighted best-of-N */
+            double b, w;
+            fx_bon(good_correct, 0.1, kk[j], rows[r].subject, rows[r].level, &b, &w);
+            EXPECT_NEAR(jnum(slice, "bon", (size_t)j), b, 1e-9);
+            EXPECT_NEAR(jnum(slice, "wbon", (size_t)j), w, 1e-9);
+        }
+        EXPECT_NEAR(v[0], fx_cov(good_correct, 1, rows[r].subject, rows[r].level), 5.0001e-4);
+    }
+    /* the rewards make the two methods differ (and pick a column mix-up): level 2 is problems
+     * 1 and 4 (3 of 4 correct, the wrong one has the top reward): bon@4 = 0, wbon@4 = 1 */
+    double b4, w4;
+    fx_bon(good_correct, 0.1, 4, NULL, 2, &b4, &w4);
+    EXPECT_NEAR(b4, 0.0, 1e-12);
+    EXPECT_NEAR(w4, 1.0, 1e-12);
+    json_decref(root);
+    free(t1); free(t2);
+    util_buf_free(&js);
+    agg_stats_free(&s);
+    rmrf(d);
+    free(d);
+}
+
+/* A job without rewards prints the table exactly as before the best-of-N columns existed:
+ * problems, cov@kmin, cov@kmax, maj@kmax, nothing else. */
+TEST(breakdown_without_rewards_unchanged) {
+    char *d = fx_store(0);
+    agg_stats s;
+    util_buf js;
+    if (fx_stats(d, "teacher", &s, &js) != 0) { rmrf(d); free(d); return; }
+    EXPECT_EQ_INT(s.has_reward, 0);
+    char *t1, *t2;
+    fx_print_both(&s, &js, &t1, &t2);
+    EXPECT_EQ_STR(t1, t2);
+    /* the table, rebuilt here in the original format */
+    util_buf want;
+    util_buf_init(&want);
+    for (int pass = 0; pass < 2; pass++) {
+        const agg_curve *c = pass ? s.by_level : s.by_subject;
+        int n = pass ? s.n_level : s.n_subject, w = pass ? 5 : 8;   /* "level"; "subject"/"Geometry" */
+        if (pass) util_buf_printf(&want, "\n");
+        util_buf_printf(&want, "  %-*s  %8s  %8s  %8s  %8s\n", w, pass ? "level" : "subject", "problems", "cov@1",
+                        "cov@4", "maj@4");
+        for (int i = 0; i < n; i++)
+            util_buf_printf(&want, "  %-*s  %8d  %8.3f  %8.3f  %8.3f\n", w, c[i].name, c[i].problems, c[i].coverage[0],
+                            c[i].coverage[2], c[i].majority[2]);
+    }
+    EXPECT_EQ_STR(t1, want.data);
+    EXPECT(strstr(t1, "bon") == NULL);
+    util_buf_free(&want);
+    free(t1); free(t2);
+    util_buf_free(&js);
+    agg_stats_free(&s);
+    rmrf(d);
+    free(d);
+}
+
+/* Too many k for the width: k = 1 goes first, then the rest is thinned evenly (the largest k
+ * always kept), and the table says which k it shows; a seeded weighted best-of-N is flagged. */
+TEST(breakdown_bon_subset_and_flag) {
+    agg_stats s;
+    memset(&s, 0, sizeof s);
+    agg_curve subj[2];
+    memset(subj, 0, sizeof subj);
+    const int kk[] = {1, 2, 4, 8, 16, 32};
+    s.n_k = 6;
+    for (int j = 0; j < 6; j++) s.k[j] = kk[j];
+    s.has_reward = 1;
+    s.wbon_exact = 0;
+    snprintf(subj[0].name, sizeof subj[0].name, "%s", "A subject name forty characters long xyz");   /* 40 */
+    snprintf(subj[1].name, sizeof subj[1].name, "%s", "Short");
+    for (int i = 0; i < 2; i++) {
+        subj[i].problems = 3 + i;
+        for (int j = 0; j < 6; j++) {
+            subj[i].coverage[j] = 0.5 + 0.01 * j;
+            subj[i].majority[j] = 0.3 + 0.01 * j;
+            subj[i].bon[j] = 0.1 + 0.01 * j + 0.1 * i;
+            subj[i].wbon[j] = 0.6 + 0.01 * j + 0.1 * i;
+        }
+    }
+    s.by_subject = subj;
+    s.n_subject = 2;
+    FILE *f = tmpfile();
+    jobctl_print_breakdown(f, &s);
+    char *t = fx_slurp(f);
+    /* 2 + 40 + 4 x 10 = 82 of 130 columns: two pairs fit, from 2, 4, 8, 16, 32 evenly: 2 and 32 */
+    EXPECT_MSG(strstr(t, "maj@32     bon@2    wbon@2    bon@32   wbon@32\n") != NULL, "%s", t);
+    EXPECT(strstr(t, "bon@1 ") == NULL && strstr(t, "bon@4") == NULL && strstr(t, "bon@16") == NULL);
+    const char *row = fx_row(t, "Short");
+    double v[7];
+    int probs = 0;
+    EXPECT_MSG(row && sscanf(row, " Short %d %lf %lf %lf %lf %lf %lf %lf", &probs, &v[0], &v[1], &v[2], &v[3], &v[4],
+                             &v[5], &v[6]) == 8, "%s", t);
+    EXPECT_EQ_INT(probs, 4);
+    EXPECT_NEAR(v[3], 0.21, 1e-9);   /* bon@2 of row 1 */
+    EXPECT_NEAR(v[4], 0.71, 1e-9);   /* wbon@2 */
+    EXPECT_NEAR(v[5], 0.25, 1e-9);   /* bon@32 */
+    EXPECT_NEAR(v[6], 0.75, 1e-9);   /* wbon@32 */
+    size_t len = 0;
+    for (const char *p = t; *p; ) {   /* no line wider than the overall table (130) */
+        const char *e = strchr(p, '\n');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        if (l > len) len = l;
+        p += l + (e ? 1 : 0);
+    }
+    EXPECT_MSG(len <= 130, "widest line %zu", len);
+    EXPECT(strstr(t, "(bon/wbon at k = 2, 32 of 1, 2, 4, 8, 16, 32 to fit the width; every k in --json)\n") != NULL);
+    EXPECT(strstr(t, "(wbon: seeded estimate)\n") != NULL);
+    free(t);
+}
+
+/* compare's breakdown: bon/wbon per job when some job has rewards ("-" for one without), none
+ * at all when no job has rewards. */
+TEST(compare_breakdown_bon) {
+    char *d = fx_store(0);
+    store *st = NULL;
+    char err[512];
+    EXPECT_MSG(store_open(d, 0, 0, &st, err, sizeof err) == STORE_OK, "%s", err);
+    if (st) fx_job(st, 3, "rewarded", good_correct, 0.5, -1, -1, 0.1);
+    store_close(&st);
+    char *argv[] = {"compare", "teacher", "rewarded", "--db", d, NULL};
+    int rc;
+    char *out = capture(jobctl_cmd_compare, 5, argv, &rc);
+    EXPECT_EQ_INT(rc, 0);
+    /* 8 + 2 x (3 + 26) columns leave room for two k of three: k = 1 goes, 2 and 4 stay */
+    const char *sec = strstr(out, "\nby subject (");
+    EXPECT_MSG(sec && strstr(sec, "best-of-N / weighted best-of-N at k = 2, 4)") != NULL, "%s", out);
+    EXPECT(strstr(out, "(best-of-N columns at k = 2, 4 of 1, 2, 4 to fit the width; every k in --json)") != NULL);
+    const char *row = sec ? strstr(sec, "\nAlgebra ") : NULL;
+    const char *lvl = strstr(out, "\nby level (");
+    const char *lrow = lvl ? strstr(lvl, "\n2 ") : NULL;
+    double b[2], w[2];
+    fx_bon(good_correct, 0.1, 2, "Algebra", 0, &b[0], &w[0]);
+    fx_bon(good_correct, 0.1, 4, "Algebra", 0, &b[1], &w[1]);
+    int p1 = 0, p2 = 0;
+    double v[3], x[7];
+    char d1[8], d2[8], d3[8], d4[8];
+    EXPECT_MSG(row && sscanf(row, " Algebra | %d %lf %lf %lf %7s %7s %7s %7s | %d %lf %lf %lf %lf %lf %lf %lf", &p1,
+                             &v[0], &v[1], &v[2], d1, d2, d3, d4, &p2, &x[0], &x[1], &x[2], &x[3], &x[4], &x[5], &x[6]) == 16,
+               "%s", out);
+    EXPECT(!strcmp(d1, "-") && !strcmp(d2, "-") && !strcmp(d3, "-") && !strcmp(d4, "-"));   /* teacher */
+    EXPECT_EQ_INT(p2, 3);
+    EXPECT_NEAR(x[3], b[0], 5.0001e-4);
+    EXPECT_NEAR(x[4], w[0], 5.0001e-4);
+    EXPECT_NEAR(x[5], b[1], 5.0001e-4);
+    EXPECT_NEAR(x[6], w[1], 5.0001e-4);
+    fx_bon(good_correct, 0.1, 4, NULL, 2, &b[1], &w[1]);
+    EXPECT_MSG(lrow && sscanf(lrow, " 2 | %d %lf %lf %lf %7s %7s %7s %7s | %d %lf %lf %lf %lf %lf %lf %lf", &p1,
+                              &v[0], &v[1], &v[2], d1, d2, d3, d4, &p2, &x[0], &x[1], &x[2], &x[3], &x[4], &x[5], &x[6]) == 16,
+               "%s", out);
+    EXPECT_NEAR(x[5], b[1], 5.0001e-4);
+    EXPECT_NEAR(x[6], w[1], 5.0001e-4);
+    free(out);
+    /* no rewards anywhere: no best-of-N in the breakdown (nor elsewhere) */
+    char *argv2[] = {"compare", "teacher", "--db", d, NULL};
+    out = capture(jobctl_cmd_compare, 4, argv2, &rc);
+    EXPECT_EQ_INT(rc, 0);
+    EXPECT_MSG(strstr(out, "by subject (problems, coverage@1, coverage@4, majority@4)\n") != NULL, "%s", out);
+    EXPECT(strstr(out, "bon") == NULL && strstr(out, "best-of-N") == NULL);
+    free(out);
+    rmrf(d);
+    free(d);
+}
+
 typedef struct { int n, correct; double reward_sum; } score_sum;
 static int sum_scores(uint64_t job, const store_score *sc, void *ctx) {
     score_sum *s = ctx;
@@ -496,6 +806,10 @@ int main(void) {
     RUN(compare_table_and_plot);
     RUN(compare_two_stores);
     RUN(breakdown_tables);
+    RUN(breakdown_bon_columns);
+    RUN(breakdown_without_rewards_unchanged);
+    RUN(breakdown_bon_subset_and_flag);
+    RUN(compare_breakdown_bon);
     RUN(export_csv);
     RUN(rescore);
     return unit_summary();
