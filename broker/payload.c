@@ -135,25 +135,33 @@ static int write_score(store_txn *t, const store_job *job, const store_task *tas
 
 /* Aggregate input, gathered from the scores (and generation times) before writing. */
 typedef struct {
-    uint32_t n_samples;
+    uint32_t n_problems, n_samples;
     uint8_t *have, *correct;     /* [p * n + s] */
     char **canonical;
     double *reward, *time_s;
+    uint64_t untimed;            /* scores without the generation's time_s (older records) */
 } agg_in;
 
-static int agg_time_cb(uint64_t job, const store_generation *g, void *ctx) {
+/* Fallback for scores written without time_s: the generation's, read light (no text). */
+static int agg_time_cb(uint64_t job, const store_generation_meta *g, void *ctx) {
     agg_in *a = ctx;
-    if (g->s < a->n_samples) a->time_s[(size_t)g->p * a->n_samples + g->s] = g->time_s;
+    if (g->p < a->n_problems && g->s < a->n_samples) a->time_s[(size_t)g->p * a->n_samples + g->s] = g->time_s;
     return 0;
 }
-static int agg_score_cb(uint64_t job, const store_score *sc, void *ctx) {
+/* Light score reads: everything the aggregate needs, time_s included, from the small records. */
+static int agg_score_cb(uint64_t job, const store_score_meta *sc, void *ctx) {
     agg_in *a = ctx;
-    if (sc->s >= a->n_samples) return 0;
+    if (sc->p >= a->n_problems || sc->s >= a->n_samples) return 0;
     size_t i = (size_t)sc->p * a->n_samples + sc->s;
     a->have[i] = 1;
     a->correct[i] = (uint8_t)(sc->correct ? 1 : 0);
-    a->canonical[i] = xstrdup(sc->canonical);
+    size_t n = strnlen(sc->canonical, sc->canonical_len);   /* a view: not NUL-terminated */
+    a->canonical[i] = xmalloc(n + 1);
+    memcpy(a->canonical[i], sc->canonical, n);
+    a->canonical[i][n] = 0;
     a->reward[i] = sc->reward;
+    if (sc->has_time_s) a->time_s[i] = sc->time_s;
+    else a->untimed++;
     return 0;
 }
 
@@ -162,15 +170,17 @@ static int write_aggregate(store_txn *t, const store_job *job, const store_task 
     char jid[24];
     store_job_id_format(job->id, jid, sizeof jid);
     size_t total = (size_t)job->n_problems * job->n_samples;
-    agg_in a = {.n_samples = job->n_samples};
+    agg_in a = {.n_problems = job->n_problems, .n_samples = job->n_samples};
     a.have = xcalloc(total, 1);
     a.correct = xcalloc(total, 1);
     a.canonical = xcalloc(total, sizeof(char *));
     a.reward = xmalloc(total * sizeof(double));
     a.time_s = xmalloc(total * sizeof(double));
     for (size_t i = 0; i < total; i++) { a.reward[i] = NAN; a.time_s[i] = NAN; }
-    int rc = store_generations_each_txn(t, job->id, agg_time_cb, &a);
-    if (!rc) rc = store_scores_each_txn(t, job->id, agg_score_cb, &a);
+    /* scores first: each carries its generation's time_s when written by this version; the
+     * generations (~1 KB of text each, 500 x 1024 per job) are walked only for older scores */
+    int rc = store_scores_meta_each_txn(t, job->id, agg_score_cb, &a);
+    if (!rc && a.untimed) rc = store_generations_meta_each_txn(t, job->id, agg_time_cb, &a);
     if (!rc) {
         uint32_t n_with = 0;
         for (uint32_t p = 0; p < job->n_problems; p++) {

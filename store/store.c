@@ -4,7 +4,9 @@
  * Records are msgpack maps written with proto_writer and read back with proto_parse_value
  * (the same bounded reader the network uses, so a corrupt record is an error, not a crash).
  * Decoded string views live in arenas the transaction keeps until it ends (or, for *_each,
- * until the callback returns).
+ * until the callback returns). Readers that need a few small fields of big records (the
+ * aggregate: time_s of every generation) decode them "light" instead: the same checks, no
+ * tree, no copies, the big strings skipped (see "light records").
  */
 #include "store/store.h"
 
@@ -17,6 +19,7 @@
 #include <inttypes.h>
 #include <lmdb.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -574,11 +577,200 @@ static int with_read(store *s, read_fn fn, void *ctx, char *err, size_t errlen) 
     return rc;
 }
 
+/* ======================================================================= light records */
+
+/* A record decoded "light": only the top-level keys a decoder asks for, collected into a flat
+ * proto_val map that the same gu/gi/gf/gs/gv helpers (and so the same X_from decoders) read.
+ * Nothing is allocated or copied: strings are views into the record's bytes (NOT
+ * NUL-terminated: gv/gs use the length), nested arrays and maps are validated and skipped
+ * (they read as empty). The whole record is still checked exactly as proto_parse_value checks
+ * it (size, bounds, declared counts, depth, value count, string keys, trailing bytes), so a
+ * record decodes light if and only if it decodes whole, to the same field values.
+ * Used where the big fields are not needed: a generation's text is ~1 KB of the ~1.1 KB record,
+ * and the aggregate payload reads every generation of a job for its time_s alone. */
+#define LIGHT_MAX_KEYS 16
+typedef struct {
+    proto_val map;                       /* PV_MAP over the arrays below: the wanted keys found */
+    const char *keys[LIGHT_MAX_KEYS];
+    uint32_t key_lens[LIGHT_MAX_KEYS];
+    proto_val vals[LIGHT_MAX_KEYS];
+} light_rec;
+
+typedef struct {
+    const uint8_t *p;
+    size_t len, off, nodes;
+    const char *const *want;             /* NULL-terminated key names (top-level map only) */
+    uint32_t want_len[LIGHT_MAX_KEYS];   /* their lengths */
+    light_rec *lr;
+    char why[200];                       /* what was wrong, on failure */
+} light_rd;
+
+static int light_fail(light_rd *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int light_fail(light_rd *r, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->why, sizeof r->why, fmt, ap);
+    va_end(ap);
+    return STORE_ERR_CORRUPT;
+}
+static int light_need(light_rd *r, size_t n, const char *what) {
+    if (r->len - r->off < n)
+        return light_fail(r, "%s needs %zu bytes, %zu left at offset %zu", what, n, r->len - r->off, r->off);
+    return 0;
+}
+
+static int light_val(light_rd *r, proto_val *out, int depth);
+
+static int light_bytes(light_rd *r, proto_val *out, uint32_t n, int is_str) {
+    int rc = light_need(r, n, is_str ? "string" : "bin");
+    if (rc) return rc;
+    if (is_str) { out->type = PV_STR; out->v.str.ptr = (const char *)r->p + r->off; out->v.str.len = n; }
+    else { out->type = PV_BIN; out->v.bin.ptr = r->p + r->off; out->v.bin.len = n; }
+    r->off += n;
+    return 0;
+}
+
+static int light_array(light_rd *r, proto_val *out, uint32_t n, int depth) {
+    if (n > r->len - r->off)
+        return light_fail(r, "array count %u exceeds remaining %zu bytes at offset %zu", n, r->len - r->off, r->off);
+    proto_val scratch;
+    for (uint32_t i = 0; i < n; i++) {
+        int rc = light_val(r, &scratch, depth + 1);
+        if (rc) return rc;
+    }
+    out->type = PV_ARRAY; out->v.arr.items = NULL; out->v.arr.n = 0;   /* skipped */
+    return 0;
+}
+
+/* A map; at depth 0 the wanted keys' values are collected into r->lr (first occurrence wins,
+ * as proto_get finds the first). */
+static int light_map(light_rd *r, proto_val *out, uint32_t n, int depth) {
+    if (n > (r->len - r->off) / 2)
+        return light_fail(r, "map count %u exceeds remaining %zu bytes at offset %zu", n, r->len - r->off, r->off);
+    light_rec *lr = depth == 0 ? r->lr : NULL;
+    uint32_t found = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        size_t koff = r->off;
+        proto_val key, val;
+        int rc = light_val(r, &key, depth + 1);
+        if (rc) return rc;
+        if (key.type != PV_STR) return light_fail(r, "map key at offset %zu is not a string", koff);
+        if ((rc = light_val(r, &val, depth + 1))) return rc;
+        if (!lr) continue;
+        for (int w = 0; r->want[w]; w++) {
+            uint32_t wl = r->want_len[w];
+            if ((found >> w & 1u) || key.v.str.len != wl || (wl && key.v.str.ptr[0] != r->want[w][0]) ||
+                memcmp(key.v.str.ptr, r->want[w], wl) != 0)
+                continue;
+            found |= 1u << w;
+            uint32_t j = lr->map.v.map.n++;
+            lr->keys[j] = r->want[w];
+            lr->key_lens[j] = wl;
+            lr->vals[j] = val;
+            break;
+        }
+    }
+    if (!lr) { out->type = PV_MAP; out->v.map.keys = NULL; out->v.map.key_lens = NULL; out->v.map.vals = NULL; out->v.map.n = 0; }
+    else out->type = PV_MAP;
+    return 0;
+}
+
+/* One value at r->off, as jobs/proto.c's reader does it (same limits, same accepted types). */
+static int light_val(light_rd *r, proto_val *out, int depth) {
+    if (depth > PROTO_MAX_DEPTH) return light_fail(r, "nesting deeper than %d at offset %zu", PROTO_MAX_DEPTH, r->off);
+    if (++r->nodes > PROTO_MAX_NODES) return light_fail(r, "more than %u values", PROTO_MAX_NODES);
+    int rc = light_need(r, 1, "value");
+    if (rc) return rc;
+    uint8_t t = r->p[r->off++];
+    if (t <= 0x7f) { out->type = PV_UINT; out->v.u = t; return 0; }
+    if (t >= 0xe0) { out->type = PV_INT; out->v.i = (int8_t)t; return 0; }
+    if (t <= 0x8f) return light_map(r, out, t & 0x0f, depth);
+    if (t <= 0x9f) return light_array(r, out, t & 0x0f, depth);
+    if (t <= 0xbf) return light_bytes(r, out, t & 0x1f, 1);
+    int n;
+    switch (t) {
+    case 0xc0: out->type = PV_NIL; return 0;
+    case 0xc2: case 0xc3: out->type = PV_BOOL; out->v.b = t == 0xc3; return 0;
+    case 0xc4: case 0xc5: case 0xc6: case 0xd9: case 0xda: case 0xdb: {
+        n = (t == 0xc4 || t == 0xd9) ? 1 : (t == 0xc5 || t == 0xda) ? 2 : 4;
+        if ((rc = light_need(r, (size_t)n, "length"))) return rc;
+        uint32_t len = (uint32_t)get_be(r->p + r->off, n);
+        r->off += (size_t)n;
+        return light_bytes(r, out, len, t >= 0xd9);
+    }
+    case 0xca: {
+        if ((rc = light_need(r, 4, "float32"))) return rc;
+        uint32_t b = (uint32_t)get_be(r->p + r->off, 4);
+        float f;
+        memcpy(&f, &b, 4);
+        r->off += 4; out->type = PV_FLOAT; out->v.f = f; return 0;
+    }
+    case 0xcb: {
+        if ((rc = light_need(r, 8, "float64"))) return rc;
+        uint64_t b = get_be(r->p + r->off, 8);
+        double f;
+        memcpy(&f, &b, 8);
+        r->off += 8; out->type = PV_FLOAT; out->v.f = f; return 0;
+    }
+    case 0xcc: case 0xcd: case 0xce: case 0xcf:
+        n = 1 << (t - 0xcc);
+        if ((rc = light_need(r, (size_t)n, "uint"))) return rc;
+        out->type = PV_UINT; out->v.u = get_be(r->p + r->off, n);
+        r->off += (size_t)n; return 0;
+    case 0xd0: case 0xd1: case 0xd2: case 0xd3: {
+        n = 1 << (t - 0xd0);
+        if ((rc = light_need(r, (size_t)n, "int"))) return rc;
+        uint64_t u = get_be(r->p + r->off, n);
+        int64_t x;
+        if (n == 1) x = (int8_t)u; else if (n == 2) x = (int16_t)u;
+        else if (n == 4) x = (int32_t)u; else memcpy(&x, &u, 8);
+        out->type = PV_INT; out->v.i = x;
+        r->off += (size_t)n; return 0;
+    }
+    case 0xdc: case 0xdd: case 0xde: case 0xdf: {
+        n = (t == 0xdc || t == 0xde) ? 2 : 4;
+        if ((rc = light_need(r, (size_t)n, "count"))) return rc;
+        uint32_t cnt = (uint32_t)get_be(r->p + r->off, n);
+        r->off += (size_t)n;
+        return t <= 0xdd ? light_array(r, out, cnt, depth) : light_map(r, out, cnt, depth);
+    }
+    default:
+        return light_fail(r, "unsupported msgpack type 0x%02x at offset %zu", t, r->off - 1);
+    }
+}
+
+/* Decodes record v of db light: lr->map gets the keys of want (NULL-terminated, at most
+ * LIGHT_MAX_KEYS) that the record has. STORE_ERR_CORRUPT (last_err names the database and
+ * what was wrong) where proto_parse_value would fail or the record is not a map. */
+static int decode_light(store_txn *t, int db, const MDB_val *v, const char *const *want, light_rec *lr) {
+    light_rd r = {.p = v->mv_data, .len = v->mv_size, .want = want, .lr = lr};
+    for (int w = 0; want[w] && w < LIGHT_MAX_KEYS; w++) r.want_len[w] = (uint32_t)strlen(want[w]);
+    lr->map.type = PV_MAP;
+    lr->map.v.map.keys = lr->keys;
+    lr->map.v.map.key_lens = lr->key_lens;
+    lr->map.v.map.vals = lr->vals;
+    lr->map.v.map.n = 0;
+    proto_val root;
+    int rc;
+    if (v->mv_size > PROTO_MAX_BODY) rc = light_fail(&r, "%zu bytes exceeds the limit of %u", v->mv_size, PROTO_MAX_BODY);
+    else if (!v->mv_data && v->mv_size) rc = light_fail(&r, "no data");
+    else rc = light_val(&r, &root, 0);
+    if (!rc && r.off != r.len) rc = light_fail(&r, "%zu trailing bytes after the value at offset %zu", r.len - r.off, r.off);
+    if (!rc && root.type != PV_MAP) rc = light_fail(&r, "not a map");
+    if (rc) {
+        lr->map.v.map.n = 0;
+        snprintf(t->s->last_err, sizeof t->s->last_err, "corrupt record in %s: %s", db_names[db], r.why);
+    }
+    return rc;
+}
+
 /* ======================================================================= generic records */
 
 /* Every record type has a decoder X_from(map, X *) (typed as void * so one pointer type fits
  * all); a get is "key -> raw_get -> decode -> X_from", a walk is "prefix -> walk -> decode ->
- * X_from -> the caller's callback". */
+ * X_from -> the caller's callback". A type with a light view (generations, scores) has its
+ * shared fields in X_meta_from, which X_from calls and which also reads light maps: get_light
+ * and walks with each_ctx.light run "decode_light -> X_meta_from". */
 typedef void (*from_fn)(const proto_val *m, void *out);
 
 /* Reads and decodes the record at key k; *m is kept by the txn (keep=1) or the caller's to free.
@@ -597,6 +789,19 @@ static int get_as(store_txn *t, int db, const void *k, size_t kl, int keep, from
     if (rc) return rc;
     from(proto_root(m), out);
     if (!keep) proto_msg_destroy(&m);
+    return STORE_OK;
+}
+
+/* The light counterpart of get_as: the record at key k decoded light (only the keys in want,
+ * NULL-terminated; see "light records"), then from into out. Nothing is kept by the txn: from
+ * must copy what it keeps (string views point into LMDB's map). */
+static int get_light(store_txn *t, int db, const void *k, size_t kl, const char *const *want, from_fn from, void *out) {
+    MDB_val v;
+    light_rec lr;
+    int rc = raw_get(t, db, k, kl, &v);
+    if (!rc) rc = decode_light(t, db, &v, want, &lr);
+    if (rc) return rc;
+    from(&lr.map, out);
     return STORE_OK;
 }
 
@@ -629,11 +834,13 @@ static uint8_t *val_copy(const proto_val *v, size_t *len) {
 
 typedef union {
     store_job_fn job; store_problem_fn problem; store_task_fn task; store_lease_fn lease;
-    store_generation_fn generation; store_score_fn score; store_worker_fn worker;
+    store_generation_fn generation; store_generation_meta_fn generation_meta; store_score_fn score;
+    store_score_meta_fn score_meta; store_worker_fn worker;
 } user_fn;
 
 /* One walk: db, the 8-byte job prefix (by_job) or every key, and how a decoded record reaches
- * the caller's callback (deliver decodes with X_from and calls fn; nonzero stops the walk). */
+ * the caller's callback (deliver decodes with X_from and calls fn; nonzero stops the walk).
+ * light NULL decodes whole records; else only those top-level keys (NULL-terminated), light. */
 typedef struct each_ctx each_ctx;
 typedef int (*deliver_fn)(const proto_val *m, const each_ctx *c);
 struct each_ctx {
@@ -642,10 +849,17 @@ struct each_ctx {
     deliver_fn deliver;
     user_fn fn;
     void *ctx;
+    const char *const *light;
 };
 
 static int each_cb(store_txn *t, const MDB_val *k, const MDB_val *v, void *vctx) {
     const each_ctx *c = vctx;
+    if (c->light) {
+        light_rec lr;
+        int rc = decode_light(t, c->db, v, c->light, &lr);
+        if (rc) return rc;
+        return c->deliver(&lr.map, c) ? 1 : 0;   /* views live until the callback returns */
+    }
     proto_msg *m;
     int rc = decode(t, v, 0, &m);
     if (rc) return rc;
@@ -774,12 +988,12 @@ static int job_deliver(const proto_val *m, const each_ctx *c) {
 }
 
 int store_jobs_each_txn(store_txn *t, store_job_fn fn, void *ctx) {
-    each_ctx c = {DB_JOBS, 0, 0, job_deliver, {.job = fn}, ctx};
+    each_ctx c = {DB_JOBS, 0, 0, job_deliver, {.job = fn}, ctx, NULL};
     return each_prefix(t, &c);
 }
 
 int store_jobs_each(store *s, store_job_fn fn, void *ctx, char *err, size_t errlen) {
-    each_ctx c = {DB_JOBS, 0, 0, job_deliver, {.job = fn}, ctx};
+    each_ctx c = {DB_JOBS, 0, 0, job_deliver, {.job = fn}, ctx, NULL};
     return with_read(s, each_prefix, &c, err, errlen);
 }
 
@@ -855,11 +1069,11 @@ static int problem_deliver(const proto_val *m, const each_ctx *c) {
     return c->fn.problem(&p, c->ctx);
 }
 int store_problems_each_txn(store_txn *t, uint64_t job, store_problem_fn fn, void *ctx) {
-    each_ctx c = {DB_PROBLEMS, 1, job, problem_deliver, {.problem = fn}, ctx};
+    each_ctx c = {DB_PROBLEMS, 1, job, problem_deliver, {.problem = fn}, ctx, NULL};
     return each_prefix(t, &c);
 }
 int store_problems_each(store *s, uint64_t job, store_problem_fn fn, void *ctx, char *err, size_t errlen) {
-    each_ctx c = {DB_PROBLEMS, 1, job, problem_deliver, {.problem = fn}, ctx};
+    each_ctx c = {DB_PROBLEMS, 1, job, problem_deliver, {.problem = fn}, ctx, NULL};
     return with_read(s, each_prefix, &c, err, errlen);
 }
 
@@ -906,7 +1120,7 @@ static int task_deliver(const proto_val *m, const each_ctx *c) {
     return c->fn.task(&x, c->ctx);
 }
 int store_tasks_each_txn(store_txn *t, uint64_t job, store_task_fn fn, void *ctx) {
-    each_ctx c = {DB_TASKS, 0, job, task_deliver, {.task = fn}, ctx};
+    each_ctx c = {DB_TASKS, 0, job, task_deliver, {.task = fn}, ctx, NULL};
     return each_prefix(t, &c);
 }
 /* ======================================================================= ready queue */
@@ -1006,7 +1220,7 @@ static int lease_deliver(const proto_val *m, const each_ctx *c) {
     return c->fn.lease(&l, c->ctx);
 }
 int store_leases_each_txn(store_txn *t, store_lease_fn fn, void *ctx) {
-    each_ctx c = {DB_LEASES, 0, 0, lease_deliver, {.lease = fn}, ctx};
+    each_ctx c = {DB_LEASES, 0, 0, lease_deliver, {.lease = fn}, ctx, NULL};
     return each_prefix(t, &c);
 }
 
@@ -1020,23 +1234,43 @@ int store_generation_put(store_txn *t, uint64_t job, const store_generation *g) 
     uint8_t k[16];
     ps_key(k, job, g->p, g->s);
     proto_writer *w = proto_writer_new(NULL, 0);
+    /* the text last: a light read (store_generation_meta) finds every other field in the
+     * record's first bytes and never touches the text's cache lines (key order is free in
+     * msgpack maps: records written text-third by earlier versions read the same) */
     proto_w_map(w, 7);
     KU(w, "p", g->p); KU(w, "s", g->s);
-    proto_w_key(w, "text"); proto_w_strn(w, g->text ? g->text : "", g->text ? g->text_len : 0);
     KI(w, "tokens", g->tokens); KF(w, "time_s", g->time_s); KS(w, "finish", g->finish);
     KU(w, "task", g->task);
+    proto_w_key(w, "text"); proto_w_strn(w, g->text ? g->text : "", g->text ? g->text_len : 0);
     return inserted(put_writer(t, DB_GENERATIONS, k, 16, w, MDB_NOOVERWRITE));
 }
 
-/* text is a view into m. */
-static void gen_from(const proto_val *m, void *out) {
-    store_generation *g = out;
+/* The keys a light generation read decodes: all but the text's bytes (its length is read). */
+static const char *const gen_meta_keys[] = {"p", "s", "text", "tokens", "time_s", "finish", "task", NULL};
+_Static_assert(sizeof gen_meta_keys / sizeof *gen_meta_keys - 1 <= LIGHT_MAX_KEYS, "too many light keys");
+
+/* Every field of a generation record but the text's bytes; m may be whole or light. */
+static void gen_meta_from(const proto_val *m, void *out) {
+    store_generation_meta *g = out;
     memset(g, 0, sizeof *g);
     g->p = (uint32_t)gu(m, "p"); g->s = (uint32_t)gu(m, "s");
-    g->text = gv(m, "text", &g->text_len);
+    gv(m, "text", &g->text_len);
     g->tokens = gi(m, "tokens"); g->time_s = gf(m, "time_s", 0);
     gs(m, "finish", g->finish, sizeof g->finish);
     g->task = gu(m, "task");
+}
+
+/* The whole record: gen_meta_from's fields plus the text (a view into m, a whole record). */
+static void gen_from(const proto_val *m, void *out) {
+    store_generation *g = out;
+    store_generation_meta x;
+    gen_meta_from(m, &x);
+    memset(g, 0, sizeof *g);
+    g->p = x.p; g->s = x.s;
+    g->text = gv(m, "text", &g->text_len);
+    g->tokens = x.tokens; g->time_s = x.time_s;
+    memcpy(g->finish, x.finish, sizeof g->finish);
+    g->task = x.task;
 }
 
 int store_generation_get(store_txn *t, uint64_t job, uint32_t p, uint32_t s, store_generation *out) {
@@ -1051,12 +1285,28 @@ static int gen_deliver(const proto_val *m, const each_ctx *c) {
     return c->fn.generation(c->job, &g, c->ctx);
 }
 int store_generations_each_txn(store_txn *t, uint64_t job, store_generation_fn fn, void *ctx) {
-    each_ctx c = {DB_GENERATIONS, 1, job, gen_deliver, {.generation = fn}, ctx};
+    each_ctx c = {DB_GENERATIONS, 1, job, gen_deliver, {.generation = fn}, ctx, NULL};
     return each_prefix(t, &c);
 }
 int store_generations_each(store *s, uint64_t job, store_generation_fn fn, void *ctx, char *err, size_t errlen) {
-    each_ctx c = {DB_GENERATIONS, 1, job, gen_deliver, {.generation = fn}, ctx};
+    each_ctx c = {DB_GENERATIONS, 1, job, gen_deliver, {.generation = fn}, ctx, NULL};
     return with_read(s, each_prefix, &c, err, errlen);
+}
+
+int store_generation_meta_get(store_txn *t, uint64_t job, uint32_t p, uint32_t s, store_generation_meta *out) {
+    uint8_t k[16];
+    ps_key(k, job, p, s);
+    return get_light(t, DB_GENERATIONS, k, 16, gen_meta_keys, gen_meta_from, out);
+}
+
+static int gen_meta_deliver(const proto_val *m, const each_ctx *c) {
+    store_generation_meta g;
+    gen_meta_from(m, &g);
+    return c->fn.generation_meta(c->job, &g, c->ctx);
+}
+int store_generations_meta_each_txn(store_txn *t, uint64_t job, store_generation_meta_fn fn, void *ctx) {
+    each_ctx c = {DB_GENERATIONS, 1, job, gen_meta_deliver, {.generation_meta = fn}, ctx, gen_meta_keys};
+    return each_prefix(t, &c);
 }
 
 /* ======================================================================= scores */
@@ -1066,14 +1316,21 @@ int store_generations_each(store *s, uint64_t job, store_generation_fn fn, void 
 static int score_write(store_txn *t, uint64_t job, const store_score *sc, unsigned flags) {
     uint8_t k[16];
     ps_key(k, job, sc->p, sc->s);
+    /* the generation's time_s rides along (see store_score_meta): the aggregate then reads the
+     * small score records only. Generations are never overwritten, so the copy stays true. */
+    store_generation_meta gm;
+    int rc = store_generation_meta_get(t, job, sc->p, sc->s, &gm);
+    if (rc != STORE_OK && rc != STORE_ERR_NOTFOUND && rc != STORE_ERR_CORRUPT) return rc;
+    int has_time = rc == STORE_OK;
     proto_writer *w = proto_writer_new(NULL, 0);
     int has_steps = sc->steps && sc->n_steps > 0;
-    proto_w_map(w, has_steps ? 7 : 6);
+    proto_w_map(w, 6 + (uint32_t)has_steps + (uint32_t)has_time);
     KU(w, "p", sc->p); KU(w, "s", sc->s);
     KS(w, "extracted", sc->extracted ? sc->extracted : ""); KS(w, "canonical", sc->canonical ? sc->canonical : "");
     KI(w, "correct", sc->correct ? 1 : 0);
     proto_w_key(w, "reward");
     if (isnan(sc->reward)) proto_w_nil(w); else proto_w_f64(w, sc->reward);
+    if (has_time) KF(w, "time_s", gm.time_s);   /* NaN stays NaN (an f64) */
     if (has_steps) { /* f64 each (NaN included), only when there are any: old readers skip the key */
         proto_w_key(w, "steps");
         proto_w_array(w, sc->n_steps);
@@ -1091,14 +1348,34 @@ int store_score_replace(store_txn *t, uint64_t job, const store_score *sc) {
     return rc == 1 ? STORE_OK : rc;
 }
 
-/* extracted and canonical are views into m. */
+/* The keys a light score read decodes (not extracted, not the steps). */
+static const char *const score_meta_keys[] = {"p", "s", "canonical", "correct", "reward", "time_s", NULL};
+_Static_assert(sizeof score_meta_keys / sizeof *score_meta_keys - 1 <= LIGHT_MAX_KEYS, "too many light keys");
+
+/* The fields a score shares with its light view; m may be whole or light (canonical is then a
+ * view that is not NUL-terminated: canonical_len). */
+static void score_meta_from(const proto_val *m, void *out) {
+    store_score_meta *x = out;
+    memset(x, 0, sizeof *x);
+    x->p = (uint32_t)gu(m, "p"); x->s = (uint32_t)gu(m, "s");
+    x->canonical = gv(m, "canonical", &x->canonical_len);
+    x->correct = gi(m, "correct") ? 1 : 0;
+    x->reward = gf(m, "reward", NAN);
+    const proto_val *tv = proto_get(m, "time_s");
+    x->has_time_s = tv && (tv->type == PV_FLOAT || tv->type == PV_INT || tv->type == PV_UINT || tv->type == PV_NIL);
+    x->time_s = x->has_time_s ? gf(m, "time_s", NAN) : NAN;
+}
+
+/* The whole record (m whole: extracted and canonical are NUL-terminated views into m). */
 static void score_from(const proto_val *m, void *out) {
     store_score *sc = out;
+    store_score_meta x;
+    score_meta_from(m, &x);
     memset(sc, 0, sizeof *sc);
-    sc->p = (uint32_t)gu(m, "p"); sc->s = (uint32_t)gu(m, "s");
-    sc->extracted = gv(m, "extracted", NULL); sc->canonical = gv(m, "canonical", NULL);
-    sc->correct = gi(m, "correct") ? 1 : 0;
-    sc->reward = gf(m, "reward", NAN);
+    sc->p = x.p; sc->s = x.s;
+    sc->extracted = gv(m, "extracted", NULL); sc->canonical = x.canonical;
+    sc->correct = x.correct;
+    sc->reward = x.reward;
 }
 
 /* m's "steps" as a malloc'd array (NULL and 0 when absent, empty or not an array of numbers:
@@ -1151,12 +1428,28 @@ static int score_deliver(const proto_val *m, const each_ctx *c) {
     return rc;
 }
 int store_scores_each_txn(store_txn *t, uint64_t job, store_score_fn fn, void *ctx) {
-    each_ctx c = {DB_SCORES, 1, job, score_deliver, {.score = fn}, ctx};
+    each_ctx c = {DB_SCORES, 1, job, score_deliver, {.score = fn}, ctx, NULL};
     return each_prefix(t, &c);
 }
 int store_scores_each(store *s, uint64_t job, store_score_fn fn, void *ctx, char *err, size_t errlen) {
-    each_ctx c = {DB_SCORES, 1, job, score_deliver, {.score = fn}, ctx};
+    each_ctx c = {DB_SCORES, 1, job, score_deliver, {.score = fn}, ctx, NULL};
     return with_read(s, each_prefix, &c, err, errlen);
+}
+
+int store_score_meta_get(store_txn *t, uint64_t job, uint32_t p, uint32_t s, store_score_meta *out) {
+    uint8_t k[16];
+    ps_key(k, job, p, s);
+    return get_light(t, DB_SCORES, k, 16, score_meta_keys, score_meta_from, out);
+}
+
+static int score_meta_deliver(const proto_val *m, const each_ctx *c) {
+    store_score_meta x;
+    score_meta_from(m, &x);
+    return c->fn.score_meta(c->job, &x, c->ctx);
+}
+int store_scores_meta_each_txn(store_txn *t, uint64_t job, store_score_meta_fn fn, void *ctx) {
+    each_ctx c = {DB_SCORES, 1, job, score_meta_deliver, {.score_meta = fn}, ctx, score_meta_keys};
+    return each_prefix(t, &c);
 }
 
 /* ======================================================================= stats */
@@ -1244,6 +1537,6 @@ static int worker_deliver(const proto_val *m, const each_ctx *c) {
     return c->fn.worker(&x, c->ctx);
 }
 int store_workers_each_txn(store_txn *t, store_worker_fn fn, void *ctx) {
-    each_ctx c = {DB_WORKERS, 0, 0, worker_deliver, {.worker = fn}, ctx};
+    each_ctx c = {DB_WORKERS, 0, 0, worker_deliver, {.worker = fn}, ctx, NULL};
     return each_prefix(t, &c);
 }

@@ -15,8 +15,9 @@
  *   ready        role u8 | ~prio u32 | seq u64 -> task u64 (8 raw bytes). The first key with a
  *                role prefix is that role's next task: higher job priority first, then FIFO.
  *   leases       task u64                     -> store_lease    (msgpack map)
- *   generations  job u64 | p u32 | s u32      -> store_generation
- *   scores       job u64 | p u32 | s u32      -> store_score
+ *   generations  job u64 | p u32 | s u32      -> store_generation (the text written last)
+ *   scores       job u64 | p u32 | s u32      -> store_score (+ the generation's time_s, since
+ *                the light reads: records without it are read as before, see store_score_meta)
  *   stats        job u64                      -> store_stats (the aggregate record)
  *   workers      worker id (string bytes)     -> store_worker
  *
@@ -248,6 +249,26 @@ typedef int (*store_generation_fn)(uint64_t job, const store_generation *g, void
 int store_generations_each(store *s, uint64_t job, store_generation_fn fn, void *ctx, char *err, size_t errlen);
 int store_generations_each_txn(store_txn *t, uint64_t job, store_generation_fn fn, void *ctx);
 
+/* The light view of a generation: every field but the text's bytes, read without copying or
+ * decoding the text (which is most of the record). For the readers that need per-sample
+ * numbers only (the aggregate payload reads time_s of every sample of a job, many times per
+ * job). For the same record the fields equal store_generation's (one decoder fills both;
+ * time_s 0 when the record has none, NaN when it is nil), and a record that is corrupt for
+ * store_generation_get is corrupt here too: STORE_ERR_CORRUPT, store_last_error() saying
+ * "corrupt record in generations: <what, at which offset>". The struct is a copy (no views). */
+typedef struct store_generation_meta {
+    uint32_t p, s;
+    uint32_t text_len;      /* length of the text (not read) */
+    int64_t tokens;
+    double time_s;
+    char finish[16];
+    uint64_t task;
+} store_generation_meta;
+int store_generation_meta_get(store_txn *t, uint64_t job, uint32_t p, uint32_t s, store_generation_meta *out);
+typedef int (*store_generation_meta_fn)(uint64_t job, const store_generation_meta *g, void *ctx);
+/* (p, s) order, like store_generations_each_txn; fn returns nonzero to stop. */
+int store_generations_meta_each_txn(store_txn *t, uint64_t job, store_generation_meta_fn fn, void *ctx);
+
 /* ---- scores ---- */
 typedef struct store_score {
     uint32_t p, s;
@@ -259,7 +280,8 @@ typedef struct store_score {
                                ORM / no-reward jobs and records written before steps were stored */
     uint32_t n_steps;
 } store_score;
-/* Idempotent insert: 1 written, 0 already present. */
+/* Idempotent insert: 1 written, 0 already present. The record also gets the generation's
+ * time_s when (job, p, s) has a generation (see store_score_meta). */
 int store_score_put(store_txn *t, uint64_t job, const store_score *sc);
 /* Overwrite (offline regrading, `jobctl rescore`): writes sc whether or not (job,p,s) had a score.
  * STORE_OK or a negative STORE_ERR_*. */
@@ -268,6 +290,27 @@ int store_score_get(store_txn *t, uint64_t job, uint32_t p, uint32_t s, store_sc
 typedef int (*store_score_fn)(uint64_t job, const store_score *sc, void *ctx);
 int store_scores_each(store *s, uint64_t job, store_score_fn fn, void *ctx, char *err, size_t errlen);
 int store_scores_each_txn(store_txn *t, uint64_t job, store_score_fn fn, void *ctx);
+
+/* The light view of a score, for the aggregate: no extracted answer, no steps, and the sample's
+ * time_s. store_score_put / _replace copy the generation's time_s (store_generation_meta) into
+ * the score record when the generation exists, so the aggregate can read the small score
+ * records alone instead of every generation; has_time_s is 0 for scores written before that
+ * (or before their generation): read time_s from the generation then. canonical is a view that
+ * is NOT NUL-terminated (canonical_len bytes; valid inside the txn for _get, during the
+ * callback for _each). Fields equal store_score's for the same record (one decoder fills both);
+ * a corrupt record is STORE_ERR_CORRUPT ("corrupt record in scores: ..."), as for the whole read. */
+typedef struct store_score_meta {
+    uint32_t p, s;
+    const char *canonical; uint32_t canonical_len;
+    int32_t correct;        /* 0 | 1 */
+    double reward;          /* NaN when none */
+    int has_time_s;         /* 1: time_s is the generation's (NaN if that was nil) */
+    double time_s;          /* NaN when !has_time_s */
+} store_score_meta;
+int store_score_meta_get(store_txn *t, uint64_t job, uint32_t p, uint32_t s, store_score_meta *out);
+typedef int (*store_score_meta_fn)(uint64_t job, const store_score_meta *sc, void *ctx);
+/* (p, s) order; fn returns nonzero to stop. */
+int store_scores_meta_each_txn(store_txn *t, uint64_t job, store_score_meta_fn fn, void *ctx);
 
 /* ---- stats (aggregate record per job) ---- */
 typedef struct store_stats {
