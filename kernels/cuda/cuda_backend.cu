@@ -453,6 +453,8 @@ extern "C" op_backend *op_cuda_new(int device, char *err, size_t errlen) {
         c->attn_mode = !ad ? 0 : strcmp(ad, "generic") == 0 ? 2 : strcmp(ad, "fma") == 0 ? 1 : 0;
         const char *sr = getenv("THINKFAST_SSD_RPT");
         c->ssd_rpt = sr && strcmp(sr, "4") == 0 ? 4 : 8;
+        const char *sc = getenv("THINKFAST_SSD_CHUNKED"); /* "1" / "2": chunked prefill scan (opt-in) */
+        c->ssd_chunked = !sc ? 0 : strcmp(sc, "1") == 0 ? 1 : strcmp(sc, "2") == 0 ? 2 : 0;
     }
     CUDA_CHECK(cudaMalloc(&c->stage, c->stage_bytes));
     (void)cu_scratch(c, (size_t)16 << 20);

@@ -46,6 +46,9 @@ typedef struct cu_impl {
     int attn_mode;        /* decode attention: 0 tensor cores (default), 1 FMA decode kernel, 2 general kernel
                            * (THINKFAST_ATTN_DECODE=mma|fma|generic) */
     int ssd_rpt;          /* decode scan rows per thread, 8 (default) or 4 (THINKFAST_SSD_RPT=4) */
+    int ssd_chunked;      /* prefill scan in the chunked tensor-core form (cuda_ssd_chunked.cu). Opt-in
+                           * (THINKFAST_SSD_CHUNKED=1, or 2: fewer hi/lo splits) until validated and
+                           * measured on a device. 0: the recurrent kernel. */
     int mm_autotune;      /* time the heuristic's candidates per new shape (THINKFAST_MM_AUTOTUNE=0: off) */
     int mm_skinny;        /* T <= 128: the skinny tensor-core GEMM (cuda_gemm.cu) before cuBLASLt. Opt-in
                            * (THINKFAST_MM_SKINNY=1) until it has been validated and measured on a device. */
@@ -107,6 +110,16 @@ void cu_ssd_scan(op_backend *b, void *y, const void *x, const void *dt, const fl
                  const void *Cm, const float *D, const float *dt_bias, float *ssm_state,
                  const int32_t *cu_seqlens, const int32_t *slots, int n_seq, int T, int xbc_ld, int dt_ld, int H,
                  int P, int G, int N, int chunk, float dt_min, float dt_max);
+
+/* cuda_ssd_chunked.cu: the fp32-state scan of a prefill step in the chunked SSD form (same
+ * arguments and result as cu_ssd_scan). Returns 0 when done, -1 without doing anything when
+ * the call is not supported (graph capture, P or N not a multiple of 8, N > 256, invalid
+ * shapes): the caller then runs the recurrent kernel. Synchronises the stream (reads
+ * cu_seqlens on the host). */
+int cu_ssd_chunked(op_backend *b, void *y, const void *x, const void *dt, const float *A_log, const void *Bm,
+                   const void *Cm, const float *D, const float *dt_bias, float *ssm_state, const int32_t *cu_seqlens,
+                   const int32_t *slots, int n_seq, int T, int xbc_ld, int dt_ld, int H, int P, int G, int N,
+                   int chunk, float dt_min, float dt_max);
 
 /* cuda_sample.cu */
 void cu_sample_async(op_backend *b, int32_t *ids_dev, const float *logits, int B, int V,

@@ -6,8 +6,10 @@
  * share a row and reduce y_t = h_t C_t with shuffles. For decode (one token per sequence)
  * that is one read and one write of the state, 16-byte wide. For prefill the same kernel walks
  * the sequence's tokens in order (the exact recurrence, parallel over sequences × heads ×
- * row blocks), prefetching the next token's inputs; it does not use the chunked tensor-core
- * SSD form, so `chunk` is ignored (the result is the same function).
+ * row blocks), prefetching the next token's inputs. The chunked SSD form on tensor cores
+ * (cuda_ssd_chunked.cu: cuBLASLt batched TF32 GEMMs with hi/lo splits) is tried first for prefill
+ * when THINKFAST_SSD_CHUNKED=1 (opt-in until it has run and been measured on a device); the
+ * recurrent form ignores `chunk` (the result is the same function).
  * Strided inputs: conv1d reads x rows with stride x_ld; the scan reads x, B, C rows with stride
  * xbc_ld (column blocks of the conv output x|B|C) and dt rows with stride dt_ld (a column block
  * of the in_proj output); outputs are contiguous.
@@ -258,6 +260,11 @@ void cu_ssd_scan(op_backend *b, void *y, const void *x, const void *dt, const fl
                  const void *Cm, const float *D, const float *dt_bias, float *ssm_state,
                  const int32_t *cu_seqlens, const int32_t *slots, int n_seq, int T, int xbc_ld, int dt_ld, int H,
                  int P, int G, int N, int chunk, float dt_min, float dt_max) {
+    /* prefill: the chunked tensor-core form when enabled and supported (cuda_ssd_chunked.cu) */
+    if (cu_of(b)->ssd_chunked && T != n_seq &&
+        cu_ssd_chunked(b, y, x, dt, A_log, Bm, Cm, D, dt_bias, ssm_state, cu_seqlens, slots, n_seq, T, xbc_ld, dt_ld,
+                       H, P, G, N, chunk, dt_min, dt_max) == 0)
+        return;
     ssd_run<float>(b, y, x, dt, A_log, Bm, Cm, D, dt_bias, ssm_state, cu_seqlens, slots, n_seq, T, xbc_ld, dt_ld, H, P,
                    G, N, dt_min, dt_max);
 }
