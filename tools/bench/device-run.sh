@@ -4,9 +4,11 @@
 # other libraries), carried with the call. Each mode fits one call (< 10 minutes):
 #   tests   the GPU tests: test_cuda_ops (every op against the CPU reference; a failing test is
 #           re-run under compute-sanitizer), test_cuda_gemm (the skinny tensor-core GEMM),
+#           test_cuda_ssd_chunked (the chunked tensor-core SSD prefill),
 #           test_cuda_golden (HF fixtures through the graph engine), test_engine_graphs.
 #   kernels tests + the GEMM A/B (THINKFAST_GEMM_BENCH=1) + bench_gpu decode A/B with the skinny
-#           GEMM on and off (teacher, student, gen 1024) + prefill (bench_gpu --prefill).
+#           GEMM on and off (teacher, student, gen 1024) + the chunked-SSD A/B (THINKFAST_SSD_BENCH=1)
+#           + prefill (bench_gpu --prefill, with and without the chunked SSD).
 #   bench   bench_gpu's full decode table (4 archs x gen 1024/4096/8192 x batch 1..512 + max)
 #           and the bf16-state option.
 #   engine  the real engine (bench_engine_gpu): gen 1024 at batch 64, 256 and the largest that
@@ -53,6 +55,9 @@ if [ "$MODE" = tests ] || [ "$MODE" = kernels ]; then
   # The skinny GEMM is opt-in (THINKFAST_MM_SKINNY=1) until this test and the A/B below pass on a device.
   if THINKFAST_MM_SKINNY=1 run_test test_cuda_gemm 90; then GEMM_OK=1; else GEMM_OK=0; fi
   echo "skinny GEMM test passed: $GEMM_OK" | tee -a "$T"
+  # The chunked SSD prefill is opt-in (THINKFAST_SSD_CHUNKED=1; the test sets it itself).
+  if run_test test_cuda_ssd_chunked 120; then SSDC_OK=1; else SSDC_OK=0; fi
+  echo "chunked SSD test passed: $SSDC_OK" | tee -a "$T"
   run_test test_cuda_golden 90
   run_test test_engine_graphs 120
 fi
@@ -66,6 +71,13 @@ if [ "$MODE" = kernels ]; then
       THINKFAST_MM_SKINNY=0 timeout 60 $B/bench_gpu --arch teacher,student --gen 1024 --batch 1,16,64,128,256 --no-max
     } >"$OUT/ab.log" 2>&1
     grep -E "^== |^ +(teacher|student) " "$OUT/ab.log"
+  fi
+  if [ "$SSDC_OK" = 1 ]; then
+    THINKFAST_SSD_BENCH=1 timeout 90 $B/test_cuda_ssd_chunked >"$OUT/ssd_chunked_ab.log" 2>&1
+    echo "ssd chunked bench rc=$?" >>"$OUT/ssd_chunked_ab.log"; grep -iE "ms|rc=" "$OUT/ssd_chunked_ab.log" | head -20
+    THINKFAST_SSD_CHUNKED=1 timeout 120 $B/bench_gpu --prefill 256,1024 --prefill-only --arch student,hybrid25 \
+      --out "$OUT/gpu_prefill_chunked.json" >>"$L" 2>&1
+    echo "prefill (chunked SSD) rc=$?" >>"$L"
   fi
   timeout 120 $B/bench_gpu --prefill 256,1024 --prefill-only --out "$OUT/gpu_prefill.json" >>"$L" 2>&1
   echo "prefill rc=$?" >>"$L"; grep -iE "prefill|^ +(teacher|student|hybrid)" "$L" | tail -30
