@@ -1,8 +1,9 @@
 /* tests/gpu/gpu_testutil.h — what the GPU tests share (include once per test file, after
  * defining GPU_TEST_SEED): the device backend G and the CPU reference C, tracked allocations
  * freed by release_all(), a seeded splitmix64 generator, bf16 rounding, random bf16-exact
- * non-zero host vectors, uploads, NaN-poisoned outputs and read-backs, and NEED_GPU() (skips a
- * test visibly without a device). Header-only: every function is static inline.
+ * non-zero host vectors, uploads, NaN-poisoned outputs and read-backs, NEED_GPU() (skips a
+ * test visibly without a device) and gpu_test_setup(). Header-only: every function is static
+ * inline.
  */
 #ifndef THINKFAST_GPU_TESTUTIL_H
 #define THINKFAST_GPU_TESTUTIL_H
@@ -11,6 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <stdio.h>
+
+#include "kernels/cuda/cuda_backend.h"
 #include "kernels/ops.h"
 #include "tests/unit/unit.h"
 
@@ -128,6 +132,27 @@ static inline float *c_read(const void *d, size_t n) {
     float *f = h_alloc(n * 4);
     C->download(C, f, d, n * 4);
     return f;
+}
+
+/* Creates G on device 0 (left NULL, with a message, when there is no usable device: the device
+ * tests then skip visibly) and the CPU reference C; prints which device runs. Returns 0, or -1
+ * when the CPU backend cannot be created (the test cannot run at all). */
+static inline int gpu_test_setup(void) {
+    char err[256];
+    if (op_cuda_device_count() > 0) {
+        G = op_cuda_new(0, err, sizeof err);
+        if (!G) printf("cuda backend unavailable: %s\n", err);
+    } else {
+        printf("no CUDA device: the device tests are skipped\n");
+    }
+    C = op_backend_new("cpu", err, sizeof err);
+    if (!C) { printf("cpu backend: %s\n", err); return -1; }
+    if (G) {
+        char desc[256];
+        op_cuda_describe(G, desc, sizeof desc);
+        printf("device: %s\n", desc);
+    }
+    return 0;
 }
 
 #define NEED_GPU()                                       \

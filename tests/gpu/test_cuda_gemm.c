@@ -278,25 +278,12 @@ static void bench(void) {
 }
 
 int main(void) {
-    char err[256];
     const char *be = getenv("THINKFAST_GEMM_BENCH");
     int do_bench = be && strcmp(be, "1") == 0;
     /* the bench compares against cuBLASLt: keep mm_run off the skinny kernel (read at creation) */
     if (do_bench) setenv("THINKFAST_MM_SKINNY", "0", 1);
     unsetenv("THINKFAST_MM_SKINNY_TMAX"); /* the tests need every T up to 128 taken */
-    if (op_cuda_device_count() > 0) {
-        G = op_cuda_new(0, err, sizeof err);
-        if (!G) printf("cuda backend unavailable: %s\n", err);
-        C = op_backend_new("cpu", err, sizeof err);
-        if (!C) { printf("cpu backend: %s\n", err); return 1; }
-        if (G) {
-            char desc[256];
-            op_cuda_describe(G, desc, sizeof desc);
-            printf("device: %s\n", desc);
-        }
-    } else {
-        printf("no CUDA device: the device tests are skipped\n");
-    }
+    if (gpu_test_setup() != 0) return 1;
     /* CUDA_TEST_ONLY=name runs one test (e.g. under compute-sanitizer). */
     const char *only = getenv("CUDA_TEST_ONLY");
 #define RUN_SEL(name) do { if (!only || strcmp(only, #name) == 0) RUN(name); } while (0)

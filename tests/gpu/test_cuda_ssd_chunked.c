@@ -223,32 +223,19 @@ TEST(ssd_chunked_bench) {
 
 int main(void) {
     char err[256];
-    if (op_cuda_device_count() > 0) {
-        setenv("THINKFAST_SSD_CHUNKED", "1", 1);
-        G = op_cuda_new(0, err, sizeof err);
-        if (!G) printf("cuda backend unavailable: %s\n", err);
+    setenv("THINKFAST_SSD_CHUNKED", "1", 1); /* read when a backend is created */
+    if (gpu_test_setup() != 0) return 1;
+    if (G) {
         setenv("THINKFAST_SSD_CHUNKED", "2", 1);
-        Fb = G ? op_cuda_new(0, err, sizeof err) : NULL;
+        Fb = op_cuda_new(0, err, sizeof err);
         unsetenv("THINKFAST_SSD_CHUNKED");
-        Rb = G ? op_cuda_new(0, err, sizeof err) : NULL;
-        if (G && (!Rb || !Fb)) {
+        Rb = Fb ? op_cuda_new(0, err, sizeof err) : NULL;
+        if (!Rb || !Fb) {
             printf("second cuda backend unavailable: %s\n", err);
             if (Rb) Rb->destroy(&Rb);
             if (Fb) Fb->destroy(&Fb);
             G->destroy(&G);
         }
-        C = op_backend_new("cpu", err, sizeof err);
-        if (!C) {
-            printf("cpu backend: %s\n", err);
-            return 1;
-        }
-        if (G) {
-            char desc[256];
-            op_cuda_describe(G, desc, sizeof desc);
-            printf("device: %s\n", desc);
-        }
-    } else {
-        printf("no CUDA device: the device tests are skipped\n");
     }
     RUN(ssd_chunked);
     RUN(ssd_chunked_bench);
