@@ -31,24 +31,36 @@ static int load_problem_cb(const store_problem *p, void *vctx) {
     return 0;
 }
 
+/* Records one generation's telemetry; returns its flat index, or (size_t)-1 when out of shape. */
+static size_t note_gen(jobctl_jobdata *d, uint32_t p, uint32_t s, double time_s, int64_t tokens, const char *finish) {
+    if (p >= d->n_problems || s >= d->n_samples) return (size_t)-1;
+    size_t i = (size_t)p * d->n_samples + s;
+    if (!d->have_gen[i]) d->n_gen++;
+    d->have_gen[i] = 1;
+    d->time_s[i] = time_s;
+    d->tokens[i] = tokens;
+    snprintf(d->finish[i], sizeof d->finish[i], "%s", finish);
+    return i;
+}
+
 static int load_gen_cb(uint64_t job, const store_generation *g, void *vctx) {
     load_ctx *c = vctx;
     jobctl_jobdata *d = c->d;
     (void)job;
-    if (g->p >= d->n_problems || g->s >= d->n_samples) return 0;
-    size_t i = (size_t)g->p * d->n_samples + g->s;
-    if (!d->have_gen[i]) d->n_gen++;
-    d->have_gen[i] = 1;
-    d->time_s[i] = g->time_s;
-    d->tokens[i] = g->tokens;
-    snprintf(d->finish[i], sizeof d->finish[i], "%s", g->finish);
-    if (c->want_text) {
-        free(d->text[i]);
-        d->text[i] = xmalloc((size_t)g->text_len + 1);
-        if (g->text_len) memcpy(d->text[i], g->text, g->text_len);
-        d->text[i][g->text_len] = 0;
-        d->text_len[i] = g->text_len;
-    }
+    size_t i = note_gen(d, g->p, g->s, g->time_s, g->tokens, g->finish);
+    if (i == (size_t)-1) return 0;
+    free(d->text[i]);
+    d->text[i] = xmalloc((size_t)g->text_len + 1);
+    if (g->text_len) memcpy(d->text[i], g->text, g->text_len);
+    d->text[i][g->text_len] = 0;
+    d->text_len[i] = g->text_len;
+    return 0;
+}
+
+/* Without the texts: the light walk, which never copies (or even parses) them. */
+static int load_gen_meta_cb(uint64_t job, const store_generation_meta *g, void *vctx) {
+    (void)job;
+    note_gen(((load_ctx *)vctx)->d, g->p, g->s, g->time_s, g->tokens, g->finish);
     return 0;
 }
 
@@ -121,7 +133,9 @@ int jobctl_jobdata_load(store *st, const char *id_or_name, int want_text, jobctl
     for (size_t i = 0; i < nt; i++) d->reward[i] = d->time_s[i] = NAN;
     load_ctx c = {d, want_text};
     rc = store_problems_each_txn(txn, d->job.id, load_problem_cb, &c);
-    if (rc == STORE_OK) rc = store_generations_each_txn(txn, d->job.id, load_gen_cb, &c);
+    if (rc == STORE_OK)
+        rc = want_text ? store_generations_each_txn(txn, d->job.id, load_gen_cb, &c)
+                       : store_generations_meta_each_txn(txn, d->job.id, load_gen_meta_cb, &c);
     if (rc == STORE_OK) rc = store_scores_each_txn(txn, d->job.id, load_score_cb, &c);
     store_txn_abort(&txn);
     if (rc != STORE_OK) return util_err(err, errlen, "job %s: reading the store: %s (%s)", d->id, store_strerror(rc), store_last_error(st));
