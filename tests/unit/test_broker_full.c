@@ -23,7 +23,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
-static char g_dir[64];
+static char *g_dir;
 static brk_config g_cfg;
 static volatile sig_atomic_t g_stop;
 static int g_run_rc;
@@ -117,8 +117,7 @@ static void send_result(void *wk, uint64_t task, uint64_t attempt) {
 TEST(full_disk_pauses_then_retry_resumes) {
     struct rlimit old;
     if (getrlimit(RLIMIT_FSIZE, &old) != 0 || old.rlim_max != RLIM_INFINITY) { unit_skip("cannot change RLIMIT_FSIZE"); return; }
-    snprintf(g_dir, sizeof g_dir, "/tmp/tf_bfull_XXXXXX");
-    if (!mkdtemp(g_dir)) { unit_skip("mkdtemp failed"); return; }
+    g_dir = unit_tmpdir("bfull");
     char db[128], cep[128], wep[128], data[160];
     snprintf(db, sizeof db, "%s/db", g_dir);
     snprintf(data, sizeof data, "%s/data.mdb", db);
@@ -250,9 +249,9 @@ TEST(full_disk_pauses_then_retry_resumes) {
         store_txn_abort(&t);
         store_close(&s);
     }
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    if (system(cmd) != 0) printf("  rm failed\n");
+    unit_rmrf(g_dir);
+    free(g_dir);
+    g_dir = NULL;
 }
 
 int main(void) {

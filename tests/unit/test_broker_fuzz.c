@@ -96,8 +96,7 @@ static int inv_cb(const store_task *x, void *ctx) {
 }
 
 TEST(fuzz_running_broker) {
-    char dir[64] = "/tmp/tf_bfuzz_XXXXXX";
-    if (!mkdtemp(dir)) { unit_skip("mkdtemp"); return; }
+    char *dir = unit_tmpdir("bfuzz");
     char db[128], cep[128], wep[128];
     snprintf(db, sizeof db, "%s/db", dir);
     snprintf(cep, sizeof cep, "ipc://%s/c", dir);
@@ -183,9 +182,8 @@ TEST(fuzz_running_broker) {
         store_txn_abort(&t);
         store_close(&st);
     }
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) printf("rm failed\n");
+    unit_rmrf(dir);
+    free(dir);
 }
 
 int main(void) {

@@ -19,7 +19,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
-static char g_dir[64], g_cep[128], g_wep[128];
+static char *g_dir, g_cep[128], g_wep[128];
 static brk_config g_cfg;
 static volatile sig_atomic_t g_stop;
 static int g_run_rc;
@@ -93,8 +93,7 @@ static const char *str_of(const proto_msg *m, const char *key) {
 }
 
 TEST(loop_over_the_wire) {
-    snprintf(g_dir, sizeof g_dir, "/tmp/tf_loop_XXXXXX");
-    if (!mkdtemp(g_dir)) { unit_skip("mkdtemp failed"); return; }
+    g_dir = unit_tmpdir("loop");
     snprintf(g_cep, sizeof g_cep, "ipc://%s/c.sock", g_dir);
     snprintf(g_wep, sizeof g_wep, "ipc://%s/w.sock", g_dir);
     char db[128];
@@ -274,16 +273,15 @@ TEST(loop_over_the_wire) {
 
     zmq_close(c); zmq_close(c2); zmq_close(wa); zmq_close(wb);
     zmq_ctx_term(g_zctx);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    if (system(cmd) != 0) printf("rm failed\n");
+    unit_rmrf(g_dir);
+    free(g_dir);
+    g_dir = NULL;
 }
 
 /* Two workers of one role with credit 4 and a job of 4 sample chunks: 2 tasks each (one task
  * per worker per dispatch round), not 4 for whoever registered first. */
 TEST(fair_dispatch) {
-    snprintf(g_dir, sizeof g_dir, "/tmp/tf_loop_XXXXXX");
-    if (!mkdtemp(g_dir)) { unit_skip("mkdtemp failed"); return; }
+    g_dir = unit_tmpdir("loop");
     snprintf(g_cep, sizeof g_cep, "ipc://%s/c.sock", g_dir);
     snprintf(g_wep, sizeof g_wep, "ipc://%s/w.sock", g_dir);
     char db[128];
@@ -316,9 +314,9 @@ TEST(fair_dispatch) {
     EXPECT_EQ_INT(g_run_rc, 0);
     zmq_close(c); zmq_close(w1); zmq_close(w2);
     zmq_ctx_term(g_zctx);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    if (system(cmd) != 0) printf("rm failed\n");
+    unit_rmrf(g_dir);
+    free(g_dir);
+    g_dir = NULL;
 }
 
 int main(void) {

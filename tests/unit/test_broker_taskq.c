@@ -18,7 +18,7 @@
 
 /* ---- fixtures ---- */
 
-static char g_dir[64];
+static char *g_dir;
 static store *g_st;
 
 typedef struct { char worker[64]; uint64_t task; int cancel; } ended_ev;
@@ -34,17 +34,16 @@ static void on_ended(void *ctx, const char *worker, uint64_t task, int cancel) {
 }
 
 static void setup(size_t map_bytes) {
-    snprintf(g_dir, sizeof g_dir, "/tmp/tf_taskq_XXXXXX");
-    if (!mkdtemp(g_dir)) abort();
+    g_dir = unit_tmpdir("taskq");
     char err[256];
     if (store_open(g_dir, 0, map_bytes, &g_st, err, sizeof err) != 0) { printf("%s\n", err); abort(); }
     g_nev = 0;
 }
 static void teardown(void) {
     store_close(&g_st);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    if (system(cmd) != 0) printf("rm failed\n");
+    unit_rmrf(g_dir);
+    free(g_dir);
+    g_dir = NULL;
 }
 
 /* A job with n_problems problems (answers "p<i>"), n samples, chunk problems per chunk. */

@@ -19,18 +19,6 @@
 #include "workers/score/grade.h"
 #include "workers/wrk_roles.h"
 
-static char *tmpdir(void) {
-    char tmpl[] = "/tmp/tf_compare_XXXXXX";
-    char *d = mkdtemp(tmpl);
-    return d ? xstrdup(d) : NULL;
-}
-
-static void rmrf(const char *d) {
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
-    if (system(cmd) != 0) fprintf(stderr, "rm failed\n");
-}
-
 /* Runs a command with stdout captured; returns the output (caller frees). */
 static char *capture(int (*fn)(const jobctl_opts *, int, char **), int argc, char **argv, int *rc) {
     fflush(stdout);
@@ -110,7 +98,7 @@ static void fx_job(store *st, uint64_t id, const char *name, correct_fn fn, doub
 }
 
 static char *fx_store(int with_flip) {
-    char *d = tmpdir();
+    char *d = unit_tmpdir("compare");
     store *st = NULL;
     char err[512];
     EXPECT_MSG(store_open(d, 0, 0, &st, err, sizeof err) == STORE_OK, "%s", err);
@@ -200,7 +188,7 @@ TEST(load_job) {
     EXPECT(strstr(err, "nobody") != NULL);
     jobctl_jobdata_free(&jd);
     store_close(&st);
-    rmrf(d);
+    unit_rmrf(d);
     free(d);
 }
 
@@ -268,7 +256,7 @@ TEST(compare_json) {
     out = capture(jobctl_cmd_compare, 6, argv4, &rc);
     EXPECT_EQ_INT(rc, 2);
     free(out);
-    rmrf(d);
+    unit_rmrf(d);
     free(d);
 }
 
@@ -297,7 +285,7 @@ TEST(compare_table_and_plot) {
         EXPECT(strstr(s, "Weighted best-of-N") != NULL);   /* the student has rewards */
         free(s);
     }
-    rmrf(d);
+    unit_rmrf(d);
     free(d);
 }
 
@@ -329,7 +317,7 @@ TEST(compare_two_stores) {
     }
     for (int i = 0; i < 3; i++) json_decref(o[i]);
     free(out);
-    rmrf(d1); rmrf(d2);
+    unit_rmrf(d1); unit_rmrf(d2);
     free(d1); free(d2);
 }
 
@@ -351,7 +339,7 @@ TEST(export_csv) {
     out = capture(jobctl_export_csv, 6, argv2, &rc);
     EXPECT_EQ_INT(rc, 2);
     free(out);
-    rmrf(d);
+    unit_rmrf(d);
     free(d);
 }
 
@@ -402,7 +390,7 @@ TEST(breakdown_tables) {
     util_buf_free(&js);
     agg_stats_free(&s);
     jobctl_jobdata_free(&jd);
-    rmrf(d);
+    unit_rmrf(d);
     free(d);
 }
 
@@ -522,7 +510,7 @@ TEST(breakdown_bon_columns) {
     store_close(&st);
     agg_stats s;
     util_buf js;
-    if (fx_stats(d, "rewarded", &s, &js) != 0) { rmrf(d); free(d); return; }
+    if (fx_stats(d, "rewarded", &s, &js) != 0) { unit_rmrf(d); free(d); return; }
     char *t1, *t2;
     fx_print_both(&s, &js, &t1, &t2);
     EXPECT_EQ_STR(t1, t2);
@@ -571,7 +559,7 @@ TEST(breakdown_bon_columns) {
     free(t1); free(t2);
     util_buf_free(&js);
     agg_stats_free(&s);
-    rmrf(d);
+    unit_rmrf(d);
     free(d);
 }
 
@@ -581,7 +569,7 @@ TEST(breakdown_without_rewards_unchanged) {
     char *d = fx_store(0);
     agg_stats s;
     util_buf js;
-    if (fx_stats(d, "teacher", &s, &js) != 0) { rmrf(d); free(d); return; }
+    if (fx_stats(d, "teacher", &s, &js) != 0) { unit_rmrf(d); free(d); return; }
     EXPECT_EQ_INT(s.has_reward, 0);
     char *t1, *t2;
     fx_print_both(&s, &js, &t1, &t2);
@@ -605,7 +593,7 @@ TEST(breakdown_without_rewards_unchanged) {
     free(t1); free(t2);
     util_buf_free(&js);
     agg_stats_free(&s);
-    rmrf(d);
+    unit_rmrf(d);
     free(d);
 }
 
@@ -712,7 +700,7 @@ TEST(compare_breakdown_bon) {
     EXPECT_MSG(strstr(out, "by subject (problems, coverage@1, coverage@4, majority@4)\n") != NULL, "%s", out);
     EXPECT(strstr(out, "bon") == NULL && strstr(out, "best-of-N") == NULL);
     free(out);
-    rmrf(d);
+    unit_rmrf(d);
     free(d);
 }
 
@@ -794,7 +782,7 @@ TEST(rescore) {
     out = capture(jobctl_cmd_rescore, 6, argv4, &rc);
     EXPECT_EQ_INT(rc, 2);
     free(out);
-    rmrf(d);
+    unit_rmrf(d);
     free(d);
 }
 

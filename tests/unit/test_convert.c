@@ -16,7 +16,7 @@
 #include "workers/model/llama2c.h"
 #include "workers/model/safetensors.h"
 
-static char tmpdir[256];
+static char *tmpdir; /* this run's scratch folder (main) */
 
 static const char *tpath(const char *name) {
     static char buf[4][512];
@@ -240,13 +240,11 @@ TEST(untied_and_errors) {
 }
 
 int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/test_convert.XXXXXX");
-    if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 2; }
+    tmpdir = unit_tmpdir("convert");
     RUN(permute_rows);
     RUN(stories260k);
     RUN(untied_and_errors);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", tmpdir);
+    unit_rmrf(tmpdir);
+    free(tmpdir);
     return unit_summary();
 }

@@ -14,7 +14,7 @@
 #include "tests/unit/unit.h"
 #include "workers/model/safetensors.h"
 
-static char tmpdir[256];
+static char *tmpdir; /* this run's scratch folder (main) */
 
 static const char *tpath(const char *name) {
     static char buf[4][512];
@@ -343,8 +343,7 @@ TEST(f16_conversion) {
 }
 
 int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/test_safetensors.XXXXXX");
-    if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 2; }
+    tmpdir = unit_tmpdir("safetensors");
     RUN(roundtrip);
     RUN(writer_errors);
     RUN(truncated);
@@ -353,8 +352,7 @@ int main(void) {
     RUN(sharded);
     RUN(bf16_conversion);
     RUN(f16_conversion);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", tmpdir);
+    unit_rmrf(tmpdir);
+    free(tmpdir);
     return unit_summary();
 }

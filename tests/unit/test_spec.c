@@ -272,8 +272,7 @@ TEST(examples_all_load) {
 }
 
 TEST(load_makes_paths_absolute_and_reports_missing_file) {
-    char dir[] = "/tmp/thinkfast-spec-XXXXXX";
-    EXPECT(mkdtemp(dir) != NULL);
+    char *dir = unit_tmpdir("spec");
     char path[256], old[4096];
     snprintf(path, sizeof path, "%s/j.json", dir);
     FILE *f = fopen(path, "w");
@@ -294,8 +293,8 @@ TEST(load_makes_paths_absolute_and_reports_missing_file) {
     EXPECT(job_spec_load("nope.json", &s, err, sizeof err) == -1);
     EXPECT(strstr(err, "nope.json") != NULL);
     EXPECT(chdir(old) == 0);
-    unlink(path);
-    rmdir(dir);
+    unit_rmrf(dir);
+    free(dir);
 }
 
 /* Random byte edits of a valid spec: the parser must never crash, and must either accept or

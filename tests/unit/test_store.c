@@ -12,18 +12,6 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-static char *tmpdir(void) {
-    char tmpl[] = "/tmp/tf_store_XXXXXX";
-    char *d = mkdtemp(tmpl);
-    return d ? xstrdup(d) : NULL;
-}
-
-static void rmrf(const char *d) {
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
-    if (system(cmd) != 0) fprintf(stderr, "rm failed\n");
-}
-
 typedef struct { int n; uint32_t last_p, last_s; int ordered; uint64_t sum_tokens; } gen_count;
 static int count_gen(uint64_t job, const store_generation *g, void *ctx) {
     gen_count *c = ctx;
@@ -43,7 +31,7 @@ static int count_jobs(const store_job *j, void *ctx) {
 }
 
 TEST(records_roundtrip) {
-    char *d = tmpdir();
+    char *d = unit_tmpdir("store");
     store *s = NULL;
     char err[256];
     EXPECT_MSG(store_open(d, 0, 0, &s, err, sizeof err) == STORE_OK, "%s", err);
@@ -108,12 +96,12 @@ TEST(records_roundtrip) {
     store_txn_abort(&t);
     store_close(&s);
     EXPECT(s == NULL);
-    rmrf(d);
+    unit_rmrf(d);
     free(d);
 }
 
 TEST(ready_queue_order) {
-    char *d = tmpdir();
+    char *d = unit_tmpdir("store");
     store *s = NULL;
     char err[256];
     EXPECT(store_open(d, 0, 0, &s, err, sizeof err) == STORE_OK);
@@ -142,7 +130,7 @@ TEST(ready_queue_order) {
     EXPECT(store_ready_first(t, 2, &x) == 0 && x == 20);
     store_txn_abort(&t);
     store_close(&s);
-    rmrf(d);
+    unit_rmrf(d);
     free(d);
 }
 
@@ -161,7 +149,7 @@ static int fill_gens(store_txn *t, void *vctx) {
 }
 
 TEST(map_growth_and_persistence) {
-    char *d = tmpdir();
+    char *d = unit_tmpdir("store");
     store *s = NULL;
     char err[256] = "";
     /* 256 KiB map: 2000 generations of 3 KB (~6 MB) must grow it several times */
@@ -206,7 +194,7 @@ TEST(map_growth_and_persistence) {
         EXPECT(store_txn_begin(ro, 1, &t, err, sizeof err) == STORE_ERR_READONLY);
         store_close(&ro);
     }
-    rmrf(d);
+    unit_rmrf(d);
     free(d);
 }
 
@@ -215,7 +203,7 @@ TEST(readonly_missing_and_find) {
     char err[256] = "";
     EXPECT(store_open("/nonexistent/tf_store", 1, 0, &s, err, sizeof err) == STORE_ERR_NOTFOUND);
     EXPECT(strstr(err, "/nonexistent/tf_store") != NULL);
-    char *d = tmpdir();
+    char *d = unit_tmpdir("store");
     EXPECT(store_open(d, 0, 0, &s, err, sizeof err) == STORE_OK);
     if (!s) { free(d); return; }
     store_txn *t;
@@ -267,7 +255,7 @@ TEST(readonly_missing_and_find) {
     EXPECT(strstr(err, "j-000003") != NULL);
     proto_writer_destroy(&w);
     store_close(&s);
-    rmrf(d);
+    unit_rmrf(d);
     free(d);
 }
 

@@ -16,18 +16,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char *tmpdir(void) {
-    char tmpl[] = "/tmp/tf_sfull_XXXXXX";
-    char *d = mkdtemp(tmpl);
-    return d ? xstrdup(d) : NULL;
-}
-
-static void rmrf(const char *d) {
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
-    if (system(cmd) != 0) fprintf(stderr, "rm failed\n");
-}
-
 /* Writes generations [first, first + n) of job 1 (3 KB texts: overflow pages, fills fast). */
 typedef struct { uint32_t first, n; } fill_ctx;
 static int fill(store_txn *t, void *vctx) {
@@ -62,8 +50,7 @@ static counted count_store(const char *dir) {
 }
 
 TEST(map_limit_is_full_not_corrupt) {
-    char *d = tmpdir();
-    if (!d) { unit_skip("mkdtemp failed"); return; }
+    char *d = unit_tmpdir("sfull");
     store *s = NULL;
     char err[512] = "";
     EXPECT(store_open(d, 0, 256 << 10, &s, err, sizeof err) == STORE_OK);
@@ -118,13 +105,12 @@ TEST(map_limit_is_full_not_corrupt) {
     counted c2 = count_store(d);
     EXPECT_EQ_INT(c2.bad, 0);
     EXPECT_EQ_INT(c2.n, committed);
-    rmrf(d);
+    unit_rmrf(d);
     free(d);
 }
 
 TEST(limit_below_current_map_stops_growth) {
-    char *d = tmpdir();
-    if (!d) { unit_skip("mkdtemp failed"); return; }
+    char *d = unit_tmpdir("sfull");
     store *s = NULL;
     char err[512] = "";
     EXPECT(store_open(d, 0, 1 << 20, &s, err, sizeof err) == STORE_OK);
@@ -137,7 +123,7 @@ TEST(limit_below_current_map_stops_growth) {
     EXPECT_EQ_INT(store_grow(s, err, sizeof err), STORE_OK);
     EXPECT_EQ_INT(store_map_bytes(s), 2 << 20);
     store_close(&s);
-    rmrf(d);
+    unit_rmrf(d);
     free(d);
 }
 
@@ -146,8 +132,7 @@ TEST(limit_below_current_map_stops_growth) {
 TEST(disk_full_is_full_not_corrupt) {
     struct rlimit old;
     if (getrlimit(RLIMIT_FSIZE, &old) != 0 || old.rlim_max != RLIM_INFINITY) { unit_skip("cannot change RLIMIT_FSIZE"); return; }
-    char *d = tmpdir();
-    if (!d) { unit_skip("mkdtemp failed"); return; }
+    char *d = unit_tmpdir("sfull");
     store *s = NULL;
     char err[512] = "";
     EXPECT(store_open(d, 0, 64u << 20, &s, err, sizeof err) == STORE_OK);   /* map never the limit */
@@ -187,7 +172,7 @@ TEST(disk_full_is_full_not_corrupt) {
     EXPECT_EQ_INT(cc.bad, 0);
     EXPECT_EQ_INT(cc.n, committed);
     EXPECT_EQ_INT(cc.sum, (uint64_t)committed * (committed - 1) / 2);
-    rmrf(d);
+    unit_rmrf(d);
     free(d);
 }
 

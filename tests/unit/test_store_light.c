@@ -19,18 +19,6 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-static char *tmpdir(void) {
-    char tmpl[] = "/tmp/tf_store_light_XXXXXX";
-    char *d = mkdtemp(tmpl);
-    return d ? xstrdup(d) : NULL;
-}
-
-static void rmrf(const char *d) {
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
-    if (system(cmd) != 0) fprintf(stderr, "rm failed\n");
-}
-
 static void gen_key(uint8_t k[16], uint64_t job, uint32_t p, uint32_t s) {
     for (int i = 0; i < 8; i++) k[i] = (uint8_t)(job >> (56 - 8 * i));
     for (int i = 0; i < 4; i++) k[8 + i] = (uint8_t)(p >> (24 - 8 * i));
@@ -112,7 +100,7 @@ static int stop_cb(uint64_t job, const store_generation_meta *m, void *ctx) {
 }
 
 TEST(store_written_records_match) {
-    char *d = tmpdir();
+    char *d = unit_tmpdir("store_light");
     store *s = NULL;
     char err[256];
     EXPECT_MSG(store_open(d, 0, 0, &s, err, sizeof err) == STORE_OK, "%s", err);
@@ -164,7 +152,7 @@ TEST(store_written_records_match) {
     EXPECT_EQ_INT(c2.n, 0);    /* another job's prefix: nothing */
     store_txn_abort(&t);
     store_close(&s);
-    rmrf(d);
+    unit_rmrf(d);
     free(d);
 }
 
@@ -283,14 +271,14 @@ static void free_hand(hand_set *h) {
 }
 
 TEST(hand_made_records_match) {
-    char *d = tmpdir();
+    char *d = unit_tmpdir("store_light");
     hand_set h;
     build_hand(&h);
     EXPECT(put_raw_records(d, "generations", (const uint8_t *const *)h.b, h.len, N_HAND) == 0);
     store *s = NULL;
     char err[256];
     EXPECT_MSG(store_open(d, 1, 0, &s, err, sizeof err) == STORE_OK, "%s", err);
-    if (!s) { free_hand(&h); rmrf(d); free(d); return; }
+    if (!s) { free_hand(&h); unit_rmrf(d); free(d); return; }
     both b[N_HAND];
     for (int i = 0; i < N_HAND; i++) {
         b[i] = read_both(s, (uint32_t)i);
@@ -318,7 +306,7 @@ TEST(hand_made_records_match) {
     EXPECT(b[11].m.time_s == 100.0 && b[11].m.s == 11);
     store_close(&s);
     free_hand(&h);
-    rmrf(d);
+    unit_rmrf(d);
     free(d);
 }
 
@@ -331,11 +319,11 @@ TEST(truncated_records_are_corrupt) {
     store_generation g = {.p = 0, .s = 0, .text = "step one; step two. #### 7", .text_len = 26, .tokens = 8,
                           .time_s = 0.5, .task = 2};
     snprintf(g.finish, sizeof g.finish, "stop");
-    char *d0 = tmpdir();
+    char *d0 = unit_tmpdir("store_light");
     store *s = NULL;
     char err[256];
     EXPECT(store_open(d0, 0, 0, &s, err, sizeof err) == STORE_OK);
-    if (!s) { rmrf(d0); free(d0); return; }
+    if (!s) { unit_rmrf(d0); free(d0); return; }
     store_txn *t;
     store_txn_begin(s, 1, &t, err, sizeof err);
     store_generation_put(t, 1, &g);
@@ -363,7 +351,7 @@ TEST(truncated_records_are_corrupt) {
         }
         mdb_env_close(env);
     }
-    rmrf(d0);
+    unit_rmrf(d0);
     free(d0);
     EXPECT(full && full_len > 30);
     if (!full) return;
@@ -372,7 +360,7 @@ TEST(truncated_records_are_corrupt) {
     uint8_t **bs = xcalloc((size_t)n, sizeof *bs);
     size_t *ls = xcalloc((size_t)n, sizeof *ls);
     for (int i = 0; i < n; i++) { bs[i] = full; ls[i] = i < n - 1 ? (size_t)i : full_len; }
-    char *d = tmpdir();
+    char *d = unit_tmpdir("store_light");
     EXPECT(put_raw_records(d, "generations", (const uint8_t *const *)bs, ls, n) == 0);
     EXPECT(store_open(d, 1, 0, &s, err, sizeof err) == STORE_OK);
     int bad_verdicts = 0, bad_msgs = 0;
@@ -403,7 +391,7 @@ TEST(truncated_records_are_corrupt) {
         store_txn_abort(&rt);
     }
     store_close(&s);
-    rmrf(d);
+    unit_rmrf(d);
     free(d);
     free(bs);
     free(ls);
@@ -434,7 +422,7 @@ TEST(malformed_records_are_corrupt) {
     static const char ok16[] = "\x82\xa1x\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x01\xa1s\x0b";
     bs[n] = (const uint8_t *)ok16;
     ls[n] = sizeof ok16 - 1;
-    char *d = tmpdir();
+    char *d = unit_tmpdir("store_light");
     EXPECT(put_raw_records(d, "generations", bs, ls, n + 1) == 0);
     store *s = NULL;
     char err[256];
@@ -452,7 +440,7 @@ TEST(malformed_records_are_corrupt) {
         EXPECT(b.m.s == 11 && same_fields(&b.g, &b.m));
     }
     store_close(&s);
-    rmrf(d);
+    unit_rmrf(d);
     free(d);
     free(bs);
     free(ls);
@@ -490,7 +478,7 @@ TEST(mutated_records_same_verdict) {
         bs[i] = b;
         ls[i] = len;
     }
-    char *d = tmpdir();
+    char *d = unit_tmpdir("store_light");
     EXPECT(put_raw_records(d, "generations", (const uint8_t *const *)bs, ls, N_MUT) == 0);
     store *s = NULL;
     char err[256];
@@ -510,7 +498,7 @@ TEST(mutated_records_same_verdict) {
     /* the mutations exercise both sides */
     EXPECT_MSG(accepted > 100 && rejected > 100, "accepted %d rejected %d", accepted, rejected);
     store_close(&s);
-    rmrf(d);
+    unit_rmrf(d);
     free(d);
     for (int i = 0; i < N_MUT; i++) free(bs[i]);
     free(bs);
@@ -533,11 +521,11 @@ static int same_score(const store_score *a, const store_score_meta *m) {
 }
 
 TEST(scores_carry_time) {
-    char *d = tmpdir();
+    char *d = unit_tmpdir("store_light");
     store *s = NULL;
     char err[256];
     EXPECT(store_open(d, 0, 0, &s, err, sizeof err) == STORE_OK);
-    if (!s) { rmrf(d); free(d); return; }
+    if (!s) { unit_rmrf(d); free(d); return; }
     store_txn *t;
     EXPECT(store_txn_begin(s, 1, &t, err, sizeof err) == STORE_OK);
     const double times[3] = {0.375, NAN, 0};
@@ -581,7 +569,7 @@ TEST(scores_carry_time) {
     EXPECT_EQ_INT(store_score_meta_get(t, 1, 5, 9, &m0), STORE_ERR_NOTFOUND);
     store_txn_abort(&t);
     store_close(&s);
-    rmrf(d);
+    unit_rmrf(d);
     free(d);
 }
 
@@ -613,7 +601,7 @@ TEST(old_and_odd_score_records) {
     b[3] = xmalloc(len[0]);
     memcpy(b[3], b[0], len[0]);
     len[3] = len[0] - 3;
-    char *d = tmpdir();
+    char *d = unit_tmpdir("store_light");
     EXPECT(put_raw_records(d, "scores", (const uint8_t *const *)b, len, 4) == 0);
     store *s = NULL;
     char err[256];
@@ -639,7 +627,7 @@ TEST(old_and_odd_score_records) {
         store_txn_abort(&t);
     }
     store_close(&s);
-    rmrf(d);
+    unit_rmrf(d);
     free(d);
     for (int i = 0; i < 4; i++) free(b[i]);
 }
@@ -730,11 +718,11 @@ static int check_payload_times(store *s, uint64_t job_id, int gap) {
 }
 
 TEST(aggregate_payload_times) {
-    char *d = tmpdir();
+    char *d = unit_tmpdir("store_light");
     store *s = NULL;
     char err[256];
     EXPECT(store_open(d, 0, 0, &s, err, sizeof err) == STORE_OK);
-    if (!s) { rmrf(d); free(d); return; }
+    if (!s) { unit_rmrf(d); free(d); return; }
     agg_fill f1 = {1, 0, 0}, f2 = {2, 1, 0}, f3 = {3, 0, 1};
     EXPECT_EQ_INT(store_write(s, fill_agg_job, &f1, err, sizeof err), STORE_OK);
     EXPECT_EQ_INT(store_write(s, fill_agg_job, &f2, err, sizeof err), STORE_OK);
@@ -774,7 +762,7 @@ TEST(aggregate_payload_times) {
         EXPECT(starts_with(store_last_error(s), "corrupt record in generations: "));
     }
     store_close(&s);
-    rmrf(d);
+    unit_rmrf(d);
     free(d);
 }
 

@@ -28,7 +28,7 @@
 #define FIX "tests/fixtures/tokenizer/"
 
 static tok *g_l3, *g_spm, *g_l2c;
-static char tmpdir[64];
+static char *tmpdir; /* this run's scratch folder (main) */
 
 static void write_tmp(const char *name, const void *data, size_t n, char *path, size_t pl) {
     snprintf(path, pl, "%s/%s", tmpdir, name);
@@ -1197,8 +1197,7 @@ TEST(bad_arguments) {
 }
 
 int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/thinkfast-tok-XXXXXX");
-    if (!mkdtemp(tmpdir)) return 1;
+    tmpdir = unit_tmpdir("tok");
     g_l3 = load_or_null(unit_data_path("tokenizers/llama3-tokenizer.model"));
     g_spm = load_or_null(unit_data_path("tokenizers/ggml-vocab-llama-spm.gguf"));
     g_l2c = load_or_null(unit_data_path("models/stories260K/tok512.bin"));
@@ -1231,13 +1230,7 @@ int main(void) {
     tok_destroy(&g_l3);
     tok_destroy(&g_spm);
     tok_destroy(&g_l2c);
-    const char *tmpnames[] = {"bad.tiktoken", "dup.tiktoken", "uni.json", "trunc.json", "bad.bin", "cut.bin", "mut.bin", "llama2.json",
-                              "tokenizer.bin"};
-    for (size_t i = 0; i < sizeof tmpnames / sizeof tmpnames[0]; i++) {
-        char p[256];
-        snprintf(p, sizeof p, "%s/%s", tmpdir, tmpnames[i]);
-        unlink(p);
-    }
-    rmdir(tmpdir);
+    unit_rmrf(tmpdir);
+    free(tmpdir);
     return unit_summary();
 }

@@ -108,8 +108,7 @@ TEST(parse_errors_name_file_and_line) {
 }
 
 TEST(keygen_write_load_roundtrip_and_modes) {
-    char dir[] = "/tmp/test_zap_XXXXXX", base[128], path[160], err[512];
-    EXPECT(mkdtemp(dir) != NULL);
+    char *dir = unit_tmpdir("zap"), base[128], path[160], err[512];
     snprintf(base, sizeof base, "%s/alice", dir);
     zkey_pair kp = fresh(), k2, p2;
     umask(0);   /* the 0600 must not depend on the caller's umask */
@@ -139,14 +138,13 @@ TEST(keygen_write_load_roundtrip_and_modes) {
     snprintf(path, sizeof path, "%s/missing.key", dir);
     EXPECT_EQ_INT(zkey_load(path, 1, &k2, err, sizeof err), ZKEY_ERR_IO);
     EXPECT_MSG(strstr(err, "missing.key") != NULL, "%s", err);
-    char cmd[200];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    EXPECT(system(cmd) == 0);
+    unit_rmrf(dir);
+    EXPECT(access(dir, F_OK) != 0);
+    free(dir);
 }
 
 TEST(client_resolve_flags_env_and_halves) {
-    char dir[] = "/tmp/test_zap_XXXXXX", sb[128], cb[128], sp[160], ck[160], err[512];
-    EXPECT(mkdtemp(dir) != NULL);
+    char *dir = unit_tmpdir("zap"), sb[128], cb[128], sp[160], ck[160], err[512];
     snprintf(sb, sizeof sb, "%s/broker", dir);
     snprintf(cb, sizeof cb, "%s/client", dir);
     zkey_pair s = fresh(), c = fresh();
@@ -176,9 +174,9 @@ TEST(client_resolve_flags_env_and_halves) {
     EXPECT_MSG(strstr(err, "--curve-keyfile: ") && strstr(err, "broker.pub: holds no secret-key"), "%s", err);
     unsetenv(ZKEY_ENV_SERVER_KEY);
     unsetenv(ZKEY_ENV_KEYFILE);
-    char cmd[200];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    EXPECT(system(cmd) == 0);
+    unit_rmrf(dir);
+    EXPECT(access(dir, F_OK) != 0);
+    free(dir);
 }
 
 static int al_parse(const char *text, zap_allowlist **al, char *err, size_t errlen) {

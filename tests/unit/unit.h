@@ -7,10 +7,13 @@
  * unit_skip("why") inside a test marks it skipped ("skip NAME: why"). unit_summary() prints
  * "unit: N passed, N failed, N skipped" — tests/run.sh adds these lines up — and returns the
  * exit status. Tests read shared data from $THINKFAST_DATA (default ../shared/data).
+ * Scratch folders: unit_tmpdir("tag") makes /tmp/tf_tag_XXXXXX, unit_rmrf(dir) removes it.
  */
 #ifndef THINKFAST_UNIT_H
 #define THINKFAST_UNIT_H
 
+#include <errno.h>
+#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +55,33 @@ static inline const char *unit_data_path(const char *rel) {
     const char *d = getenv("THINKFAST_DATA");
     snprintf(buf, sizeof buf, "%s/%s", d && *d ? d : "../shared/data", rel);
     return buf;
+}
+
+/* Creates a fresh folder /tmp/tf_<tag>_XXXXXX (mkdtemp, mode 0700); returns its path, malloc'd
+ * (caller frees). A test cannot go on without it, so on failure it prints the error and aborts. */
+static inline char *unit_tmpdir(const char *tag) {
+    size_t n = strlen("/tmp/tf__XXXXXX") + strlen(tag) + 1;
+    char *d = malloc(n);
+    if (!d) { fprintf(stderr, "unit_tmpdir(%s): out of memory\n", tag); abort(); }
+    snprintf(d, n, "/tmp/tf_%s_XXXXXX", tag);
+    if (!mkdtemp(d)) { fprintf(stderr, "unit_tmpdir: mkdtemp %s: %s\n", d, strerror(errno)); abort(); }
+    return d;
+}
+
+static inline int unit_rmrf_one_(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+    (void)st; (void)type; (void)ftw;
+    if (remove(path) != 0 && errno != ENOENT)
+        fprintf(stderr, "unit_rmrf: remove %s: %s\n", path, strerror(errno));
+    return 0; /* keep going, like rm -rf */
+}
+
+/* Removes the tree at dir (depth first, symlinks removed not followed; no shell, so any
+ * characters in the path are safe). A NULL or missing dir is ignored; other failures are
+ * printed to stderr and the rest of the tree is still removed. */
+static inline void unit_rmrf(const char *dir) {
+    if (!dir || !*dir) return;
+    if (nftw(dir, unit_rmrf_one_, 16, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT)
+        fprintf(stderr, "unit_rmrf: %s: %s\n", dir, strerror(errno));
 }
 
 static inline int unit_summary(void) {
