@@ -206,3 +206,21 @@ def synth_spec(n_problems=12, n=4, corrupt=0.3, chunk=4, seed=1, k=None, **extra
         spec["aggregate"] = {"k": k}
     spec.update(extra)
     return spec
+
+
+def breakdown_tables(text):
+    """The subject / level tables of a text report: {"subject": (header, {name: [cells]}), "level": ...}.
+    A table starts at a line "  subject  problems ..." / "  level  problems ..." and ends at a blank
+    line or a line that is not a row (a "(...)" note)."""
+    tables, cur = {}, None
+    for line in text.splitlines():
+        words = line.split()
+        if line.startswith("  ") and len(words) > 1 and words[0] in ("subject", "level") and words[1] == "problems":
+            cur = tables[words[0]] = (words[1:], {})
+        elif cur is not None and line.startswith("  ") and line.strip():
+            cells = line.split()
+            n = len(cur[0])                     # names may hold spaces: the cells are the last n
+            cur[1][" ".join(cells[:-n])] = cells[-n:]
+        else:
+            cur = None
+    return tables

@@ -25,7 +25,7 @@ import lmdb
 import msgpack
 import pytest
 
-from conftest import BIN, ROOT, Cluster, need, synth_spec
+from conftest import BIN, ROOT, Cluster, breakdown_tables, need, synth_spec
 
 SVG = "{http://www.w3.org/2000/svg}"
 N_PROBLEMS, N_SAMPLES, K = 36, 8, [1, 2, 4, 8]
@@ -267,22 +267,6 @@ def test_math_subject_level_breakdown(tmp_path):
     r = run(prog, "compare", "math-replay", "--db", db)
     assert "by subject" in r.stdout and "by level" in r.stdout
     assert all(subj in r.stdout for subj in want_subj)
-
-
-def breakdown_tables(text):
-    """The subject / level tables of a text report: {"subject": (header, {name: [cells]}), ...}
-    (a table runs from its "  subject  problems ..." header to a blank or non-row line)."""
-    tables, cur = {}, None
-    for line in text.splitlines():
-        words = line.split()
-        if line.startswith("  ") and len(words) > 1 and words[0] in ("subject", "level") and words[1] == "problems":
-            cur = tables[words[0]] = (words[1:], {})
-        elif cur is not None and line.startswith("  ") and line.strip():
-            n = len(cur[0])
-            cur[1][" ".join(words[:-n])] = words[-n:]
-        else:
-            cur = None
-    return tables
 
 
 def test_report_text_without_rewards_has_no_bon_columns(two_jobs):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, ROOT, need, synth_spec
+from conftest import BIN, ROOT, breakdown_tables, need, synth_spec
 
 DATA = Path(os.environ.get("THINKFAST_DATA", ROOT.parent / "shared" / "data"))
 STORIES = DATA / "models" / "stories260K"
@@ -175,24 +175,6 @@ def test_bad_reward_model_fails_the_job_with_a_clear_error(tmp_path, models):
     r = subprocess.run([str(BIN / "jobctl"), "local", str(f), "--json"], capture_output=True, text=True, timeout=120)
     assert r.returncode != 0
     assert "score.weight" in r.stderr + r.stdout, (r.stdout[-2000:], r.stderr[-2000:])
-
-
-def breakdown_tables(text):
-    """The subject / level tables of a text report: {"subject": (header, {name: [cells]}), "level": ...}.
-    A table starts at a line "  subject  problems ..." / "  level  problems ..." and ends at a blank
-    line or a line that is not a row (a "(...)" note)."""
-    tables, cur = {}, None
-    for line in text.splitlines():
-        words = line.split()
-        if line.startswith("  ") and len(words) > 1 and words[0] in ("subject", "level") and words[1] == "problems":
-            cur = tables[words[0]] = (words[1:], {})
-        elif cur is not None and line.startswith("  ") and line.strip():
-            cells = line.split()
-            n = len(cur[0])                     # names may hold spaces: the cells are the last n
-            cur[1][" ".join(cells[:-n])] = cells[-n:]
-        else:
-            cur = None
-    return tables
 
 
 def cell(x):

@@ -19,6 +19,18 @@
 #include "workers/score/grade.h"
 #include "workers/wrk_roles.h"
 
+/* What a FILE received, as a string (caller frees). */
+static char *fx_slurp(FILE *f) {
+    long n = ftell(f);
+    if (n < 0) n = 0;
+    char *buf = xmalloc((size_t)n + 1);
+    rewind(f);
+    size_t got = fread(buf, 1, (size_t)n, f);
+    buf[got] = 0;
+    fclose(f);
+    return buf;
+}
+
 /* Runs a command with stdout captured; returns the output (caller frees). */
 static char *capture(int (*fn)(const jobctl_opts *, int, char **), int argc, char **argv, int *rc) {
     fflush(stdout);
@@ -30,14 +42,7 @@ static char *capture(int (*fn)(const jobctl_opts *, int, char **), int argc, cha
     fflush(stdout);
     dup2(saved, 1);
     close(saved);
-    long n = ftell(tmp);
-    if (n < 0) n = 0;
-    char *buf = xmalloc((size_t)n + 1);
-    rewind(tmp);
-    size_t got = fread(buf, 1, (size_t)n, tmp);
-    buf[got] = 0;
-    fclose(tmp);
-    return buf;
+    return fx_slurp(tmp);
 }
 
 /* ---- fixture: jobs of P problems x N samples; sample (p, s) is correct when correct_fn says so ---- */
@@ -459,18 +464,6 @@ static int fx_stats(const char *d, const char *name, agg_stats *s, util_buf *js)
     util_buf_init(js);
     if (rc == 0) agg_stats_to_json(s, js);
     return rc;
-}
-
-/* What a FILE received, as a string (caller frees). */
-static char *fx_slurp(FILE *f) {
-    long n = ftell(f);
-    if (n < 0) n = 0;
-    char *buf = xmalloc((size_t)n + 1);
-    rewind(f);
-    size_t got = fread(buf, 1, (size_t)n, f);
-    buf[got] = 0;
-    fclose(f);
-    return buf;
 }
 
 /* Both printers: from agg_stats, and from the stats map the broker stores (JSON -> msgpack). */
