@@ -3,7 +3,7 @@
 # architectures (teacher, student, hybrid50, hybrid25) x generation lengths 1024/4096/8192 x
 # batch 1..512 + the largest batch that fits, plus one eager prefill of 8 prompts of 256 and 1024
 # tokens per architecture (the "prefill" array of the same JSON), a short teacher run at the HF baseline's context,
-# prefill (--prefill), the engine itself (bin/bench_engine_gpu; gen 4096/8192 as windows at their mean
+# the engine itself (bin/bench_engine_gpu; gen 4096/8192 as windows at their mean
 # context, --plan), and the PyTorch/HF generate() baseline (tools/bench/hf_baseline.py, needs torch+transformers).
 # Env: BENCH_BIN (default bin/bench_gpu), RESULTS (default bench/results), PYTHON (default python3),
 #      QUICK=1 (teacher+student, gen 1024/8192, batch 1,64,256 + max), SKIP_HF=1.
