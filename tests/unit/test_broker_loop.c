@@ -19,51 +19,9 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "tests/unit/broker_testutil.h"
+
 static char *g_dir, g_cep[128], g_wep[128];
-static brk_config g_cfg;
-static volatile sig_atomic_t g_stop;
-static int g_run_rc;
-static char g_run_err[512];
-static void *g_zctx;
-
-static void *broker_thread(void *arg) {
-    g_run_rc = brk_run(&g_cfg, &g_stop, g_run_err, sizeof g_run_err);
-    return NULL;
-}
-
-static void *dealer(const char *ep) {
-    void *s = zmq_socket(g_zctx, ZMQ_DEALER);
-    int z = 0, tmo = 3000;
-    zmq_setsockopt(s, ZMQ_LINGER, &z, sizeof z);
-    zmq_setsockopt(s, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
-    zmq_connect(s, ep);
-    return s;
-}
-
-/* Receives the next message whose cmd is not "heartbeat" (or NULL on timeout). */
-static proto_msg *recv_msg(void *s, int timeout_ms) {
-    zmq_setsockopt(s, ZMQ_RCVTIMEO, &timeout_ms, sizeof timeout_ms);
-    for (;;) {
-        proto_msg *m = NULL;
-        char err[256];
-        int rc = proto_recv(s, 0, NULL, 0, NULL, &m, 0, err, sizeof err);
-        if (rc != PROTO_OK) return NULL;
-        if (strcmp(proto_cmd(m), "heartbeat") != 0) return m;
-        proto_msg_destroy(&m);
-    }
-}
-
-static proto_msg *request(void *c, proto_writer *w) {
-    proto_send(c, NULL, 0, w, 0);
-    proto_writer_destroy(&w);
-    return recv_msg(c, 5000);
-}
-
-static proto_msg *status(void *c, const char *job) {
-    proto_writer *w = proto_writer_new("status", 1);
-    proto_w_key(w, "job"); proto_w_str(w, job);
-    return request(c, w);
-}
 
 static void send_ready(void *s, const char *id, const char *role, int credit) {
     proto_writer *w = proto_writer_new("ready", 4);
@@ -84,12 +42,6 @@ static void send_simple(void *s, const char *cmd) {
 static void start_broker(void) {
     g_stop = 0;
     g_run_rc = -99;
-}
-
-static const char *str_of(const proto_msg *m, const char *key) {
-    const char *s = NULL;
-    if (m) proto_get_str(proto_root(m), key, &s, NULL);
-    return s ? s : "(none)";
 }
 
 TEST(loop_over_the_wire) {
