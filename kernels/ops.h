@@ -126,6 +126,16 @@ struct op_backend {
                      float *ssm_state, const int32_t *cu_seqlens, const int32_t *slots, int n_seq,
                      int T, int xbc_ld, int dt_ld, int H, int P, int G, int N, int chunk,
                      float dt_min, float dt_max);
+    /* Optional (NULL when the backend has none): conv1d then ssd_scan fused, for a decode step
+     * (exactly one token per sequence: T == n_seq). x, x_ld, conv_w, conv_b, conv_state, C, K as
+     * conv1d; the conv output is not stored: the scan reads it as its x | B | C column blocks
+     * (C = H P + 2 G N), rounded to act precision as conv1d would store it; dt (row stride dt_ld)
+     * and the rest as ssd_scan. Same results as the two ops. Returns 0, or -1 having done nothing
+     * for a shape it does not take (the caller then runs conv1d and ssd_scan). */
+    int (*conv_ssd_decode)(op_backend *b, void *y, const void *x, int x_ld, const void *conv_w, const void *conv_b,
+                           float *conv_state, const void *dt, int dt_ld, const float *A_log, const float *D,
+                           const float *dt_bias, float *ssm_state, const int32_t *cu_seqlens, const int32_t *slots,
+                           int n_seq, int C, int K, int H, int P, int G, int N, float dt_min, float dt_max);
     /* Gated RMSNorm (HF MambaRMSNormGated, norm_before_gate = False):
      * g = y * silu(z); out = g / rms_group(g) * w, rms over groups of group_size channels.
      * y, out [T, D] contiguous; z [T, D] with row stride z_ld >= D. */

@@ -12,6 +12,15 @@
  * roofline bound at the mean context (weights + KV/state traffic over 3.0 TB/s, matmul FLOPs
  * over 800 TFLOP/s; as in tools/bench_gpu_main.c). --ab adds the plain eager path (no graphs,
  * host sampling) at the same points.
+ *
+ * Long generations (--window G): running 7000 sequences for 8192 tokens takes too long for a
+ * benchmark call, so a window of --gen tokens is timed at the generation's mean context, at the
+ * batch that fits the whole prompt + G tokens. Each sequence then has its own prompt of
+ * prompt + G/2 - gen/2 tokens (one sample per prompt: in the real run only the first `prompt`
+ * tokens are shared, the generated ones are private, so a window with shared long prompts would
+ * read most of its context from L2 and flatter attention). A pure Mamba model's step does not
+ * depend on the context (fixed-size state), so its window keeps the short prompt (said in the
+ * output); its batch is still the one that fits prompt + G.
  */
 #include <math.h>
 #include <stdint.h>
@@ -42,6 +51,8 @@ static void usage(void) {
            "                  With --prompt P + G/2 - gen/2 this times a window of a longer generation at\n"
            "                  its mean context (attention cost is linear in the context) at the batch\n"
            "                  that fits the whole P + G tokens: e.g. --plan 256,8192 --prompt 4224 --gen 256\n"
+           "  --window G      time a --gen window of a G-token generation at its mean context (see the\n"
+           "                  file header): the plan is --prompt + G, one sample per prompt\n"
            "  --samples S     samples per prompt (default 8)\n"
            "  --page N        KV page size (default 64)\n"
            "  --layers N      layers (default 16)\n"
@@ -84,24 +95,24 @@ static int parse_batches(const char *s, int *out, int cap) {
     return n;
 }
 
-static void write_json(const char *path, const char *dev, const point *p, int n, int prompt, int gen, int page,
+static void write_json(const char *path, const char *dev, const point *p, int n, int prompt, int gen, int page, int window,
                        int plan_prompt, int plan_gen) {
     if (!path) return;
     FILE *f = fopen(path, "w");
     if (!f) { fprintf(stderr, "bench_engine_gpu: %s: cannot write\n", path); return; }
     fprintf(f, "{\"benchmark\":\"gpu_engine\",\"mode\":\"engine (eng_run: continuous batching, CUDA graph per batch "
                "bucket, GPU sampling, slots planned from free memory)\",\"device\":\"%s\",\"prompt\":%d,\"gen\":%d,"
-               "\"page_size\":%d,\"plan_prompt\":%d,\"plan_gen\":%d,\"roofline\":{\"bytes_per_s\":%.3g,"
+               "\"page_size\":%d,\"plan_prompt\":%d,\"plan_gen\":%d,\"window\":%s,\"roofline\":{\"bytes_per_s\":%.3g,"
                "\"flops_per_s\":%.3g},\"points\":[",
-            dev, prompt, gen, page, plan_prompt, plan_gen, ROOF_BW, ROOF_FLOPS);
+            dev, prompt, gen, page, plan_prompt, plan_gen, window ? "true" : "false", ROOF_BW, ROOF_FLOPS);
     for (int i = 0; i < n; i++)
         fprintf(f, "%s{\"arch\":\"%s\",\"decode\":\"%s\",\"batch\":%d,\"is_max\":%s,\"planned_max_batch\":%d,"
-                   "\"max_seqs\":%d,\"prompts\":%d,\"samples\":%d,\"gen\":%d,\"decode_tokens_per_s\":%.1f,"
+                   "\"max_seqs\":%d,\"prompts\":%d,\"samples\":%d,\"prompt\":%d,\"gen\":%d,\"decode_tokens_per_s\":%.1f,"
                    "\"mean_batch\":%.2f,\"decode_tokens\":%lld,\"decode_steps\":%lld,\"decode_s\":%.4f,\"step_ms\":%.4f,"
                    "\"prefill_s\":%.4f,\"graphs\":%d,\"graph_replays\":%lld,\"padded_rows\":%lld,\"roofline_ms\":%.4f,"
                    "\"roofline_fraction\":%.4f}",
                 i ? "," : "", p[i].arch, p[i].mode, p[i].batch, p[i].is_max ? "true" : "false", p[i].planned_max,
-                p[i].max_seqs, p[i].prompts, p[i].samples, p[i].gen, p[i].tok_s, p[i].mean_batch,
+                p[i].max_seqs, p[i].prompts, p[i].samples, p[i].prompt, p[i].gen, p[i].tok_s, p[i].mean_batch,
                 (long long)p[i].decode_tokens, (long long)p[i].steps, p[i].decode_s, p[i].step_ms, p[i].prefill_s,
                 p[i].graphs, (long long)p[i].replays, (long long)p[i].padded, p[i].roof_ms, p[i].frac);
     fprintf(f, "]}\n");
@@ -119,6 +130,7 @@ int main(int argc, char **argv) {
     const char *backend = "cuda", *batch_s = "64,256,max";
     int prompt = 256, gen = 1024, S = 8, page = 64, layers = 16, small = 0, max_cap = 8192;
     int plan_prompt = 0, plan_gen = 0; /* 0: the run's own prompt and gen */
+    int window = 0;                    /* --window G */
     int ab[32], n_ab = 0, main_mode = 1;
     int keep = 0, write_only = 0;
     for (int i = 1; i < argc; i++) {
@@ -141,6 +153,7 @@ int main(int argc, char **argv) {
                 return 2;
             }
         }
+        else if (strcmp(a, "--window") == 0) window = atoi(v);
         else if (strcmp(a, "--samples") == 0) S = atoi(v);
         else if (strcmp(a, "--page") == 0) page = atoi(v);
         else if (strcmp(a, "--layers") == 0) layers = atoi(v);
@@ -165,6 +178,11 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_engine_gpu: --prompt, --gen, --samples, --page, --max-cap must be positive, --layers 1..16\n");
         return 2;
     }
+    if (window < 0 || (window && (plan_prompt || window < gen))) {
+        fprintf(stderr, "bench_engine_gpu: --window G needs G >= --gen and no --plan\n");
+        return 2;
+    }
+    if (window) plan_prompt = prompt, plan_gen = window, S = 1;
     if (!plan_prompt) plan_prompt = prompt, plan_gen = gen;
     char err[512];
     op_backend *be = write_only ? NULL : op_backend_new(backend, err, sizeof err);
@@ -196,6 +214,7 @@ int main(int argc, char **argv) {
         sp.m_heads = small ? 4 : 32; sp.m_head_dim = small ? 16 : 64; sp.m_groups = sp.m_heads;
         sp.m_d_state = small ? 16 : 64; sp.m_d_conv = 4; sp.m_expand = 1; sp.m_chunk = 128;
         sp.dtype = OP_BF16; sp.seed = 7;
+        sp.max_position = 131072; /* Llama-3.2-1B's context */
         if (strcmp(arch, "teacher") == 0) sp.arch = MODEL_LLAMA;
         else {
             sp.arch = MODEL_BAMBA;
@@ -226,6 +245,13 @@ int main(int argc, char **argv) {
                "tok/s", "step_ms", "mean_B", "prefill", "roof_ms", "roof%", "graphs", "padded");
         fflush(stdout);
         int run_max = !max_archs || strstr(max_archs, arch) != NULL;
+        /* the run's prompt: a window's mean context, except for a pure Mamba model (file header) */
+        int rp = prompt;
+        if (window && c->n_attn_layers > 0) rp = prompt + window / 2 - gen / 2;
+        if (window)
+            printf("  window: %d tokens at mean context %d of a %d + %d generation, own prompts of %d tokens%s\n", gen,
+                   rp + gen / 2, prompt, window, rp,
+                   c->n_attn_layers ? "" : " (pure Mamba: the step does not depend on the context)");
         for (int bi = 0; bi < nb; bi++) {
             int B = batches[bi];
             if (B < 0 && !run_max) continue;
@@ -235,8 +261,8 @@ int main(int argc, char **argv) {
             eng_set_ignore_eos(e, 1);
             eng_set_seqs_cap(e, 1 << 20);
             int planned = eng_plan(e, plan_prompt + plan_gen, plan_prompt, S, err, sizeof err);
-            if (planned >= 0 && (plan_prompt != prompt || plan_gen != gen)) { /* the run itself must fit too */
-                int own = eng_plan(e, prompt + gen, prompt, S, err, sizeof err);
+            if (planned >= 0 && (plan_prompt != rp || plan_gen != gen)) { /* the run itself must fit too */
+                int own = eng_plan(e, rp + gen, rp, S, err, sizeof err);
                 if (own >= 0 && own < planned) planned = own;
             }
             if (planned < 0) { printf("  %s: %s\n", arch, err); eng_destroy(&e); continue; }
@@ -245,13 +271,13 @@ int main(int argc, char **argv) {
             int s = want < S ? want : S, P = want / s;
             want = P * s;
             eng_set_seqs_cap(e, want);
-            int32_t *ids = xmalloc(sizeof(int32_t) * (size_t)P * prompt);
+            int32_t *ids = xmalloc(sizeof(int32_t) * (size_t)P * rp);
             eng_request *rq = xcalloc((size_t)P, sizeof *rq);
             for (int p = 0; p < P; p++) {
-                for (int i = 0; i < prompt; i++)
-                    ids[(size_t)p * prompt + i] = 3 + (int32_t)((p * 7919u + i * 104729u) % (unsigned)(c->vocab_size - 3));
-                rq[p].prompt = ids + (size_t)p * prompt;
-                rq[p].n_prompt = prompt;
+                for (int i = 0; i < rp; i++)
+                    ids[(size_t)p * rp + i] = 3 + (int32_t)((p * 7919u + i * 104729u) % (unsigned)(c->vocab_size - 3));
+                rq[p].prompt = ids + (size_t)p * rp;
+                rq[p].n_prompt = rp;
                 rq[p].n_samples = s;
                 rq[p].problem = (uint32_t)p;
                 rq[p].temperature = 1.0f;
@@ -277,14 +303,14 @@ int main(int argc, char **argv) {
                 snprintf(p->arch, sizeof p->arch, "%s", arch);
                 snprintf(p->mode, sizeof p->mode, "%s", !mode ? "eager" : st.graph_buckets ? "graphs" : "bucketed");
                 p->batch = want; p->planned_max = planned; p->is_max = B < 0; p->prompts = P; p->samples = s;
-                p->gen = gen; p->prompt = prompt; p->max_seqs = st.max_seqs; p->graphs = st.graph_buckets;
+                p->gen = gen; p->prompt = rp; p->max_seqs = st.max_seqs; p->graphs = st.graph_buckets;
                 p->decode_s = st.decode_s; p->prefill_s = st.prefill_s; p->decode_tokens = st.decode_tokens;
                 p->steps = st.decode_steps; p->replays = st.graph_replays; p->padded = st.padded_rows;
                 p->mean_batch = st.mean_batch;
                 p->tok_s = st.decode_s > 0 ? st.decode_tokens / st.decode_s : 0;
                 p->step_ms = st.decode_steps ? 1000.0 * st.decode_s / st.decode_steps : 0;
                 /* roofline of the mean step (context prompt + gen/2, batch = mean batch) */
-                double ctx = prompt + gen / 2.0, Bm = st.mean_batch;
+                double ctx = rp + gen / 2.0, Bm = st.mean_batch;
                 double kv_tok = 2.0 * c->n_attn_layers * c->n_kv_heads * c->head_dim * be->act_bytes;
                 double state = (double)(c->n_layers - c->n_attn_layers) *
                                ((double)c->m_heads * c->m_head_dim * c->m_d_state * 4 + (double)c->m_conv_dim * (c->m_d_conv - 1) * 4);
@@ -298,7 +324,7 @@ int main(int argc, char **argv) {
                        p->max_seqs, planned, p->tok_s, p->step_ms, p->mean_batch, p->prefill_s, p->roof_ms, 100 * p->frac,
                        p->graphs, (long long)p->padded, p->is_max ? "  (max)" : "");
                 fflush(stdout);
-                write_json(out, desc, pts, np, prompt, gen, page, plan_prompt, plan_gen);
+                write_json(out, desc, pts, np, prompt, gen, page, window, plan_prompt, plan_gen);
             }
             free(ids);
             free(rq);

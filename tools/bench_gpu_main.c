@@ -10,7 +10,8 @@
  *   Mamba-2         matmul in_proj (one fused [d_in_proj, D] weight: z|x|B|C|dt columns) ->
  *                   conv1d over the x|B|C columns (strided view, one conv state of conv_dim
  *                   channels per layer) -> ssd_scan (x, B, C column blocks of the conv output,
- *                   dt a column block of the in_proj output) -> gated_rmsnorm (z = in_proj
+ *                   dt a column block of the in_proj output; in a decode step both are one
+ *                   fused op, conv_ssd_decode, unless THINKFAST_CONV_SSD=0) -> gated_rmsnorm (z = in_proj
  *                   columns 0..d_inner) -> matmul out_proj (+= residual)
  *   MLP             rmsnorm(ff_norm) -> matmul gate|up -> swiglu -> matmul down (+= residual)
  *   then the final rmsnorm, the tied LM head (fp32 logits) and GPU sampling.
@@ -451,17 +452,26 @@ static void forward(runbuf *r, const bench_model *m, int n_seq, int T) {
             b->matmul(b, r->zxbcdt, r->xn, w->win, T, s->D, d.d_in, 0);
             PM(PS_MM_IN);
             /* x|B|C: in_proj columns di .. di+conv_dim (row stride d_in) */
-            b->conv1d(b, r->xbc, col(r->zxbcdt, (size_t)d.di), d.d_in, w->cw, w->cb, r->conv[l], r->cu, r->slots,
-                      n_seq, T, d.conv_dim, s->K);
-            PM(PS_CONV);
-            void *xs = r->xbc, *Bs = col(r->xbc, (size_t)d.di), *Cs = col(r->xbc, (size_t)(d.di + d.gn));
             void *dt = col(r->zxbcdt, (size_t)(d.di + d.conv_dim));
-            if (g_state_bf16)
-                op_cuda_ssd_scan_bf16state(b, r->y, xs, dt, w->A_log, Bs, Cs, w->Dp, w->dtb, r->ssm[l], r->cu, r->slots,
-                                           n_seq, T, d.conv_dim, d.d_in, s->H, s->P, s->G, s->N, 0.0f, INFINITY);
-            else
-                b->ssd_scan(b, r->y, xs, dt, w->A_log, Bs, Cs, w->Dp, w->dtb, r->ssm[l], r->cu, r->slots, n_seq, T,
-                            d.conv_dim, d.d_in, s->H, s->P, s->G, s->N, 128, 0.0f, INFINITY);
+            /* decode with fp32 state: the fused conv + scan when the backend has it (as model.c);
+             * its time is profiled as ssd_scan */
+            int fused = T == n_seq && !g_state_bf16 && b->conv_ssd_decode &&
+                        b->conv_ssd_decode(b, r->y, col(r->zxbcdt, (size_t)d.di), d.d_in, w->cw, w->cb, r->conv[l], dt,
+                                           d.d_in, w->A_log, w->Dp, w->dtb, r->ssm[l], r->cu, r->slots, n_seq,
+                                           d.conv_dim, s->K, s->H, s->P, s->G, s->N, 0.0f, INFINITY) == 0;
+            if (!fused) {
+                b->conv1d(b, r->xbc, col(r->zxbcdt, (size_t)d.di), d.d_in, w->cw, w->cb, r->conv[l], r->cu, r->slots,
+                          n_seq, T, d.conv_dim, s->K);
+                PM(PS_CONV);
+                void *xs = r->xbc, *Bs = col(r->xbc, (size_t)d.di), *Cs = col(r->xbc, (size_t)(d.di + d.gn));
+                if (g_state_bf16)
+                    op_cuda_ssd_scan_bf16state(b, r->y, xs, dt, w->A_log, Bs, Cs, w->Dp, w->dtb, r->ssm[l], r->cu,
+                                               r->slots, n_seq, T, d.conv_dim, d.d_in, s->H, s->P, s->G, s->N, 0.0f,
+                                               INFINITY);
+                else
+                    b->ssd_scan(b, r->y, xs, dt, w->A_log, Bs, Cs, w->Dp, w->dtb, r->ssm[l], r->cu, r->slots, n_seq, T,
+                                d.conv_dim, d.d_in, s->H, s->P, s->G, s->N, 128, 0.0f, INFINITY);
+            }
             PM(PS_SSD);
             /* z: in_proj columns 0 .. di; HF normalises over the whole d_inner (one group) */
             b->gated_rmsnorm(b, r->g, r->y, r->zxbcdt, d.d_in, w->gn, T, d.di, d.di, s->eps);

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "kernels/cuda/cuda_internal.cuh"
+#include "kernels/cuda/cuda_mma.cuh"
 
 #define ATT_TK 64  /* keys per tile */
 #define ATT_NT 128 /* threads per block */
@@ -221,14 +222,6 @@ __global__ void __launch_bounds__(ATT_NT) k_attention(att_args a) {
  * splits the tile's keys over the 4 warps (each warp keeps partial outputs for all rows, lane =
  * a pair of dims), so each V element is read once; the warps' partials are summed at the end. */
 #define DEC_GMAX 8
-
-static __device__ __forceinline__ void cp_async16(void *smem_dst, const void *gsrc, int src_bytes) {
-    unsigned d = (unsigned)__cvta_generic_to_shared(smem_dst);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(gsrc), "r"(src_bytes));
-}
-static __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-static __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
 template <int HDM, int GM>
 __global__ void __launch_bounds__(ATT_NT) k_attn_decode(att_args a) {
@@ -447,27 +440,6 @@ static void dec_dispatch_g(cudaStream_t st, const att_args &a, dim3 grid) {
  * (max, sum, output) are merged once at the end, like split-K). K and V fragments come from the
  * shared-memory tiles through ldmatrix (V transposed); P goes from the S accumulators straight
  * into the A operand of P.V. Scores live in the log2 domain (scale * log2 e, exp2). */
-static __device__ __forceinline__ void mma_bf16(float *c, const uint32_t *a, uint32_t b0, uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                 "{%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-static __device__ __forceinline__ void ldsm_x2(uint32_t &r0, uint32_t &r1, const void *p) {
-    unsigned s = (unsigned)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n" : "=r"(r0), "=r"(r1) : "r"(s));
-}
-static __device__ __forceinline__ void ldsm_x4_t(uint32_t &r0, uint32_t &r1, uint32_t &r2, uint32_t &r3, const void *p) {
-    unsigned s = (unsigned)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-                 : "r"(s));
-}
-static __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
-    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
-    return *(uint32_t *)&h;
-}
-
 template <int HD>
 __global__ void __launch_bounds__(ATT_NT) k_attn_decode_mma(att_args a) {
     extern __shared__ __align__(16) unsigned char smem[];
@@ -762,6 +734,11 @@ void cu_attention(op_backend *b, void *out, const void *q, const void *k_cache, 
             CUDA_CHECK_LAUNCH();
         }
     } else {
+        /* tensor-core flash kernel (cuda_attn_prefill_mma.cu) when enabled and the shape is supported */
+        if (c->attn_prefill_mma && cu_attn_prefill_mma(c, out, q, k_cache, v_cache, block_table, max_pages,
+                                                       cu_seqlens, pos, n_seq, T, Hq, Hkv, hd, page_size,
+                                                       scale) == 0)
+            return;
         a.BQ = 32 / a.G;
         a.n_splits = 1;
         unsigned work = (unsigned)((T + a.BQ - 1) / a.BQ + n_seq);

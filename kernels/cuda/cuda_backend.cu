@@ -451,10 +451,16 @@ extern "C" op_backend *op_cuda_new(int device, char *err, size_t errlen) {
         c->mm_skinny = sk && strcmp(sk, "1") == 0;
         const char *ad = getenv("THINKFAST_ATTN_DECODE"); /* mma (default) | fma | generic */
         c->attn_mode = !ad ? 0 : strcmp(ad, "generic") == 0 ? 2 : strcmp(ad, "fma") == 0 ? 1 : 0;
+        const char *ap = getenv("THINKFAST_ATTN_PREFILL"); /* mma (default) | generic */
+        c->attn_prefill_mma = !(ap && strcmp(ap, "generic") == 0);
         const char *sr = getenv("THINKFAST_SSD_RPT");
         c->ssd_rpt = sr && strcmp(sr, "4") == 0 ? 4 : 8;
-        const char *sc = getenv("THINKFAST_SSD_CHUNKED"); /* "1" / "2": chunked prefill scan (opt-in) */
-        c->ssd_chunked = !sc ? 0 : strcmp(sc, "1") == 0 ? 1 : strcmp(sc, "2") == 0 ? 2 : 0;
+        /* chunked tensor-core prefill scan: on (hi/lo split) unless "0"; "2": plain TF32 for M and the
+         * entering state (faster, validated to the same tolerances, not the default) */
+        const char *sc = getenv("THINKFAST_SSD_CHUNKED");
+        c->ssd_chunked = !sc ? 1 : strcmp(sc, "0") == 0 ? 0 : strcmp(sc, "2") == 0 ? 2 : 1;
+        const char *cs = getenv("THINKFAST_CONV_SSD"); /* "0": no fused decode conv1d + scan (A/B) */
+        c->conv_ssd_fused = !(cs && strcmp(cs, "0") == 0);
     }
     CUDA_CHECK(cudaMalloc(&c->stage, c->stage_bytes));
     (void)cu_scratch(c, (size_t)16 << 20);
@@ -484,6 +490,7 @@ extern "C" op_backend *op_cuda_new(int device, char *err, size_t errlen) {
     b->attention = cu_attention;
     b->conv1d = cu_conv1d;
     b->ssd_scan = cu_ssd_scan;
+    b->conv_ssd_decode = c->conv_ssd_fused ? cu_conv_ssd_decode : NULL;
     b->gated_rmsnorm = cu_gated_rmsnorm;
     b->sample = cu_sample;
     b->destroy = cu_destroy;

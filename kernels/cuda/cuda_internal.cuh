@@ -45,10 +45,13 @@ typedef struct cu_impl {
     int mm_next;          /* round-robin eviction */
     int attn_mode;        /* decode attention: 0 tensor cores (default), 1 FMA decode kernel, 2 general kernel
                            * (THINKFAST_ATTN_DECODE=mma|fma|generic) */
+    int attn_prefill_mma; /* prefill attention on tensor cores (cuda_attn_prefill_mma.cu; default, validated on
+                           * an H100), 0: k_attention (THINKFAST_ATTN_PREFILL=generic) */
     int ssd_rpt;          /* decode scan rows per thread, 8 (default) or 4 (THINKFAST_SSD_RPT=4) */
-    int ssd_chunked;      /* prefill scan in the chunked tensor-core form (cuda_ssd_chunked.cu). Opt-in
-                           * (THINKFAST_SSD_CHUNKED=1, or 2: fewer hi/lo splits) until validated and
-                           * measured on a device. 0: the recurrent kernel. */
+    int ssd_chunked;      /* prefill scan in the chunked tensor-core form (cuda_ssd_chunked.cu): 1 (default;
+                           * validated on an H100, 1.2-1.4x the recurrent kernel), 2 (fewer hi/lo splits),
+                           * 0: the recurrent kernel (THINKFAST_SSD_CHUNKED=0|1|2) */
+    int conv_ssd_fused;   /* decode: conv1d + scan in one kernel (op conv_ssd_decode); THINKFAST_CONV_SSD=0: off */
     int mm_autotune;      /* time the heuristic's candidates per new shape (THINKFAST_MM_AUTOTUNE=0: off) */
     int mm_skinny;        /* T <= 128: the skinny tensor-core GEMM (cuda_gemm.cu) before cuBLASLt. Opt-in
                            * (THINKFAST_MM_SKINNY=1) until it has been validated and measured on a device. */
@@ -103,6 +106,15 @@ void cu_attention(op_backend *b, void *out, const void *q, const void *k_cache, 
                   const int32_t *block_table, int max_pages, const int32_t *cu_seqlens, const int32_t *pos,
                   int n_seq, int T, int Hq, int Hkv, int hd, int page_size, float scale);
 
+/* cuda_attn_prefill_mma.cu: the prefill form of cu_attention (same arguments and result) as a
+ * flash-attention kernel on tensor cores (bf16 mma, fp32 online softmax). Returns 0 when
+ * launched, -1 without doing anything when the call is not supported (head_dim other than 64 or
+ * 128, page_size not a power of two in 16..256, a GQA group over 64, misaligned pointers): the
+ * caller then runs the generic kernel. No host sync, no allocation: graph-capturable. */
+int cu_attn_prefill_mma(cu_impl *c, void *out, const void *q, const void *k_cache, const void *v_cache,
+                        const int32_t *block_table, int max_pages, const int32_t *cu_seqlens, const int32_t *pos,
+                        int n_seq, int T, int Hq, int Hkv, int hd, int page_size, float scale);
+
 /* cuda_mamba.cu */
 void cu_conv1d(op_backend *b, void *out, const void *x, int x_ld, const void *w, const void *bias,
                float *conv_state, const int32_t *cu_seqlens, const int32_t *slots, int n_seq, int T, int C, int K);
@@ -110,6 +122,10 @@ void cu_ssd_scan(op_backend *b, void *y, const void *x, const void *dt, const fl
                  const void *Cm, const float *D, const float *dt_bias, float *ssm_state,
                  const int32_t *cu_seqlens, const int32_t *slots, int n_seq, int T, int xbc_ld, int dt_ld, int H,
                  int P, int G, int N, int chunk, float dt_min, float dt_max);
+int cu_conv_ssd_decode(op_backend *b, void *y, const void *x, int x_ld, const void *conv_w, const void *conv_b,
+                       float *conv_state, const void *dt, int dt_ld, const float *A_log, const float *D,
+                       const float *dt_bias, float *ssm_state, const int32_t *cu_seqlens, const int32_t *slots,
+                       int n_seq, int C, int K, int H, int P, int G, int N, float dt_min, float dt_max);
 
 /* cuda_ssd_chunked.cu: the fp32-state scan of a prefill step in the chunked SSD form (same
  * arguments and result as cu_ssd_scan). Returns 0 when done, -1 without doing anything when

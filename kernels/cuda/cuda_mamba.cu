@@ -8,8 +8,8 @@
  * the sequence's tokens in order (the exact recurrence, parallel over sequences × heads ×
  * row blocks), prefetching the next token's inputs. The chunked SSD form on tensor cores
  * (cuda_ssd_chunked.cu: cuBLASLt batched TF32 GEMMs with hi/lo splits) is tried first for prefill
- * when THINKFAST_SSD_CHUNKED=1 (opt-in until it has run and been measured on a device); the
- * recurrent form ignores `chunk` (the result is the same function).
+ * unless THINKFAST_SSD_CHUNKED=0; the recurrent form ignores `chunk` (the result is the same
+ * function).
  * Strided inputs: conv1d reads x rows with stride x_ld; the scan reads x, B, C rows with stride
  * xbc_ld (column blocks of the conv output x|B|C) and dt rows with stride dt_ld (a column block
  * of the in_proj output); outputs are contiguous.
@@ -276,4 +276,136 @@ extern "C" void op_cuda_ssd_scan_bf16state(op_backend *b, void *y, const void *x
                                            float dt_min, float dt_max) {
     ssd_run<bf16>(b, y, x, dt, A_log, Bm, Cm, D, dt_bias, ssm_state_bf16, cu_seqlens, slots, n_seq, T, xbc_ld, dt_ld,
                   H, P, G, N, dt_min, dt_max);
+}
+
+/* ---------------- fused decode: conv1d + SSD scan ---------------- */
+/* One block per (head, sequence) of a decode step (one token per sequence), SSD_NT threads,
+ * requires G == H (each head owns its B/C group, so no two blocks update the same conv channels)
+ * and one block covering the head's P rows (LPR = N/4 threads per row, 8 rows per thread). The
+ * block first issues its state loads (the bulk of the bytes), then convolves its P + 2N input
+ * channels (x of the head, B and C of its group) into shared memory, rounded to bf16 as the
+ * separate conv1d stores them, updates their conv state, and runs the scan step as k_ssd does.
+ * Saves the conv1d launch and its output round trip per Mamba layer. */
+typedef struct csd_args {
+    bf16 *y;
+    const bf16 *x, *cw, *cb, *dt; /* x: raw x|B|C rows (stride x_ld); dt rows (stride dt_ld) */
+    float *conv_state;            /* [n_slots, C, K-1] */
+    float *state;                 /* [n_slots, H, P, N] */
+    const float *A_log, *D, *dt_bias;
+    const int32_t *cu, *slots;
+    int x_ld, dt_ld, C, K, H, P, N, LPR, RB;
+    float dt_min, dt_max;
+} csd_args;
+
+template <int RPT>
+__global__ void __launch_bounds__(SSD_NT) k_conv_ssd_decode(csd_args a) {
+    extern __shared__ float csd_sh[]; /* conv outputs: x [P], B [N], C [N] */
+    const int tid = threadIdx.x, LPR = a.LPR;
+    const int h = blockIdx.x, s = blockIdx.y;
+    const int row = tid / LPR, sub = tid % LPR, n0 = sub * 4;
+    const int t = a.cu[s];
+    if (a.cu[s + 1] - t != 1) return; /* an empty sequence keeps both states (contract: one token each) */
+    const int64_t slot = a.slots[s];
+    int pc[RPT];
+    bool prow[RPT];
+    float hs[RPT][4];
+    float *st[RPT];
+#pragma unroll
+    for (int k = 0; k < RPT; k++) {
+        int p = k * a.RB + row;
+        prow[k] = p < a.P;
+        pc[k] = prow[k] ? p : a.P - 1;
+        st[k] = a.state + ((slot * a.H + h) * a.P + pc[k]) * a.N;
+        float4 v = *(const float4 *)(st[k] + n0);
+        hs[k][0] = v.x; hs[k][1] = v.y; hs[k][2] = v.z; hs[k][3] = v.w;
+    }
+    /* the conv of this block's channels: j < P: x channel h P + j; then B and C of group h */
+    const int nch = a.P + 2 * a.N, di = a.H * a.P, gn = a.H * a.N;
+    for (int j = tid; j < nch; j += SSD_NT) {
+        const int ch = j < a.P ? h * a.P + j : j < a.P + a.N ? di + h * a.N + (j - a.P) : di + gn + h * a.N + (j - a.P - a.N);
+        float *cs = a.conv_state + (slot * a.C + ch) * (a.K - 1);
+        const bf16 *w = a.cw + (int64_t)ch * a.K;
+        const float xt = __bfloat162float(a.x[(int64_t)t * a.x_ld + ch]);
+        float win[CONV_KMAX];
+        float acc = a.cb ? __bfloat162float(a.cb[ch]) : 0.f;
+#pragma unroll
+        for (int k = 0; k < CONV_KMAX - 1; k++) {
+            win[k] = k < a.K - 1 ? cs[k] : 0.f;
+            if (k < a.K - 1) acc += __bfloat162float(w[k]) * win[k];
+        }
+        acc += __bfloat162float(w[a.K - 1]) * xt;
+#pragma unroll
+        for (int k = 0; k < CONV_KMAX - 1; k++) {
+            if (k < a.K - 2) cs[k] = win[k + 1];
+            else if (k == a.K - 2) cs[k] = xt;
+        }
+        csd_sh[j] = __bfloat162float(__float2bfloat16(silu_f(acc)));
+    }
+    __syncthreads();
+    const float *xs = csd_sh, *Bs = csd_sh + a.P, *Cs = Bs + a.N;
+    const float A = -__expf(a.A_log[h]);
+    float d = softplus_f(__bfloat162float(a.dt[(int64_t)t * a.dt_ld + h]) + a.dt_bias[h]);
+    d = fminf(fmaxf(d, a.dt_min), a.dt_max);
+    const float dA = __expf(d * A), Dh = a.D[h];
+    float cB[4], cC[4];
+#pragma unroll
+    for (int e = 0; e < 4; e++) { cB[e] = Bs[n0 + e]; cC[e] = Cs[n0 + e]; }
+#pragma unroll
+    for (int k = 0; k < RPT; k++) {
+        const float cx = xs[pc[k]], dx = d * cx;
+        float yp = 0.f;
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            hs[k][e] = hs[k][e] * dA + dx * cB[e];
+            yp += hs[k][e] * cC[e];
+        }
+        for (int o = LPR / 2; o > 0; o >>= 1) yp += __shfl_xor_sync(0xffffffffu, yp, o, LPR);
+        if (sub == 0 && prow[k]) a.y[((int64_t)t * a.H + h) * a.P + pc[k]] = __float2bfloat16(yp + Dh * cx);
+        if (prow[k]) *(float4 *)(st[k] + n0) = make_float4(hs[k][0], hs[k][1], hs[k][2], hs[k][3]);
+    }
+}
+
+int cu_conv_ssd_decode(op_backend *b, void *y, const void *x, int x_ld, const void *conv_w, const void *conv_b,
+                       float *conv_state, const void *dt, int dt_ld, const float *A_log, const float *D,
+                       const float *dt_bias, float *ssm_state, const int32_t *cu_seqlens, const int32_t *slots,
+                       int n_seq, int C, int K, int H, int P, int G, int N, float dt_min, float dt_max) {
+    CHECK(n_seq >= 0 && H > 0 && P > 0 && G > 0 && N > 0 && K >= 2 && K <= CONV_KMAX && C == H * P + 2 * G * N,
+          "conv_ssd_decode: n_seq=%d C=%d K=%d H=%d P=%d G=%d N=%d (C = H P + 2 G N, K in 2..%d)", n_seq, C, K, H, P,
+          G, N, CONV_KMAX);
+    CHECK(x_ld >= C && dt_ld >= H, "conv_ssd_decode: row strides x %d (< %d) or dt %d (< %d)", x_ld, C, dt_ld, H);
+    /* shapes taken: one group per head; N a multiple of 4 with N/4 a power of two <= 32 threads
+     * per row; the block's 8 rows per thread cover the head */
+    const int lpr = N / 4, rb = lpr > 0 ? SSD_NT / lpr : 0;
+    if (G != H || N % 4 != 0 || lpr > 32 || (lpr & (lpr - 1)) != 0 || rb * 8 < P || n_seq > 65535) return -1;
+    if (n_seq == 0) return 0;
+    csd_args a;
+    a.y = (bf16 *)y;
+    a.x = (const bf16 *)x;
+    a.cw = (const bf16 *)conv_w;
+    a.cb = (const bf16 *)conv_b;
+    a.dt = (const bf16 *)dt;
+    a.conv_state = conv_state;
+    a.state = ssm_state;
+    a.A_log = A_log;
+    a.D = D;
+    a.dt_bias = dt_bias;
+    a.cu = cu_seqlens;
+    a.slots = slots;
+    a.x_ld = x_ld;
+    a.dt_ld = dt_ld;
+    a.C = C;
+    a.K = K;
+    a.H = H;
+    a.P = P;
+    a.N = N;
+    a.LPR = lpr;
+    a.RB = rb;
+    a.dt_min = dt_min;
+    a.dt_max = dt_max;
+    dim3 grid(H, n_seq);
+    size_t smem = (size_t)(P + 2 * N) * sizeof(float);
+    if (rb * 4 >= P) k_conv_ssd_decode<4><<<grid, SSD_NT, smem, cu_of(b)->stream>>>(a);
+    else k_conv_ssd_decode<8><<<grid, SSD_NT, smem, cu_of(b)->stream>>>(a);
+    CUDA_CHECK_LAUNCH();
+    return 0;
 }

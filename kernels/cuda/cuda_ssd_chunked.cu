@@ -1,9 +1,10 @@
 /* kernels/cuda/cuda_ssd_chunked.cu — the SSD scan (fp32 state) for prefill in its chunked
  * "state space duality" form: the quadratic intra-chunk part and the chunk states run as
  * cuBLASLt strided-batched GEMMs on tensor cores (TF32 inputs, fp32 accumulation), glue
- * kernels do the rest. Opt-in (THINKFAST_SSD_CHUNKED=1, cu_impl.ssd_chunked) until a device
- * run has validated and measured it; cu_ssd_scan (cuda_mamba.cu) calls cu_ssd_chunked for
- * non-decode steps and falls back to the exact recurrence when it returns -1.
+ * kernels do the rest. The default prefill scan (THINKFAST_SSD_CHUNKED=0 turns it off; validated
+ * on an H100 by tests/gpu/test_cuda_ssd_chunked.c, 1.16-1.36x the recurrent kernel there);
+ * cu_ssd_scan (cuda_mamba.cu) calls cu_ssd_chunked for non-decode steps and falls back to the
+ * exact recurrence when it returns -1.
  *
  * Math (kernels/cpu/cpu_mamba.c has the reference and the notation): per head h of group g,
  * dt'_t = clamp(softplus(dt_t + dt_bias), dt_min, dt_max), a_t = dt'_t A, A = -exp(A_log);

@@ -493,6 +493,74 @@ static void check_gated(int T, int D, int gs, int z_ld, int z_off) {
         close_to("gated_rmsnorm cpu wide vs compact", c_read(co2, n), ref, n, 1e-5, 1e-5);
     }
 }
+/* The fused decode conv1d + scan (op conv_ssd_decode) on one fused in_proj row per sequence
+ * (z | x B C | dt | pad, all random), scrambled slots, non-zero conv and SSM states, poisoned y:
+ * against the CPU conv1d then ssd_scan (conv output kept in fp32 there, rounded to bf16 by the
+ * device as the separate conv1d stores it: y within the scan's bf16 tolerance) and against the
+ * separate CUDA ops on copies of the states (same arithmetic: states within 1e-5, y within an
+ * ulp of bf16). Shapes it does not take return -1 and leave y poisoned. */
+static void check_conv_ssd(int n_seq, int H, int P, int G_, int N, int K, int takes) {
+    const int T = n_seq, HP = H * P, GN = G_ * N, Cd = HP + 2 * GN, in_w = HP + Cd + H + 8;
+    int32_t *cu = h_alloc((n_seq + 1) * 4), *slots = h_alloc(n_seq * 4);
+    for (int s = 0; s <= n_seq; s++) cu[s] = s;
+    for (int s = 0; s < n_seq; s++) slots[s] = n_seq - s; /* distinct, reversed */
+    const int n_slots = n_seq + 1;
+    size_t ncs = (size_t)n_slots * Cd * (K - 1), nss = (size_t)n_slots * H * P * N, ny = (size_t)T * HP;
+    float *row = rvec((size_t)T * in_w, -2, 2), *w = rvec((size_t)Cd * K, -1, 1), *cb = rvec(Cd, -0.5f, 0.5f);
+    float *cst = rvec(ncs, -2, 2), *sst = rvec(nss, -0.5f, 0.5f);
+    float *Alog = rvec(H, -1, 1.5f), *D = rvec(H, -1, 1), *dtb = rvec(H, -1, 1);
+    void *grow = g_bf16(row, (size_t)T * in_w), *gw = g_bf16(w, (size_t)Cd * K), *gcb = g_bf16(cb, Cd);
+    void *gA = g_raw(Alog, H * 4), *gD = g_raw(D, H * 4), *gdb = g_raw(dtb, H * 4);
+    void *gcu = g_raw(cu, (n_seq + 1) * 4), *gsl = g_raw(slots, n_seq * 4);
+    void *gcst = g_raw(cst, ncs * 4), *gsst = g_raw(sst, nss * 4), *gy = g_poison(ny * 2);
+    char what[160];
+    snprintf(what, sizeof what, "conv_ssd_decode n_seq=%d H=%d P=%d G=%d N=%d K=%d", n_seq, H, P, G_, N, K);
+    EXPECT_MSG(G->conv_ssd_decode != NULL, "the CUDA backend has no conv_ssd_decode (THINKFAST_CONV_SSD=0?)");
+    if (!G->conv_ssd_decode) return;
+    int rc = G->conv_ssd_decode(G, gy, g_at(grow, HP), in_w, gw, gcb, gcst, g_at(grow, HP + Cd), in_w, gA, gD, gdb,
+                                gsst, gcu, gsl, n_seq, Cd, K, H, P, G_, N, 0.0f, INFINITY);
+    if (!takes) { /* declined: nothing written */
+        EXPECT_MSG(rc == -1, "%s: expected -1 (a shape it does not take), got %d", what, rc);
+        float *y = g_read_bf16(gy, ny);
+        size_t written = 0;
+        for (size_t i = 0; i < ny; i++) written += !isnan(y[i]);
+        EXPECT_MSG(written == 0, "%s: declined but wrote %zu elements of y", what, written);
+        return;
+    }
+    EXPECT_MSG(rc == 0, "%s: returned %d", what, rc);
+    /* CPU reference: conv1d into a compact x|B|C buffer, then the scan over its column blocks */
+    void *crow = c_raw(row, (size_t)T * in_w * 4), *cw = c_raw(w, (size_t)Cd * K * 4), *ccb = c_raw(cb, Cd * 4);
+    void *cA = c_raw(Alog, H * 4), *cD = c_raw(D, H * 4), *cdb = c_raw(dtb, H * 4);
+    void *ccu = c_raw(cu, (n_seq + 1) * 4), *csl = c_raw(slots, n_seq * 4);
+    void *ccst = c_raw(cst, ncs * 4), *csst = c_raw(sst, nss * 4), *cxbc = c_poison((size_t)T * Cd * 4);
+    void *cy = c_poison(ny * 4);
+    C->conv1d(C, cxbc, c_at(crow, HP), in_w, cw, ccb, ccst, ccu, csl, n_seq, T, Cd, K);
+    C->ssd_scan(C, cy, cxbc, c_at(crow, HP + Cd), cA, c_at(cxbc, HP), c_at(cxbc, HP + GN), cD, cdb, csst, ccu, csl,
+                n_seq, T, Cd, in_w, H, P, G_, N, 128, 0.0f, INFINITY);
+    float *y = g_read_bf16(gy, ny), *gconv = g_read_f32(gcst, ncs), *gssm = g_read_f32(gsst, nss);
+    close_to(what, y, c_read(cy, ny), ny, 2e-2, 2e-2);
+    close_to("conv_ssd_decode conv state vs cpu", gconv, c_read(ccst, ncs), ncs, 1e-6, 1e-6);
+    close_to("conv_ssd_decode ssm state vs cpu", gssm, c_read(csst, nss), nss, 1e-3, 1e-3);
+    /* the separate CUDA ops on fresh copies of the initial states */
+    void *gcst2 = g_raw(cst, ncs * 4), *gsst2 = g_raw(sst, nss * 4), *gxbc = g_poison((size_t)T * Cd * 2);
+    void *gy2 = g_poison(ny * 2);
+    G->conv1d(G, gxbc, g_at(grow, HP), in_w, gw, gcb, gcst2, gcu, gsl, n_seq, T, Cd, K);
+    G->ssd_scan(G, gy2, gxbc, g_at(grow, HP + Cd), gA, g_at(gxbc, HP), g_at(gxbc, HP + GN), gD, gdb, gsst2, gcu, gsl,
+                n_seq, T, Cd, in_w, H, P, G_, N, 128, 0.0f, INFINITY);
+    close_to("conv_ssd_decode y vs separate cuda ops", y, g_read_bf16(gy2, ny), ny, 1e-3, 8e-3);
+    close_to("conv_ssd_decode conv state vs separate", gconv, g_read_f32(gcst2, ncs), ncs, 0, 0);
+    close_to("conv_ssd_decode ssm state vs separate", gssm, g_read_f32(gsst2, nss), nss, 1e-5, 1e-5);
+}
+TEST(conv_ssd_decode) {
+    NEED_GPU();
+    check_conv_ssd(5, 32, 64, 32, 64, 4, 1);  /* Llamba-1B mixer: 32 heads, head_dim 64, d_state 64 */
+    check_conv_ssd(1, 4, 16, 4, 16, 4, 1);    /* batch 1, small head: 4 rows per thread */
+    check_conv_ssd(37, 8, 32, 8, 128, 3, 1);  /* N 128 (32 threads a row), odd batch, K 3 */
+    check_conv_ssd(3, 8, 64, 2, 64, 4, 0);    /* grouped B/C: declined */
+    check_conv_ssd(2, 4, 200, 4, 64, 4, 0);   /* P 200 > the 64 rows a block covers: declined */
+    release_all();
+}
+
 TEST(gated_rmsnorm) {
     NEED_GPU();
     check_gated(4, 256, 64, 256, 0);
@@ -630,6 +698,7 @@ int main(void) {
     RUN_SEL(attention_prefill);
     RUN_SEL(conv1d);
     RUN_SEL(ssd_scan);
+    RUN_SEL(conv_ssd_decode);
     RUN_SEL(gated_rmsnorm);
     RUN_SEL(sample);
     RUN_SEL(graph_replay);

@@ -1,5 +1,5 @@
 /* tests/gpu/test_cuda_ssd_chunked.c — the chunked tensor-core prefill scan of the CUDA backend
- * (kernels/cuda/cuda_ssd_chunked.cu, opt-in THINKFAST_SSD_CHUNKED=1) against the CPU reference
+ * (kernels/cuda/cuda_ssd_chunked.cu, the default prefill scan; THINKFAST_SSD_CHUNKED=0 turns it off) against the CPU reference
  * backend, and against the backend's own exact recurrence.
  *
  * Three CUDA backends on device 0: G is created with THINKFAST_SSD_CHUNKED=1 (the chunked path
@@ -40,7 +40,7 @@
 #define GPU_TEST_SEED 0x13198A2E03707344ull
 #include "tests/gpu/gpu_testutil.h"
 
-static op_backend *Rb; /* CUDA backend without THINKFAST_SSD_CHUNKED: the recurrent kernel */
+static op_backend *Rb; /* CUDA backend with THINKFAST_SSD_CHUNKED=0: the recurrent kernel */
 static op_backend *Fb; /* THINKFAST_SSD_CHUNKED=2: fewer hi/lo splits (y only) */
 
 #define WIDE_GARBAGE 9984.0f /* 1e4 rounded to bf16 */
@@ -228,7 +228,7 @@ int main(void) {
     if (G) {
         setenv("THINKFAST_SSD_CHUNKED", "2", 1);
         Fb = op_cuda_new(0, err, sizeof err);
-        unsetenv("THINKFAST_SSD_CHUNKED");
+        setenv("THINKFAST_SSD_CHUNKED", "0", 1);
         Rb = Fb ? op_cuda_new(0, err, sizeof err) : NULL;
         if (!Rb || !Fb) {
             printf("second cuda backend unavailable: %s\n", err);

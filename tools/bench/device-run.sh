@@ -1,27 +1,38 @@
 #!/usr/bin/env bash
 # tools/bench/device-run.sh — what one call of the lent GPU machine runs. The binaries come
-# prebuilt in .gpu/bin (tools/bench/gpu-build.sh here; the device has none of the project's
-# other libraries), carried with the call. Each mode fits one call (< 10 minutes):
-#   tests   the GPU tests: test_cuda_ops (every op against the CPU reference; a failing test is
-#           re-run under compute-sanitizer), test_cuda_gemm (the skinny tensor-core GEMM),
-#           test_cuda_ssd_chunked (the chunked tensor-core SSD prefill),
-#           test_cuda_golden (HF fixtures through the graph engine), test_engine_graphs.
-#   kernels tests + the GEMM A/B (THINKFAST_GEMM_BENCH=1) + bench_gpu decode A/B with the skinny
-#           GEMM on and off (teacher, student, gen 1024) + the chunked-SSD A/B (THINKFAST_SSD_BENCH=1)
-#           + prefill (bench_gpu --prefill, with and without the chunked SSD).
-#   bench   bench_gpu's full decode table (4 archs x gen 1024/4096/8192 x batch 1..512 + max)
-#           and the bf16-state option.
-#   engine  the real engine (bench_engine_gpu): gen 1024 at batch 64, 256 and the largest that
-#           fits for the four archs, then windows of gen 4096 and 8192 at their mean context
-#           (--plan 256,G --prompt 256+G/2-128 --gen 256) at the batch that fits the whole run.
-# Files in $OUT: *.log and the JSON results (gpu_decode.json, gpu_prefill.json, gpu_engine*.json).
-# Usage: OUT=dir tools/bench/device-run.sh tests|kernels|bench|engine
+# prebuilt (tools/bench/gpu-build.sh here; the device has none of the project's other
+# libraries) and packed in .gpu/pack/bin.tar.xz, carried with the call (carry [".gpu/pack"]);
+# this script unpacks them into .gpu/bin. Modes (several may be given; each comment says about
+# how long it takes on an H100, keep one call under 10 minutes):
+#   tests    (~1 min) the GPU tests: test_cuda_ops (every op against the CPU reference; a failing
+#            test is re-run under compute-sanitizer), test_cuda_gemm (the skinny GEMM, opt-in),
+#            test_cuda_ssd_chunked (the chunked prefill scan), test_cuda_attn_prefill (the
+#            tensor-core prefill attention), test_cuda_golden (HF fixtures through the
+#            graph engine), test_engine_graphs.
+#   ab       (~2 min) kernel A/Bs: decode with the fused conv + scan on and off, prefill with the
+#            generic attention kernel and with the recurrent scan against the defaults, the timing
+#            modes of the chunked-scan and prefill-attention tests.
+#   winG     (G = 4096: ~3 min, 8192: ~4 min; mostly the prefill of the long prompts) the engine
+#            at gen G: a 128-token window at the mean context, at the batch that fits the whole
+#            run (bench_engine_gpu --window G), four architectures.
+#   decode   (~2 min) bench_gpu's full decode table (4 archs x gen 1024/4096/8192 x batch 1..512 +
+#            max) with one prefill per arch, and the bf16-state option.
+#   engine   (~3 min) the engine at gen 1024: batch 64 and 256 for the four archs, the largest
+#            batch that fits for the teacher and the student (the hybrids' largest batches are
+#            the winG points).
+#   hf       (~2 min) the PyTorch/HF generate() baseline (tools/bench/hf_baseline.py) and this
+#            backend at its context (bench_gpu --gen 48).
+# Files in $OUT: *.log and the JSON results (gpu_decode*.json, gpu_prefill*.json, gpu_engine*.json,
+# gpu_hf_baseline.json).
+# Usage: OUT=dir tools/bench/device-run.sh MODE [MODE...]
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/thinkfast-gpu-out}
 mkdir -p "$OUT"
-MODE=${1:-tests}
 B=.gpu/bin
+if [ -f .gpu/pack/bin.tar.xz ] && [ ! -x $B/bench_gpu -o .gpu/pack/bin.tar.xz -nt $B/bench_gpu ]; then
+  tar -C .gpu -xJf .gpu/pack/bin.tar.xz || { echo "device-run: cannot unpack .gpu/pack/bin.tar.xz"; exit 1; }
+fi
 for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /opt/torch/.venv/lib/python3*/site-packages/nvidia/cu13/lib \
          /opt/torch/.venv/lib/python3*/site-packages/nvidia/cublas/lib; do
   [ -d "$d" ] && LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH:-}"
@@ -34,11 +45,12 @@ T="$OUT/tests.log"; L="$OUT/bench.log"
 # lines; failing tests (lines "FAIL name") are re-run one by one under compute-sanitizer.
 run_test() {
   local name=$1 limit=$2 t0 rc
+  [ -x "$B/$name" ] || { echo "$name: not built"; return 1; }
   t0=$(date +%s)
   timeout "$limit" "$B/$name" >"$OUT/$name.tmp" 2>&1; rc=$?
   echo "$name rc=$rc ($(( $(date +%s) - t0 )) s)" >>"$OUT/$name.tmp"
   cat "$OUT/$name.tmp" >>"$T"
-  grep -E "^(FAIL|skip) |^unit:|near-tie|rc=" "$OUT/$name.tmp" | head -30
+  grep -E "^(FAIL|skip) |^unit:|near-tie|rc=|out of tolerance|mismatch" "$OUT/$name.tmp" | head -30
   if grep -q "^FAIL " "$OUT/$name.tmp" && command -v compute-sanitizer >/dev/null; then
     for t in $(grep -E "^FAIL " "$OUT/$name.tmp" | awk '{print $2}' | sort -u | head -3); do
       CUDA_TEST_ONLY=$t timeout 90 compute-sanitizer --tool memcheck --print-limit 5 "$B/$name" >"$OUT/san.tmp" 2>&1
@@ -49,63 +61,79 @@ run_test() {
   rm -f "$OUT/$name.tmp" "$OUT/san.tmp"
   return $rc
 }
-
-if [ "$MODE" = tests ] || [ "$MODE" = kernels ]; then
-  run_test test_cuda_ops 180
-  # The skinny GEMM is opt-in (THINKFAST_MM_SKINNY=1) until this test and the A/B below pass on a device.
-  if THINKFAST_MM_SKINNY=1 run_test test_cuda_gemm 90; then GEMM_OK=1; else GEMM_OK=0; fi
-  echo "skinny GEMM test passed: $GEMM_OK" | tee -a "$T"
-  # The chunked SSD prefill is opt-in (THINKFAST_SSD_CHUNKED=1; the test sets it itself).
-  if run_test test_cuda_ssd_chunked 120; then SSDC_OK=1; else SSDC_OK=0; fi
-  echo "chunked SSD test passed: $SSDC_OK" | tee -a "$T"
-  run_test test_cuda_golden 90
-  run_test test_engine_graphs 120
-fi
-if [ "$MODE" = kernels ]; then
-  if [ "$GEMM_OK" = 1 ]; then
-    THINKFAST_MM_SKINNY=1 THINKFAST_GEMM_BENCH=1 timeout 90 $B/test_cuda_gemm >"$OUT/gemm_ab.log" 2>&1
-    echo "gemm bench rc=$?" >>"$OUT/gemm_ab.log"; grep -iE "GB/s|rc=" "$OUT/gemm_ab.log" | head -40
-    { echo "== A/B: skinny GEMM on"
-      THINKFAST_MM_SKINNY=1 timeout 60 $B/bench_gpu --arch teacher,student --gen 1024 --batch 1,16,64,128,256 --no-max
-      echo "== A/B: skinny GEMM off (cuBLASLt)"
-      THINKFAST_MM_SKINNY=0 timeout 60 $B/bench_gpu --arch teacher,student --gen 1024 --batch 1,16,64,128,256 --no-max
-    } >"$OUT/ab.log" 2>&1
-    grep -E "^== |^ +(teacher|student) " "$OUT/ab.log"
-  fi
-  if [ "$SSDC_OK" = 1 ]; then
-    THINKFAST_SSD_BENCH=1 timeout 90 $B/test_cuda_ssd_chunked >"$OUT/ssd_chunked_ab.log" 2>&1
-    echo "ssd chunked bench rc=$?" >>"$OUT/ssd_chunked_ab.log"; grep -iE "ms|rc=" "$OUT/ssd_chunked_ab.log" | head -20
-    THINKFAST_SSD_CHUNKED=1 timeout 120 $B/bench_gpu --prefill 256,1024 --prefill-only --arch student,hybrid25 \
-      --out "$OUT/gpu_prefill_chunked.json" >>"$L" 2>&1
-    echo "prefill (chunked SSD) rc=$?" >>"$L"
-  fi
-  timeout 120 $B/bench_gpu --prefill 256,1024 --prefill-only --out "$OUT/gpu_prefill.json" >>"$L" 2>&1
-  echo "prefill rc=$?" >>"$L"; grep -iE "prefill|^ +(teacher|student|hybrid)" "$L" | tail -30
-fi
-if [ "$MODE" = bench ]; then
-  t0=$(date +%s)
-  timeout 330 $B/bench_gpu --out "$OUT/gpu_decode.json" >>"$L" 2>&1
-  echo "bench rc=$? ($(( $(date +%s) - t0 )) s)" >>"$L"
-  grep -E "^ +(teacher|student|hybrid)|^  gen|ratio|rc=|equal" "$L" | tail -120
-  timeout 60 $B/bench_gpu --arch student,hybrid25 --state bf16 --gen 8192 --batch 64,256,512 \
-    --out "$OUT/gpu_decode_bf16state.json" >>"$L" 2>&1
-  echo "bench bf16 state rc=$?" >>"$L"; grep -A12 "SSM state bf16" "$L" | grep -E "^ +(student|hybrid)"
-fi
-if [ "$MODE" = engine ]; then
-  TMPM=/tmp/tf_models; mkdir -p $TMPM
+ROWS="^ +(teacher|student|hybrid50|hybrid25) "
+# the engine benchmarks' random checkpoints, written once per machine (the four in parallel)
+TMPM=/tmp/tf_models
+write_models() {
+  mkdir -p $TMPM
   for a in teacher hybrid50 hybrid25 student; do
-    $B/bench_engine_gpu --write-only --arch $a --tmp $TMPM >>"$OUT/write.log" 2>&1 &
+    [ -d $TMPM/thinkfast_bench_engine_$a ] || $B/bench_engine_gpu --write-only --arch $a --tmp $TMPM >>"$OUT/write.log" 2>&1 &
   done
   wait
-  E="$OUT/engine.log"
-  timeout 240 $B/bench_engine_gpu --keep --tmp $TMPM --arch teacher,hybrid50,hybrid25,student --batch 64,256,max \
-    --out "$OUT/gpu_engine.json" >>"$E" 2>&1
-  echo "engine gen 1024 rc=$?" >>"$E"
-  for G in 8192 4096; do
-    timeout 150 $B/bench_engine_gpu --keep --tmp $TMPM --arch teacher,hybrid50,hybrid25,student --batch max \
-      --plan 256,$G --prompt $((256 + G / 2 - 128)) --gen 256 --out "$OUT/gpu_engine_gen$G.json" >>"$E" 2>&1
+}
+
+for MODE in "$@"; do
+  echo "== $MODE ($(date -u +%T))"
+  case $MODE in
+  tests)
+    run_test test_cuda_ops 180
+    THINKFAST_MM_SKINNY=1 run_test test_cuda_gemm 90
+    run_test test_cuda_ssd_chunked 120
+    run_test test_cuda_attn_prefill 120
+    run_test test_cuda_golden 90
+    run_test test_engine_graphs 120
+    ;;
+  ab)
+    { echo "== decode: fused conv + scan (default)"
+      timeout 60 $B/bench_gpu --arch student,hybrid25,teacher --gen 1024 --batch 1,64,256 --no-max
+      echo "== decode: separate conv1d and scan (THINKFAST_CONV_SSD=0)"
+      THINKFAST_CONV_SSD=0 timeout 60 $B/bench_gpu --arch student,hybrid25 --gen 1024 --batch 1,64,256 --no-max
+    } >"$OUT/ab.log" 2>&1
+    grep -E "^== |$ROWS" "$OUT/ab.log"
+    THINKFAST_SSD_BENCH=1 timeout 90 $B/test_cuda_ssd_chunked 2>&1 | grep -E "^bench" | tee -a "$OUT/ab.log"
+    THINKFAST_ATTN_BENCH=1 timeout 90 $B/test_cuda_attn_prefill 2>&1 | grep -E "^attention prefill" | tee -a "$OUT/ab.log"
+    THINKFAST_ATTN_PREFILL=generic timeout 120 $B/bench_gpu --prefill 256,1024 --prefill-only --arch teacher,hybrid50 \
+      --out "$OUT/gpu_prefill_attn_generic.json" >"$OUT/prefill_generic.log" 2>&1
+    grep -E "$ROWS|rc=" "$OUT/prefill_generic.log"
+    timeout 120 $B/bench_gpu --prefill 256,1024 --prefill-only --out "$OUT/gpu_prefill.json" >"$OUT/prefill.log" 2>&1
+    echo "prefill rc=$?" >>"$OUT/prefill.log"; grep -E "$ROWS|rc=" "$OUT/prefill.log"
+    THINKFAST_SSD_CHUNKED=0 timeout 120 $B/bench_gpu --prefill 256,1024 --prefill-only --arch student \
+      --out "$OUT/gpu_prefill_recurrent.json" >"$OUT/prefill_recurrent.log" 2>&1
+    grep -E "$ROWS|rc=" "$OUT/prefill_recurrent.log"
+    ;;
+  win4096|win8192)
+    G=${MODE#win}
+    write_models
+    E="$OUT/engine_gen$G.log"
+    timeout 330 $B/bench_engine_gpu --keep --tmp $TMPM --arch teacher,hybrid50,hybrid25,student --batch max \
+      --window $G --gen 128 --out "$OUT/gpu_engine_gen$G.json" >>"$E" 2>&1
     echo "engine gen $G window rc=$?" >>"$E"
-  done
-  grep -E "^  (teacher|student|hybrid)|equal|rc=" "$E"
-fi
+    grep -E "^  (teacher|student|hybrid)|window|equal|rc=" "$E"
+    ;;
+  decode)
+    t0=$(date +%s)
+    timeout 330 $B/bench_gpu --prefill 256,1024 --out "$OUT/gpu_decode.json" >>"$L" 2>&1
+    echo "bench rc=$? ($(( $(date +%s) - t0 )) s)" >>"$L"
+    grep -E "$ROWS|^  gen|ratio|rc=|equal" "$L" | tail -120
+    timeout 60 $B/bench_gpu --arch student,hybrid25 --state bf16 --gen 8192 --batch 64,256,512 \
+      --out "$OUT/gpu_decode_bf16state.json" >>"$L" 2>&1
+    echo "bench bf16 state rc=$?" >>"$L"; grep -A12 "SSM state bf16" "$L" | grep -E "$ROWS"
+    ;;
+  engine)
+    write_models
+    E="$OUT/engine.log"
+    timeout 330 $B/bench_engine_gpu --keep --tmp $TMPM --arch teacher,hybrid50,hybrid25,student --batch 64,256,max \
+      --max-arch teacher,student --out "$OUT/gpu_engine.json" >>"$E" 2>&1
+    echo "engine gen 1024 rc=$?" >>"$E"
+    grep -E "^  (teacher|student|hybrid)|equal|rc=" "$E"
+    ;;
+  hf)
+    PY=/opt/torch/.venv/bin/python; [ -x $PY ] || PY=python3
+    PYTHONUNBUFFERED=1 timeout 240 $PY tools/bench/hf_baseline.py --batch 1,64 --out "$OUT/gpu_hf_baseline.json" >"$OUT/hf.log" 2>&1
+    echo "hf rc=$?" >>"$OUT/hf.log"; tail -8 "$OUT/hf.log"
+    timeout 60 $B/bench_gpu --arch teacher,student --gen 48 --batch 1,64 --no-max --out "$OUT/gpu_decode_peer.json" 2>&1 | grep -E "$ROWS"
+    ;;
+  *) echo "device-run: unknown mode $MODE (tests|ab|win4096|win8192|decode|engine|hf)"; exit 2 ;;
+  esac
+done
 exit 0

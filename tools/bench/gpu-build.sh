@@ -2,7 +2,7 @@
 # tools/bench/gpu-build.sh — builds the GPU test and benchmark binaries into .gpu/ (git-ignored)
 # with only the libraries they need (cuBLAS/cuBLASLt dynamic, cudart and OpenBLAS static), so
 # they run on a GPU machine that lacks the project's other dependencies (ZeroMQ, LMDB, ...).
-# Usage: tools/bench/gpu-build.sh   (then carry .gpu to the device; see tools/bench/run-gpu.sh)
+# Usage: tools/bench/gpu-build.sh   (then carry .gpu/pack to the device: tools/bench/device-run.sh)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 NVCC=$(readlink -f "${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}")
@@ -38,4 +38,8 @@ for f in "${mains[@]}"; do
   strip ".gpu/bin/$name"
 done
 for b in .gpu/bin/*; do if ldd "$b" | grep -E "jansson|pcre|zmq|lmdb|msgpack|openblas|gfortran"; then echo "gpu-build: $b links a library the GPU machine lacks"; exit 1; fi; done
-ls -la .gpu/bin
+# what travels to the device: the binaries packed (60 MB of statically linked kernels -> ~4 MB),
+# under the 64 MiB a call may carry; device-run.sh unpacks them
+mkdir -p .gpu/pack
+tar -C .gpu -cf - bin | xz -T4 -6 >.gpu/pack/bin.tar.xz
+ls -la .gpu/bin .gpu/pack

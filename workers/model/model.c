@@ -452,12 +452,21 @@ static void mamba_layer(model *m, model_ws *w, kv_cache *kv, const model_layer *
     char *zx = w->zxbcdt, *xbc = w->xbc;
     be->matmul(be, w->zxbcdt, w->xn, ly->w_in, T, D, in_w, 0);
     add_bias(m, w, w->zxbcdt, ly->b_in, T, in_w);
-    be->conv1d(be, w->xbc, zx + (size_t)di * ab, in_w, ly->conv_w, ly->conv_b, kv_conv(kv, ly->idx), w->d_cu,
-               w->d_slots, n_seq, T, cd, c->m_d_conv);
-    be->ssd_scan(be, w->y, xbc, zx + (size_t)(di + cd) * ab, ly->A_log, xbc + (size_t)di * ab,
-                 xbc + (size_t)(di + gn) * ab, ly->Dskip, ly->dt_bias, kv_ssm(kv, ly->idx), w->d_cu, w->d_slots, n_seq,
-                 T, cd, in_w, H, c->m_head_dim, c->m_groups, c->m_d_state, c->m_chunk > 0 ? c->m_chunk : 256,
-                 (float)c->dt_min, (float)c->dt_max);
+    float dt_min = (float)c->dt_min, dt_max = (float)c->dt_max;
+    /* a decode step: the backend's fused conv + scan when it has one and takes the shape */
+    int fused = T == n_seq && be->conv_ssd_decode &&
+                be->conv_ssd_decode(be, w->y, zx + (size_t)di * ab, in_w, ly->conv_w, ly->conv_b, kv_conv(kv, ly->idx),
+                                    zx + (size_t)(di + cd) * ab, in_w, ly->A_log, ly->Dskip, ly->dt_bias,
+                                    kv_ssm(kv, ly->idx), w->d_cu, w->d_slots, n_seq, cd, c->m_d_conv, H, c->m_head_dim,
+                                    c->m_groups, c->m_d_state, dt_min, dt_max) == 0;
+    if (!fused) {
+        be->conv1d(be, w->xbc, zx + (size_t)di * ab, in_w, ly->conv_w, ly->conv_b, kv_conv(kv, ly->idx), w->d_cu,
+                   w->d_slots, n_seq, T, cd, c->m_d_conv);
+        be->ssd_scan(be, w->y, xbc, zx + (size_t)(di + cd) * ab, ly->A_log, xbc + (size_t)di * ab,
+                     xbc + (size_t)(di + gn) * ab, ly->Dskip, ly->dt_bias, kv_ssm(kv, ly->idx), w->d_cu, w->d_slots,
+                     n_seq, T, cd, in_w, H, c->m_head_dim, c->m_groups, c->m_d_state,
+                     c->m_chunk > 0 ? c->m_chunk : 256, dt_min, dt_max);
+    }
     be->gated_rmsnorm(be, w->yn, w->y, zx, in_w, ly->gnorm, T, di, di, c->rms_eps);
     be->matmul(be, w->x, w->yn, ly->out_proj, T, di, D, 1);
     add_bias(m, w, w->x, ly->b_out, T, D);

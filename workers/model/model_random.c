@@ -126,15 +126,16 @@ int model_write_random(const char *dir, const model_random_spec *s, char *err, s
     util_buf cj;
     util_buf_init(&cj);
     int di = s->m_heads * s->m_head_dim;
+    int max_pos = s->max_position > 0 ? s->max_position : 4096;
     if (s->arch == MODEL_LLAMA) {
         util_buf_printf(&cj, "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", \"vocab_size\": %d, "
                         "\"hidden_size\": %d, \"intermediate_size\": %d, \"num_hidden_layers\": %d, "
                         "\"num_attention_heads\": %d, \"num_key_value_heads\": %d, \"head_dim\": %d, "
                         "\"rms_norm_eps\": 1e-05, \"rope_theta\": 10000.0, \"tie_word_embeddings\": %s, "
-                        "\"bos_token_id\": 1, \"eos_token_id\": 2, \"max_position_embeddings\": 4096, \"hidden_act\": \"silu\", "
+                        "\"bos_token_id\": 1, \"eos_token_id\": 2, \"max_position_embeddings\": %d, \"hidden_act\": \"silu\", "
                         "\"attention_bias\": %s, \"mlp_bias\": %s",
                         s->vocab, s->hidden, s->intermediate, s->layers, s->heads, s->kv_heads, s->head_dim,
-                        s->tie ? "true" : "false", s->proj_bias ? "true" : "false", s->proj_bias ? "true" : "false");
+                        s->tie ? "true" : "false", max_pos, s->proj_bias ? "true" : "false", s->proj_bias ? "true" : "false");
         if (s->llama3_rope)
             util_buf_printf(&cj, ", \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0, "
                             "\"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 64}");
@@ -148,9 +149,9 @@ int model_write_random(const char *dir, const model_random_spec *s, char *err, s
         util_buf_printf(&cj, "], \"mamba_n_heads\": %d, \"mamba_d_head\": %d, \"mamba_n_groups\": %d, \"mamba_d_state\": %d, "
                         "\"mamba_d_conv\": %d, \"mamba_expand\": %d, \"mamba_chunk_size\": %d, \"mamba_conv_bias\": true, "
                         "\"mamba_proj_bias\": %s, \"rms_norm_eps\": 1e-05, \"rope_theta\": 10000.0, "
-                        "\"tie_word_embeddings\": %s, \"bos_token_id\": 1, \"eos_token_id\": 2, \"max_position_embeddings\": 4096",
+                        "\"tie_word_embeddings\": %s, \"bos_token_id\": 1, \"eos_token_id\": 2, \"max_position_embeddings\": %d",
                         s->m_heads, s->m_head_dim, s->m_groups, s->m_d_state, s->m_d_conv, s->m_expand, s->m_chunk,
-                        s->proj_bias ? "true" : "false", s->tie ? "true" : "false");
+                        s->proj_bias ? "true" : "false", s->tie ? "true" : "false", max_pos);
         if (s->partial_rotary > 0) util_buf_printf(&cj, ", \"partial_rotary_factor\": %g", s->partial_rotary);
         util_buf_printf(&cj, "}\n");
     } else {

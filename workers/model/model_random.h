@@ -23,6 +23,7 @@ typedef struct model_random_spec {
     int m_heads, m_head_dim, m_groups, m_d_state, m_d_conv, m_expand, m_chunk;
     int proj_bias;                               /* mamba in_proj/out_proj biases; llama/bamba attention + mlp biases */
     op_dtype dtype;                              /* stored dtype (F32 or BF16) */
+    int max_position;                            /* max_position_embeddings (0: 4096) */
     uint64_t seed;
 } model_random_spec;
 
