@@ -495,10 +495,11 @@ static void check_gated(int T, int D, int gs, int z_ld, int z_off) {
 }
 /* The fused decode conv1d + scan (op conv_ssd_decode) on one fused in_proj row per sequence
  * (z | x B C | dt | pad, all random), scrambled slots, non-zero conv and SSM states, poisoned y:
- * against the CPU conv1d then ssd_scan (conv output kept in fp32 there, rounded to bf16 by the
- * device as the separate conv1d stores it: y within the scan's bf16 tolerance) and against the
- * separate CUDA ops on copies of the states (same arithmetic: states within 1e-5, y within an
- * ulp of bf16). Shapes it does not take return -1 and leave y poisoned. */
+ * against the CPU conv1d then ssd_scan, the CPU conv output rounded to bf16 in between as the
+ * device stores it (unrounded, the SSM state differs by up to ~1e-2 relative: dt' x B with x, B
+ * off by bf16 rounding); and against the separate CUDA
+ * ops on copies of the states (same arithmetic: states within 1e-5, y within an ulp of bf16).
+ * Shapes it does not take return -1 and leave y poisoned. */
 static void check_conv_ssd(int n_seq, int H, int P, int G_, int N, int K, int takes) {
     const int T = n_seq, HP = H * P, GN = G_ * N, Cd = HP + 2 * GN, in_w = HP + Cd + H + 8;
     int32_t *cu = h_alloc((n_seq + 1) * 4), *slots = h_alloc(n_seq * 4);
@@ -535,12 +536,18 @@ static void check_conv_ssd(int n_seq, int H, int P, int G_, int N, int K, int ta
     void *ccst = c_raw(cst, ncs * 4), *csst = c_raw(sst, nss * 4), *cxbc = c_poison((size_t)T * Cd * 4);
     void *cy = c_poison(ny * 4);
     C->conv1d(C, cxbc, c_at(crow, HP), in_w, cw, ccb, ccst, ccu, csl, n_seq, T, Cd, K);
+    float *conv_out = c_read(cxbc, (size_t)T * Cd);
+    for (size_t i = 0; i < (size_t)T * Cd; i++) conv_out[i] = bf16_round(conv_out[i]);
+    C->upload(C, cxbc, conv_out, (size_t)T * Cd * 4);
     C->ssd_scan(C, cy, cxbc, c_at(crow, HP + Cd), cA, c_at(cxbc, HP), c_at(cxbc, HP + GN), cD, cdb, csst, ccu, csl,
                 n_seq, T, Cd, in_w, H, P, G_, N, 128, 0.0f, INFINITY);
     float *y = g_read_bf16(gy, ny), *gconv = g_read_f32(gcst, ncs), *gssm = g_read_f32(gsst, nss);
     close_to(what, y, c_read(cy, ny), ny, 2e-2, 2e-2);
     close_to("conv_ssd_decode conv state vs cpu", gconv, c_read(ccst, ncs), ncs, 1e-6, 1e-6);
-    close_to("conv_ssd_decode ssm state vs cpu", gssm, c_read(csst, nss), nss, 1e-3, 1e-3);
+    /* 1e-2 relative: the device's __expf in SiLU may round a conv output to the neighbouring bf16
+     * value (a few per call), which moves the states it feeds by ~4e-3 relative; a wrong channel
+     * or tap is off by O(1) */
+    close_to("conv_ssd_decode ssm state vs cpu", gssm, c_read(csst, nss), nss, 1e-3, 1e-2);
     /* the separate CUDA ops on fresh copies of the initial states */
     void *gcst2 = g_raw(cst, ncs * 4), *gsst2 = g_raw(sst, nss * 4), *gxbc = g_poison((size_t)T * Cd * 2);
     void *gy2 = g_poison(ny * 2);
