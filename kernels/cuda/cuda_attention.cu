@@ -170,6 +170,8 @@ __global__ void __launch_bounds__(ATT_NT) k_attention(att_args a) {
             Ss[r * ATT_TK + lane + 32] = p1;
             float sum = p0 + p1;
             for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+            __syncwarp(); /* every lane has read m_s[r] before lane 0 replaces it (compute-sanitizer
+                           * racecheck does not count the shuffles as ordering) */
             if (lane == 0) {
                 l_s[r] = l_s[r] * corr + sum;
                 m_s[r] = m_new;
@@ -334,6 +336,8 @@ __global__ void __launch_bounds__(ATT_NT) k_attn_decode(att_args a) {
             Ps[(lane + 32) * GM + r] = p1;
             float sum = p0 + p1;
             for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+            __syncwarp(); /* every lane has read m_s[r] before lane 0 replaces it (compute-sanitizer
+                           * racecheck does not count the shuffles as ordering) */
             if (lane == 0) {
                 l_s[r] = l_s[r] * corr + sum;
                 m_s[r] = m_new;

@@ -1,13 +1,13 @@
 /* kernels/cuda/cuda_backend.cu — the CUDA op_backend table: device discovery, memory, weight
  * loading (F32/BF16/F16 -> bf16 on the device), matmuls through cuBLASLt (bf16 operands, fp32
  * compute; cached plans per shape), the host-facing sample op, graph capture and timing. The
- * kernels themselves live in cuda_dense.cu, cuda_attention.cu, cuda_mamba.cu, cuda_sample.cu.
+ * kernels themselves live in cuda_dense.cu, cuda_attention.cu (+ cuda_attn_prefill_mma.cu), cuda_mamba.cu
+ * (+ cuda_ssd_chunked.cu), cuda_sample.cu; cuda_plan.c sizes KV pages and state slots.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/cuda/cuda_gemm.cuh"
 #include "kernels/cuda/cuda_internal.cuh"
 
 #define CU_LT_WS_BYTES ((size_t)32 << 20)
@@ -201,7 +201,6 @@ static void mm_run(op_backend *b, void *y, const void *x, const void *w, int T, 
     CHECK(T >= 0 && K > 0 && N > 0, "matmul: T=%d K=%d N=%d", T, K, N);
     if (T == 0) return;
     cu_impl *c = cu_of(b);
-    if (c->mm_skinny && cu_gemm_skinny(c, y, x, w, T, K, N, acc, f32out) == 0) return;
     int al = align_class(y);
     int ax = align_class(x), aw = align_class(w);
     if (ax < al) al = ax;
@@ -447,8 +446,6 @@ extern "C" op_backend *op_cuda_new(int device, char *err, size_t errlen) {
     {
         const char *at = getenv("THINKFAST_MM_AUTOTUNE"); /* "0" turns the matmul autotuning off */
         c->mm_autotune = !(at && strcmp(at, "0") == 0);
-        const char *sk = getenv("THINKFAST_MM_SKINNY"); /* "1": the skinny decode GEMM (opt-in, unvalidated) */
-        c->mm_skinny = sk && strcmp(sk, "1") == 0;
         const char *ad = getenv("THINKFAST_ATTN_DECODE"); /* mma (default) | fma | generic */
         c->attn_mode = !ad ? 0 : strcmp(ad, "generic") == 0 ? 2 : strcmp(ad, "fma") == 0 ? 1 : 0;
         const char *ap = getenv("THINKFAST_ATTN_PREFILL"); /* mma (default) | generic */

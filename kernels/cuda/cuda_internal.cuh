@@ -53,8 +53,6 @@ typedef struct cu_impl {
                            * 0: the recurrent kernel (THINKFAST_SSD_CHUNKED=0|1|2) */
     int conv_ssd_fused;   /* decode: conv1d + scan in one kernel (op conv_ssd_decode); THINKFAST_CONV_SSD=0: off */
     int mm_autotune;      /* time the heuristic's candidates per new shape (THINKFAST_MM_AUTOTUNE=0: off) */
-    int mm_skinny;        /* T <= 128: the skinny tensor-core GEMM (cuda_gemm.cu) before cuBLASLt. Opt-in
-                           * (THINKFAST_MM_SKINNY=1) until it has been validated and measured on a device. */
     /* Scratch for split-K attention partials and sampling; grown outside graph capture only. */
     void *scratch;
     size_t scratch_bytes;

@@ -2,12 +2,14 @@
  * defining GPU_TEST_SEED): the device backend G and the CPU reference C, tracked allocations
  * freed by release_all(), a seeded splitmix64 generator, bf16 rounding, random bf16-exact
  * non-zero host vectors, uploads, NaN-poisoned outputs and read-backs, NEED_GPU() (skips a
- * test visibly without a device) and gpu_test_setup(). Header-only: every function is static
- * inline.
+ * test visibly without a device), gpu_test_setup(), count_out_of_tol() (tolerance check with
+ * the first mismatches printed) and kv_fixture/kv_layout() (a shuffled paged KV layout).
+ * Header-only: every function is static inline.
  */
 #ifndef THINKFAST_GPU_TESTUTIL_H
 #define THINKFAST_GPU_TESTUTIL_H
 
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,6 +155,56 @@ static inline int gpu_test_setup(void) {
         printf("device: %s\n", desc);
     }
     return 0;
+}
+
+/* Counts elements of got outside atol + rtol * |ref| (NaN counts as outside); prints the first
+ * five with their index, and a summary line (max |diff|, count) when any is outside or when
+ * always_summary is set. */
+static inline size_t count_out_of_tol(const char *what, const float *got, const float *ref, size_t n, double atol,
+                                      double rtol, int always_summary) {
+    size_t bad = 0;
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - (double)ref[i]);
+        double tol = atol + rtol * fabs((double)ref[i]);
+        if (!(d <= tol)) {
+            if (bad < 5) printf("  %s: [%zu] got %.6g want %.6g (|diff| %.3g > tol %.3g)\n", what, i, got[i], ref[i], d, tol);
+            bad++;
+        }
+        if (d > worst && d == d) worst = d;
+    }
+    if (bad || always_summary) printf("  %s: max |diff| %.3g, %zu of %zu out of tolerance\n", what, worst, bad, n);
+    return bad;
+}
+
+/* A paged KV layout for n_seq sequences of ctx[s] tokens: each gets max_pages pages (one spare),
+ * drawn from a shuffled pool with three spare pages, so pages are neither contiguous nor in
+ * order. Fill n_seq, page_size, Hkv, hd; kv_layout sets the rest (bt [n_seq, max_pages]). */
+typedef struct kv_fixture {
+    int n_seq, page_size, max_pages, n_pages, Hkv, hd;
+    int32_t *bt;
+    size_t cache_elems;
+} kv_fixture;
+static inline void kv_layout(kv_fixture *f, const int *ctx) {
+    f->max_pages = 0;
+    for (int s = 0; s < f->n_seq; s++) {
+        int np = (ctx[s] + f->page_size - 1) / f->page_size;
+        if (np > f->max_pages) f->max_pages = np;
+    }
+    f->max_pages += 1;
+    f->n_pages = f->n_seq * f->max_pages + 3;
+    int *perm = h_alloc((size_t)f->n_pages * 4);
+    for (int i = 0; i < f->n_pages; i++) perm[i] = i;
+    for (int i = f->n_pages - 1; i > 0; i--) {
+        int j = irand(i + 1), t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+    f->bt = h_alloc((size_t)f->n_seq * f->max_pages * 4);
+    int next = 0;
+    for (int s = 0; s < f->n_seq; s++)
+        for (int p = 0; p < f->max_pages; p++) f->bt[s * f->max_pages + p] = perm[next++];
+    f->cache_elems = (size_t)f->n_pages * f->page_size * f->Hkv * f->hd;
 }
 
 #define NEED_GPU()                                       \

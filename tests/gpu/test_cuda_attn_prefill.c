@@ -45,49 +45,7 @@ static op_backend *Ob; /* CUDA backend with THINKFAST_ATTN_PREFILL=generic: the 
 #define ATOL 1e-2
 #define RTOL 2e-2
 
-/* Counts elements outside atol + rtol * |ref| (NaN counts), prints the first few and the worst. */
-static size_t n_bad(const char *what, const float *got, const float *ref, size_t n, double atol, double rtol) {
-    size_t bad = 0;
-    double worst = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)got[i] - (double)ref[i]);
-        if (!(d <= atol + rtol * fabs((double)ref[i]))) {
-            if (bad < 5) printf("  %s: [%zu] got %.6g want %.6g\n", what, i, got[i], ref[i]);
-            bad++;
-        }
-        if (d > worst && d == d) worst = d;
-    }
-    printf("  %s: max |diff| %.3g, %zu of %zu out of tolerance\n", what, worst, bad, n);
-    return bad;
-}
 
-/* A paged cache: each sequence gets max_pages pages, drawn from a shuffled pool with spares. */
-typedef struct kv_fixture {
-    int n_seq, page_size, max_pages, n_pages, Hkv, hd;
-    int32_t *bt;
-    size_t cache_elems;
-} kv_fixture;
-static void kv_layout(kv_fixture *f, const int *ctx) {
-    f->max_pages = 0;
-    for (int s = 0; s < f->n_seq; s++) {
-        int np = (ctx[s] + f->page_size - 1) / f->page_size;
-        if (np > f->max_pages) f->max_pages = np;
-    }
-    f->max_pages += 1;
-    f->n_pages = f->n_seq * f->max_pages + 3;
-    int *perm = h_alloc((size_t)f->n_pages * 4);
-    for (int i = 0; i < f->n_pages; i++) perm[i] = i;
-    for (int i = f->n_pages - 1; i > 0; i--) {
-        int j = irand(i + 1), t = perm[i];
-        perm[i] = perm[j];
-        perm[j] = t;
-    }
-    f->bt = h_alloc((size_t)f->n_seq * f->max_pages * 4);
-    int next = 0;
-    for (int s = 0; s < f->n_seq; s++)
-        for (int p = 0; p < f->max_pages; p++) f->bt[s * f->max_pages + p] = perm[next++];
-    f->cache_elems = (size_t)f->n_pages * f->page_size * f->Hkv * f->hd;
-}
 
 /* n_seq sequences; sequence s holds ctx[s] tokens in the cache, the last q_len[s] of which are
  * this step's queries (positions ctx - q_len .. ctx - 1), or, with random_pos, positions drawn
@@ -122,9 +80,9 @@ static void check(int n_seq, const int *ctx, const int *q_len, int Hq, int Hkv, 
              page_size, ctx[0], random_pos ? " random positions" : "");
     printf("%s\n", what);
     float *got = g_read_bf16(go, nq), *old = g_read_bf16(gold, nq), *ref = c_read(co, nq);
-    size_t bad = n_bad("mma vs cpu", got, ref, nq, ATOL, RTOL);
+    size_t bad = count_out_of_tol("mma vs cpu", got, ref, nq, ATOL, RTOL, 1);
     EXPECT_MSG(bad == 0, "%s: %zu elements out of tolerance", what, bad);
-    (void)n_bad("generic vs cpu (control)", old, ref, nq, ATOL, RTOL);
+    (void)count_out_of_tol("generic vs cpu (control)", old, ref, nq, ATOL, RTOL, 1);
     size_t differ = 0;
     for (size_t i = 0; i < nq; i++) differ += memcmp(&got[i], &old[i], sizeof(float)) != 0;
     printf("  mma vs generic: %zu of %zu elements differ bitwise (expected %s)\n", differ, nq,

@@ -42,18 +42,7 @@ static void wide_put(float *w, int ld, int off, const float *a, size_t rows, int
 
 /* Compares got vs ref; prints the first mismatches with their index. Returns the count. */
 static size_t close_to(const char *what, const float *got, const float *ref, size_t n, double atol, double rtol) {
-    size_t bad = 0;
-    double worst = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)got[i] - (double)ref[i]);
-        double tol = atol + rtol * fabs((double)ref[i]);
-        if (!(d <= tol)) {
-            if (bad < 5) printf("  %s: [%zu] got %.6g want %.6g (|diff| %.3g > tol %.3g)\n", what, i, got[i], ref[i], d, tol);
-            bad++;
-        }
-        if (d > worst && d == d) worst = d;
-    }
-    if (bad) printf("  %s: %zu of %zu elements out of tolerance (max |diff| %.3g)\n", what, bad, n, worst);
+    size_t bad = count_out_of_tol(what, got, ref, n, atol, rtol, 0);
     EXPECT_MSG(bad == 0, "%s: %zu mismatches", what, bad);
     return bad;
 }
@@ -195,33 +184,6 @@ TEST(swiglu_add) {
     release_all();
 }
 
-/* A paged KV layout for n_seq sequences of ctx[s] tokens: shuffled pages. */
-typedef struct kv_fixture {
-    int n_seq, page_size, max_pages, n_pages, Hkv, hd;
-    int32_t *bt;
-    size_t cache_elems;
-} kv_fixture;
-static void kv_layout(kv_fixture *f, const int *ctx) {
-    f->max_pages = 0;
-    for (int s = 0; s < f->n_seq; s++) {
-        int np = (ctx[s] + f->page_size - 1) / f->page_size;
-        if (np > f->max_pages) f->max_pages = np;
-    }
-    f->max_pages += 1;
-    f->n_pages = f->n_seq * f->max_pages + 3;
-    int *perm = h_alloc(f->n_pages * 4);
-    for (int i = 0; i < f->n_pages; i++) perm[i] = i;
-    for (int i = f->n_pages - 1; i > 0; i--) {
-        int j = irand(i + 1), t = perm[i];
-        perm[i] = perm[j];
-        perm[j] = t;
-    }
-    f->bt = h_alloc((size_t)f->n_seq * f->max_pages * 4);
-    int next = 0;
-    for (int s = 0; s < f->n_seq; s++)
-        for (int p = 0; p < f->max_pages; p++) f->bt[s * f->max_pages + p] = perm[next++];
-    f->cache_elems = (size_t)f->n_pages * f->page_size * f->Hkv * f->hd;
-}
 
 /* The fused q|k|v step: tokens of n_seq sequences (len[s] each) written at their page slots;
  * every pad_every-th token is padding (slot -1: q_out written, caches untouched). Untouched

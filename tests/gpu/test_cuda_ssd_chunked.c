@@ -47,21 +47,6 @@ static op_backend *Fb; /* THINKFAST_SSD_CHUNKED=2: fewer hi/lo splits (y only) *
 
 static void *g_at(void *d, size_t off) { return (char *)d + off * 2; }
 
-/* Counts elements outside atol + rtol * |ref| (NaN counts), prints the first few. */
-static size_t n_bad(const char *what, const float *got, const float *ref, size_t n, double atol, double rtol) {
-    size_t bad = 0;
-    double worst = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)got[i] - (double)ref[i]);
-        if (!(d <= atol + rtol * fabs((double)ref[i]))) {
-            if (bad < 5) printf("  %s: [%zu] got %.6g want %.6g\n", what, i, got[i], ref[i]);
-            bad++;
-        }
-        if (d > worst && d == d) worst = d;
-    }
-    printf("  %s: max |diff| %.3g, %zu of %zu out of tolerance\n", what, worst, bad, n);
-    return bad;
-}
 
 /* One scan on Gc (a chunked backend: G or Fb), Rb (recurrent) and the CPU backend; compares y
  * and the state. Buffers come from G (same device); each backend has its own stream. */
@@ -122,9 +107,9 @@ static void check_chunked_on(op_backend *Gc, int n_seq, const int *len, int H, i
     float *ref = c_read(cy, nx), *ref_st = c_read(cst, ns);
     float *got = g_read_bf16(gy, nx), *got_st = g_read_f32(gst, ns);
     float *rec = g_read_bf16(gy_r, nx), *rec_st = g_read_f32(gst_r, ns);
-    size_t by = n_bad("chunked y vs cpu", got, ref, nx, 3e-2, 2e-2);
-    size_t bs = n_bad("chunked state vs cpu", got_st, ref_st, ns, 1e-4, 1e-2);
-    size_t bry = n_bad("recurrent y vs cpu", rec, ref, nx, 3e-2, 2e-2);
+    size_t by = count_out_of_tol("chunked y vs cpu", got, ref, nx, 3e-2, 2e-2, 1);
+    size_t bs = count_out_of_tol("chunked state vs cpu", got_st, ref_st, ns, 1e-4, 1e-2, 1);
+    size_t bry = count_out_of_tol("recurrent y vs cpu", rec, ref, nx, 3e-2, 2e-2, 1);
     EXPECT_MSG(by == 0, "chunked y: %zu mismatches (n_seq %d H %d G %d N %d chunk %d)", by, n_seq, H, G_, N, chunk);
     EXPECT_MSG(bs == 0, "chunked state: %zu mismatches (n_seq %d H %d G %d N %d chunk %d)", bs, n_seq, H, G_, N, chunk);
     EXPECT_MSG(bry == 0, "recurrent y: %zu mismatches", bry);

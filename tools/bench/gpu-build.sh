@@ -11,6 +11,7 @@ CUDA_LIB=$CUDA_HOME/lib64
 [ -f "$CUDA_LIB/libcudart_static.a" ] || CUDA_LIB=$CUDA_HOME/targets/x86_64-linux/lib
 O=.gpu/obj
 mkdir -p $O .gpu/bin
+rm -f .gpu/bin/*  # no stale binaries of removed tests
 CFLAGS="-O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wstrict-prototypes -Wno-unused-parameter -Wshadow=local -I. -DTHINKFAST_CUDA=1 -I$CUDA_HOME/include"
 NVFLAGS="-O3 -std=c++17 -I. -gencode=arch=compute_90,code=sm_90 -Xcompiler -Wall,-Wno-unused-parameter --expt-relaxed-constexpr -lineinfo"
 objs=()
