@@ -11,6 +11,7 @@
 #include "kernels/cuda/cuda_internal.cuh"
 
 #define CU_LT_WS_BYTES ((size_t)32 << 20)
+#define CU_MM_CANDIDATES 16 /* heuristic candidates timed per new skinny shape */
 #define CU_STAGE_BYTES ((size_t)64 << 20)
 
 struct op_cuda_graph {
@@ -115,11 +116,49 @@ static int align_class(const void *p) {
     while (a > 2 && (u % (uintptr_t)a)) a >>= 1;
     return a;
 }
+/* Reads n16 16-byte words, so L2 fills with clean lines of this buffer (a write would leave
+ * dirty lines whose write-back would then be timed with the GEMM). The buffer is zeroed, so the
+ * store never happens; it only keeps the loads alive. */
+__global__ void k_l2_touch(const uint4 *p, size_t n16) {
+    uint32_t acc = 0;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n16; i += (size_t)gridDim.x * blockDim.x) {
+        uint4 v = p[i];
+        acc ^= v.x ^ v.y ^ v.z ^ v.w;
+    }
+    if (acc == 0x9e3779b9u) *(uint32_t *)p = acc;
+}
+
+/* A zeroed buffer twice the L2 size: reading it evicts a weight matrix from L2 before a timed
+ * run. Allocated at the first cold tuning (outside any capture), kept until the backend goes;
+ * NULL (and hot timing) when the device cannot spare it. */
+static void *mm_l2_flush(cu_impl *c) {
+    if (c->l2_flush || c->l2_flush_failed) return c->l2_flush;
+    int dev = 0, l2 = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, dev));
+    size_t bytes = 2 * (size_t)(l2 > 0 ? l2 : 64 << 20);
+    if (cudaMalloc(&c->l2_flush, bytes) != cudaSuccess) {
+        (void)cudaGetLastError();
+        c->l2_flush = NULL;
+        c->l2_flush_failed = 1;
+        return NULL;
+    }
+    c->l2_flush_bytes = bytes;
+    CUDA_CHECK(cudaMemsetAsync(c->l2_flush, 0, bytes, c->stream));
+    return c->l2_flush;
+}
+
 /* Times each heuristic candidate on the real operands (output to scratch) and returns the
- * index of the fastest: cuBLASLt's first choice is often slow for skinny decode shapes. */
+ * index of the fastest: cuBLASLt's first choice is often slow for skinny decode shapes.
+ * Hot (mm_autotune 2, the default): 3 back-to-back runs on the same W, which for matrices
+ * under ~50 MB mostly come from L2. Cold (1, THINKFAST_MM_AUTOTUNE=cold, opt-in until a device
+ * run has measured it): each timed run follows a read of twice the L2 size, so W streams from
+ * HBM as it does in a decode step (each weight is read once per step); the best of 3 single
+ * runs counts. */
 static int mm_autotune(cu_impl *c, cu_mm_plan *p, const cublasLtMatmulHeuristicResult_t *res, int got, const void *w,
                        const void *x, int T, int N, int f32out) {
     void *scr = cu_scratch(c, (size_t)T * N * (f32out ? 4 : 2) + 256);
+    void *flush = c->mm_autotune == 1 ? mm_l2_flush(c) : NULL;
     float alpha = 1.f, beta = p->accumulate ? 1.f : 0.f;
     int best = 0;
     float best_ms = 1e30f;
@@ -127,14 +166,24 @@ static int mm_autotune(cu_impl *c, cu_mm_plan *p, const cublasLtMatmulHeuristicR
         cublasStatus_t st = cublasLtMatmul(c->lt, p->op, &alpha, w, p->a, x, p->b, &beta, scr, p->c, scr, p->d,
                                            &res[i].algo, c->lt_ws, c->lt_ws_bytes, c->stream);
         if (st != CUBLAS_STATUS_SUCCESS) continue;
-        CUDA_CHECK(cudaEventRecord(c->ev_tune[0], c->stream));
-        for (int k = 0; k < 3; k++)
-            (void)cublasLtMatmul(c->lt, p->op, &alpha, w, p->a, x, p->b, &beta, scr, p->c, scr, p->d, &res[i].algo,
-                                 c->lt_ws, c->lt_ws_bytes, c->stream);
-        CUDA_CHECK(cudaEventRecord(c->ev_tune[1], c->stream));
-        CUDA_CHECK(cudaEventSynchronize(c->ev_tune[1]));
-        float ms = 0.f;
-        CUDA_CHECK(cudaEventElapsedTime(&ms, c->ev_tune[0], c->ev_tune[1]));
+        float ms = 1e30f;
+        for (int k = 0; k < 3; k++) {
+            if (flush) {
+                k_l2_touch<<<4 * c->n_sm, 256, 0, c->stream>>>((const uint4 *)flush, c->l2_flush_bytes / 16);
+                CUDA_CHECK_LAUNCH();
+            }
+            CUDA_CHECK(cudaEventRecord(c->ev_tune[0], c->stream));
+            int reps = flush ? 1 : 3;
+            for (int r = 0; r < reps; r++)
+                (void)cublasLtMatmul(c->lt, p->op, &alpha, w, p->a, x, p->b, &beta, scr, p->c, scr, p->d,
+                                     &res[i].algo, c->lt_ws, c->lt_ws_bytes, c->stream);
+            CUDA_CHECK(cudaEventRecord(c->ev_tune[1], c->stream));
+            CUDA_CHECK(cudaEventSynchronize(c->ev_tune[1]));
+            float t = 0.f;
+            CUDA_CHECK(cudaEventElapsedTime(&t, c->ev_tune[0], c->ev_tune[1]));
+            if (t < ms) ms = t;
+            if (!flush) break; /* hot: one timed batch of 3 */
+        }
         if (ms < best_ms) { best_ms = ms; best = i; }
     }
     CUDA_CHECK_LAUNCH();
@@ -177,9 +226,10 @@ static cu_mm_plan *mm_plan(cu_impl *c, int T, int K, int N, int acc, int f32out,
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al, sizeof al));
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al, sizeof al));
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al, sizeof al));
-    cublasLtMatmulHeuristicResult_t res[8];
+    cublasLtMatmulHeuristicResult_t res[CU_MM_CANDIDATES];
     int got = 0;
-    CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(c->lt, p->op, p->a, p->b, p->c, p->d, pref, 8, res, &got));
+    CUBLAS_CHECK(
+        cublasLtMatmulAlgoGetHeuristic(c->lt, p->op, p->a, p->b, p->c, p->d, pref, CU_MM_CANDIDATES, res, &got));
     cublasLtMatmulPreferenceDestroy(pref);
     CHECK(got > 0, "cuBLASLt has no algorithm for matmul T=%d K=%d N=%d (align %d)", T, K, N, align);
     p->accumulate = acc;
@@ -388,6 +438,7 @@ static void cu_destroy(op_backend **pb) {
         }
         if (c->lt) cublasLtDestroy(c->lt);
         cudaFree(c->lt_ws);
+        cudaFree(c->l2_flush);
         cudaFree(c->scratch);
         for (int i = 0; i < c->n_retired; i++) cudaFree(c->retired[i]);
         cudaFree(c->stage);
@@ -444,8 +495,9 @@ extern "C" op_backend *op_cuda_new(int device, char *err, size_t errlen) {
     CUDA_CHECK(cudaMalloc(&c->lt_ws, c->lt_ws_bytes));
     c->stage_bytes = CU_STAGE_BYTES;
     {
-        const char *at = getenv("THINKFAST_MM_AUTOTUNE"); /* "0" turns the matmul autotuning off */
-        c->mm_autotune = !(at && strcmp(at, "0") == 0);
+        /* hot (default) | cold (opt-in until a device run has measured it) | 0 (off) */
+        const char *at = getenv("THINKFAST_MM_AUTOTUNE");
+        c->mm_autotune = !at ? 2 : strcmp(at, "0") == 0 ? 0 : strcmp(at, "cold") == 0 ? 1 : 2;
         const char *ad = getenv("THINKFAST_ATTN_DECODE"); /* mma (default) | fma | generic */
         c->attn_mode = !ad ? 0 : strcmp(ad, "generic") == 0 ? 2 : strcmp(ad, "fma") == 0 ? 1 : 0;
         const char *ap = getenv("THINKFAST_ATTN_PREFILL"); /* mma (default) | generic */

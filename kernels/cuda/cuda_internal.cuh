@@ -52,7 +52,11 @@ typedef struct cu_impl {
                            * validated on an H100, 1.2-1.4x the recurrent kernel), 2 (fewer hi/lo splits),
                            * 0: the recurrent kernel (THINKFAST_SSD_CHUNKED=0|1|2) */
     int conv_ssd_fused;   /* decode: conv1d + scan in one kernel (op conv_ssd_decode); THINKFAST_CONV_SSD=0: off */
-    int mm_autotune;      /* time the heuristic's candidates per new shape (THINKFAST_MM_AUTOTUNE=0: off) */
+    int mm_autotune;      /* time the heuristic's candidates per new shape: 2 hot (default), 1 with W
+                           * evicted from L2 first (THINKFAST_MM_AUTOTUNE=cold, opt-in), 0 off (=0) */
+    void *l2_flush;       /* 2 x L2 bytes written before each cold timing run (allocated at first use) */
+    size_t l2_flush_bytes;
+    int l2_flush_failed;  /* could not allocate it: tune hot */
     /* Scratch for split-K attention partials and sampling; grown outside graph capture only. */
     void *scratch;
     size_t scratch_bytes;

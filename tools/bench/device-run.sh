@@ -8,7 +8,8 @@
 #            test is re-run under compute-sanitizer), test_cuda_ssd_chunked (the chunked prefill scan), test_cuda_attn_prefill (the
 #            tensor-core prefill attention), test_cuda_golden (HF fixtures through the
 #            graph engine), test_engine_graphs.
-#   ab       (~2 min) kernel A/Bs: decode with the fused conv + scan on and off, prefill with the
+#   ab       (~3 min) kernel A/Bs: decode with the fused conv + scan on and off, with the matmul
+#            candidates timed hot (default), cold and not at all, prefill with the
 #            generic attention kernel and with the recurrent scan against the defaults, the timing
 #            modes of the chunked-scan and prefill-attention tests.
 #   winG     (G = 4096: ~3 min, 8192: ~4 min; mostly the prefill of the long prompts) the engine
@@ -86,6 +87,10 @@ for MODE in "$@"; do
       timeout 60 $B/bench_gpu --arch student,hybrid25,teacher --gen 1024 --batch 1,64,256 --no-max
       echo "== decode: separate conv1d and scan (THINKFAST_CONV_SSD=0)"
       THINKFAST_CONV_SSD=0 timeout 60 $B/bench_gpu --arch student,hybrid25 --gen 1024 --batch 1,64,256 --no-max
+      echo "== decode: matmul candidates timed with W evicted from L2 (THINKFAST_MM_AUTOTUNE=cold; default: hot)"
+      THINKFAST_MM_AUTOTUNE=cold timeout 60 $B/bench_gpu --arch student,teacher --gen 1024 --batch 1,64,256 --no-max
+      echo "== decode: cuBLASLt's first heuristic choice (THINKFAST_MM_AUTOTUNE=0)"
+      THINKFAST_MM_AUTOTUNE=0 timeout 60 $B/bench_gpu --arch student,teacher --gen 1024 --batch 1,64,256 --no-max
     } >"$OUT/ab.log" 2>&1
     grep -E "^== |$ROWS" "$OUT/ab.log"
     THINKFAST_SSD_BENCH=1 timeout 90 $B/test_cuda_ssd_chunked 2>&1 | grep -E "^bench" | tee -a "$OUT/ab.log"
