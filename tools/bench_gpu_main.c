@@ -54,8 +54,6 @@
 #include "kernels/ops.h"
 #ifdef THINKFAST_CUDA
 #include "kernels/cuda/cuda_backend.h"
-#include "workers/model/engine.h"
-#include "workers/model/model_random.h"
 #endif
 
 #define ROOF_BW 3.0e12     /* bytes/s, measured device-to-device copy on the H100 here */
@@ -83,10 +81,7 @@ static void usage(void) {
            "  --prefill-batch N  sequences per prefill step (default 8)\n"
            "  --prefill-only   skip the decode points (with --prefill)\n"
            "  --device N       CUDA device (default 0)\n"
-           "  --engine P,S,G   instead: the real engine (workers/model/engine.c, graphs off) on\n"
-           "                   random-weight models written to --tmp: P prompts x S samples, G tokens\n"
-           "  --tmp DIR        where --engine writes its models (default /tmp)\n"
-           "  --backend NAME   --engine on another backend (e.g. cpu, to check the runner)\n");
+           "(the real engine, with or without graphs: bin/bench_engine_gpu)\n");
 }
 
 #ifndef THINKFAST_CUDA
@@ -565,77 +560,6 @@ static int parse_list(const char *s, int *out, int cap) {
     return n;
 }
 
-/* The real engine on the GPU: writes a random-weight HF model of the arch's shape (bf16),
- * loads it onto the backend and runs eng_run over P prompts x S samples of G tokens. */
-typedef struct eng_point {
-    char arch[16];
-    int prompts, samples, gen;
-    double prefill_s, decode_s, decode_tok_s, mean_batch, load_s;
-    int64_t decode_tokens;
-} eng_point;
-
-static int count_emit(void *ud, const eng_result *r) {
-    (*(int *)ud)++;
-    return 0;
-}
-
-static int run_engine(const char *arch, int P, int S, int G, int prompt, int layers, const char *tmp, eng_point *out,
-                      char *err, size_t errlen) {
-    model_random_spec sp;
-    memset(&sp, 0, sizeof sp);
-    sp.vocab = 128256; sp.hidden = 2048; sp.layers = layers; sp.intermediate = 8192;
-    sp.heads = 32; sp.kv_heads = 8; sp.head_dim = 64; sp.tie = 1;
-    sp.m_heads = 32; sp.m_head_dim = 64; sp.m_groups = 32; sp.m_d_state = 64; sp.m_d_conv = 4; sp.m_expand = 1;
-    sp.m_chunk = 128; sp.dtype = OP_BF16; sp.seed = 7;
-    if (strcmp(arch, "teacher") == 0) sp.arch = MODEL_LLAMA;
-    else {
-        sp.arch = MODEL_BAMBA;
-        for (int l = 0; l < layers && l < 16; l++)
-            if (is_attn_layer(arch, l)) sp.attn_layers[sp.n_attn_layers++] = l;
-    }
-    char dir[1024];
-    snprintf(dir, sizeof dir, "%s/thinkfast_bench_%s", tmp, arch);
-    int64_t t0 = util_now_ns();
-    if (model_write_random(dir, &sp, err, errlen)) return -1;
-    model *m = NULL;
-    if (model_load(dir, B_, &m, err, errlen)) return -1;
-    double load_s = (util_now_ns() - t0) / 1e9;
-    engine *e = NULL;
-    eng_config ec = {P * S, 256, 16, P, 0};
-    if (eng_new(m, NULL, &ec, &e, err, errlen)) { model_destroy(&m); return -1; }
-    eng_set_graphs(e, 0);   /* this mode measures the eager path; bin/bench_engine_gpu the graphs */
-    int32_t *ids = xmalloc(sizeof(int32_t) * (size_t)P * prompt);
-    eng_request *rq = xcalloc((size_t)P, sizeof *rq);
-    for (int p = 0; p < P; p++) {
-        for (int i = 0; i < prompt; i++) ids[(size_t)p * prompt + i] = 3 + (int32_t)((p * 7919u + i * 104729u) % 128000u);
-        ids[(size_t)p * prompt] = 1;
-        rq[p].prompt = ids + (size_t)p * prompt;
-        rq[p].n_prompt = prompt;
-        rq[p].n_samples = S;
-        rq[p].problem = (uint32_t)p;
-        rq[p].temperature = 1.0f;
-        rq[p].top_p = 1.0f;
-        rq[p].seed = 11;
-        rq[p].max_tokens = G;
-    }
-    int n_done = 0;
-    int rc = eng_run(e, rq, P, count_emit, &n_done, err, errlen);
-    eng_stats st;
-    eng_get_stats(e, &st);
-    eng_destroy(&e);
-    model_destroy(&m);
-    free(ids);
-    free(rq);
-    if (rc) return -1;
-    snprintf(out->arch, sizeof out->arch, "%s", arch);
-    out->prompts = P; out->samples = S; out->gen = G;
-    out->prefill_s = st.prefill_s; out->decode_s = st.decode_s;
-    out->decode_tokens = st.decode_tokens;
-    out->decode_tok_s = st.decode_s > 0 ? st.decode_tokens / st.decode_s : 0;
-    out->mean_batch = st.mean_batch;
-    out->load_s = load_s;
-    return 0;
-}
 
 /* Times one eager prefill of n_seq prompts of len tokens each from fresh state (see the header
  * comment) into p. Returns 0, or 1 (a line printed) when its buffers do not fit in the device
@@ -710,9 +634,6 @@ int main(int argc, char **argv) {
     int batches[32] = {1, 8, 32, 64, 128, 256, 512}, n_batches = 7;
     int prompt = 256, add_max = 1, max_cap = 8192, layers = 16, page = 64, device = 0, greedy = 0;
     double reserve_gib = 3.0, target_ms = 150.0;
-    int eng_p = 0, eng_s = 0, eng_g = 0;
-    const char *tmp = "/tmp";
-    const char *backend_name = NULL; /* --backend NAME (engine mode only; e.g. cpu to check the runner) */
     int pre_lens[16], n_pre = 0, pre_batch = 8, pre_only = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -734,15 +655,6 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--target-ms") == 0) { target_ms = atof(v); i++; }
         else if (strcmp(a, "--out") == 0) { out_path = v; i++; }
         else if (strcmp(a, "--device") == 0) { device = atoi(v); i++; }
-        else if (strcmp(a, "--tmp") == 0) { tmp = v; i++; }
-        else if (strcmp(a, "--backend") == 0) { backend_name = v; i++; }
-        else if (strcmp(a, "--engine") == 0) {
-            if (sscanf(v, "%d,%d,%d", &eng_p, &eng_s, &eng_g) != 3 || eng_p <= 0 || eng_s <= 0 || eng_g <= 0) {
-                fprintf(stderr, "bench_gpu: --engine: expected P,S,G (positive), got \"%s\"\n", v);
-                return 2;
-            }
-            i++;
-        }
         else if (strcmp(a, "--state") == 0) {
             if (strcmp(v, "bf16") == 0) g_state_bf16 = 1;
             else if (strcmp(v, "fp32") == 0) g_state_bf16 = 0;
@@ -768,45 +680,14 @@ int main(int argc, char **argv) {
             return 2;
         }
     char err[512];
-    if (backend_name && eng_p <= 0) { fprintf(stderr, "bench_gpu: --backend is for --engine runs only\n"); return 2; }
-    B_ = backend_name ? op_backend_new(backend_name, err, sizeof err) : op_cuda_new(device, err, sizeof err);
+    B_ = op_cuda_new(device, err, sizeof err);
     if (!B_) { fprintf(stderr, "bench_gpu: %s\n", err); return 1; }
     char desc[256];
-    if (backend_name) snprintf(desc, sizeof desc, "%s", B_->name);
-    else op_cuda_describe(B_, desc, sizeof desc);
+    op_cuda_describe(B_, desc, sizeof desc);
     printf("bench_gpu: %s; prompt %d, page %d, sampling %s, SSM state %s, mode op-level decode step (CUDA graph per "
            "batch)%s\n", desc, prompt, page, greedy ? "greedy" : "temperature 1", g_state_bf16 ? "bf16" : "fp32",
            n_pre ? (pre_only ? ", prefill only" : " + eager prefill") : "");
     fflush(stdout);
-
-    if (eng_p > 0) { /* the real engine instead of the op-level step */
-        char archs2[128];
-        snprintf(archs2, sizeof archs2, "%s", archs_s);
-        FILE *f = out_path ? fopen(out_path, "w") : NULL;
-        if (f) fprintf(f, "{\"benchmark\":\"gpu_engine\",\"mode\":\"engine (eng_run, eager ops, CUDA graphs off)\",\"device\":\"%s\",\"prompt\":%d,\"points\":[", desc, prompt);
-        int first = 1;
-        for (char *save = NULL, *arch = strtok_r(archs2, ",", &save); arch; arch = strtok_r(NULL, ",", &save)) {
-            eng_point ep;
-            if (run_engine(arch, eng_p, eng_s, eng_g, prompt, layers, tmp, &ep, err, sizeof err)) {
-                fprintf(stderr, "bench_gpu: engine %s: %s\n", arch, err);
-                return 1;
-            }
-            printf("  engine %-9s %d prompts x %d samples x %d tokens: decode %.0f tok/s (mean batch %.1f, %lld tokens in "
-                   "%.2f s), prefill %.2f s, model write+load %.1f s\n",
-                   arch, ep.prompts, ep.samples, ep.gen, ep.decode_tok_s, ep.mean_batch, (long long)ep.decode_tokens,
-                   ep.decode_s, ep.prefill_s, ep.load_s);
-            fflush(stdout);
-            if (f)
-                fprintf(f, "%s{\"arch\":\"%s\",\"prompts\":%d,\"samples\":%d,\"gen\":%d,\"decode_tokens_per_s\":%.1f,"
-                           "\"mean_batch\":%.2f,\"decode_tokens\":%lld,\"decode_s\":%.4f,\"prefill_s\":%.4f}",
-                        first ? "" : ",", ep.arch, ep.prompts, ep.samples, ep.gen, ep.decode_tok_s, ep.mean_batch,
-                        (long long)ep.decode_tokens, ep.decode_s, ep.prefill_s);
-            first = 0;
-        }
-        if (f) { fprintf(f, "]}\n"); fclose(f); printf("wrote %s\n", out_path); }
-        B_->destroy(&B_);
-        return 0;
-    }
 
     shape s = {.V = 128256, .D = 2048, .L = layers, .F = 8192, .Hq = 32, .Hkv = 8, .hd = 64, .H = 32, .P = 64,
                .N = 64, .G = 32, .K = 4, .d_inner = 2048, .page = page, .eps = 1e-5f};
