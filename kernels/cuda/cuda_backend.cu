@@ -12,6 +12,7 @@
 
 #define CU_LT_WS_BYTES ((size_t)32 << 20)
 #define CU_MM_CANDIDATES 16 /* heuristic candidates timed per new skinny shape */
+#define CU_MM_SPLITK_BASE 4 /* cold tuning: split-K variants of the first this many candidates */
 #define CU_STAGE_BYTES ((size_t)64 << 20)
 
 struct op_cuda_graph {
@@ -154,7 +155,7 @@ static void *mm_l2_flush(cu_impl *c) {
  * under ~50 MB mostly come from L2. Cold (1, THINKFAST_MM_AUTOTUNE=cold, opt-in until a device
  * run has measured it): each timed run follows a read of twice the L2 size, so W streams from
  * HBM as it does in a decode step (each weight is read once per step); the best of 3 single
- * runs counts. */
+ * runs counts; split-K variants of the first candidates join them (mm_splitk_variants). */
 static int mm_autotune(cu_impl *c, cu_mm_plan *p, const cublasLtMatmulHeuristicResult_t *res, int got, const void *w,
                        const void *x, int T, int N, int f32out) {
     void *scr = cu_scratch(c, (size_t)T * N * (f32out ? 4 : 2) + 256);
@@ -188,6 +189,51 @@ static int mm_autotune(cu_impl *c, cu_mm_plan *p, const cublasLtMatmulHeuristicR
     }
     CUDA_CHECK_LAUNCH();
     return best;
+}
+
+/* Cold tuning only: appends to res (capacity cap, got used) split-K variants (2, 4, 8, 16 parts,
+ * each part >= 256 of K) of the first CU_MM_SPLITK_BASE candidates that support split-K, each
+ * checked by cuBLASLt against these descriptors and the workspace. The heuristic rarely offers
+ * split-K for the skinny decode shapes, whose small matrices (N = 2048: 16 output tiles of 128)
+ * leave most SMs idle without it. Returns the new count. */
+static int mm_splitk_variants(cu_impl *c, cu_mm_plan *p, int K, cublasLtMatmulHeuristicResult_t *res, int got,
+                              int cap) {
+    static const int32_t splits[] = {2, 4, 8, 16};
+    int n = got;
+    for (int i = 0; i < got && i < CU_MM_SPLITK_BASE; i++) {
+        int32_t support = 0, cur = 1;
+        uint32_t mask = 0;
+        size_t wr = 0;
+        if (cublasLtMatmulAlgoCapGetAttribute(&res[i].algo, CUBLASLT_ALGO_CAP_SPLITK_SUPPORT, &support, sizeof support,
+                                              &wr) != CUBLAS_STATUS_SUCCESS || !support)
+            continue;
+        if (cublasLtMatmulAlgoCapGetAttribute(&res[i].algo, CUBLASLT_ALGO_CAP_REDUCTION_SCHEME_MASK, &mask,
+                                              sizeof mask, &wr) != CUBLAS_STATUS_SUCCESS)
+            continue;
+        (void)cublasLtMatmulAlgoConfigGetAttribute(&res[i].algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &cur, sizeof cur, &wr);
+        uint32_t scheme = (mask & CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE) ? CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE
+                          : (mask & CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE) ? CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE
+                          : (mask & CUBLASLT_REDUCTION_SCHEME_INPLACE)     ? CUBLASLT_REDUCTION_SCHEME_INPLACE
+                                                                           : CUBLASLT_REDUCTION_SCHEME_NONE;
+        if (scheme == CUBLASLT_REDUCTION_SCHEME_NONE) continue;
+        for (size_t k = 0; k < sizeof splits / sizeof splits[0] && n < cap; k++) {
+            if (splits[k] == cur || K / splits[k] < 256) continue;
+            cublasLtMatmulAlgo_t a = res[i].algo;
+            if (cublasLtMatmulAlgoConfigSetAttribute(&a, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splits[k],
+                                                     sizeof splits[k]) != CUBLAS_STATUS_SUCCESS ||
+                cublasLtMatmulAlgoConfigSetAttribute(&a, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &scheme,
+                                                     sizeof scheme) != CUBLAS_STATUS_SUCCESS)
+                continue;
+            cublasLtMatmulHeuristicResult_t r;
+            memset(&r, 0, sizeof r);
+            if (cublasLtMatmulAlgoCheck(c->lt, p->op, p->a, p->b, p->c, p->d, &a, &r) != CUBLAS_STATUS_SUCCESS ||
+                r.workspaceSize > c->lt_ws_bytes)
+                continue;
+            r.algo = a;
+            res[n++] = r;
+        }
+    }
+    return n;
 }
 
 static cu_mm_plan *mm_plan(cu_impl *c, int T, int K, int N, int acc, int f32out, int align, const void *w,
@@ -226,7 +272,7 @@ static cu_mm_plan *mm_plan(cu_impl *c, int T, int K, int N, int acc, int f32out,
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al, sizeof al));
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al, sizeof al));
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al, sizeof al));
-    cublasLtMatmulHeuristicResult_t res[CU_MM_CANDIDATES];
+    cublasLtMatmulHeuristicResult_t res[CU_MM_CANDIDATES * 2];
     int got = 0;
     CUBLAS_CHECK(
         cublasLtMatmulAlgoGetHeuristic(c->lt, p->op, p->a, p->b, p->c, p->d, pref, CU_MM_CANDIDATES, res, &got));
@@ -236,7 +282,9 @@ static cu_mm_plan *mm_plan(cu_impl *c, int T, int K, int N, int acc, int f32out,
     /* Autotune the skinny (memory-bound) shapes only, whose output fits a small scratch: large
      * GEMMs are compute-bound and the heuristic's first choice is good there. */
     size_t out_bytes = (size_t)T * N * (f32out ? 4 : 2);
-    int tune = got > 1 && !c->capturing && c->mm_autotune && T <= 1024 && out_bytes <= ((size_t)64 << 20);
+    int tune = !c->capturing && c->mm_autotune && T <= 1024 && out_bytes <= ((size_t)64 << 20);
+    if (tune && c->mm_autotune == 1) got = mm_splitk_variants(c, p, K, res, got, CU_MM_CANDIDATES * 2);
+    tune = tune && got > 1;
     int pick = tune ? mm_autotune(c, p, res, got, w, x, T, N, f32out) : 0;
     p->algo = res[pick].algo;
     p->T = T;
