@@ -225,6 +225,25 @@ static void zeroed_hidden(st_file *f, const model_config *c, int32_t id, double 
     free(nw);
 }
 
+/* The probability a zeroed PRM (tied lm_head E) gives its good token at a step ending on token
+ * id: the full softmax over the vocabulary (bad < 0), or good against bad alone. */
+static double zeroed_step_prob(st_file *f, const model_config *c, const float *E, int32_t id, int32_t good,
+                               int32_t bad) {
+    double h[64], lg[512], mx = -INFINITY, z = 0;
+    if (c->hidden > 64 || c->vocab_size > 512) return NAN; /* the small test models only: fails the caller */
+    zeroed_hidden(f, c, id, h);
+    for (int v = 0; v < c->vocab_size; v++) {
+        if (bad >= 0 && v != good && v != bad) continue;
+        double d = 0;
+        for (int j = 0; j < c->hidden; j++) d += (double)E[(size_t)v * c->hidden + j] * h[j];
+        lg[v] = d;
+        if (d > mx) mx = d;
+    }
+    for (int v = 0; v < c->vocab_size; v++)
+        if (bad < 0 || v == good || v == bad) z += exp(lg[v] - mx);
+    return exp(lg[good] - mx) / z;
+}
+
 static const char *PROMPT = "Question: Lily had 3 apples and got 4 more. How many?\nAnswer: Let's think step by step.\n";
 static const char *RESP[4] = {
     "Lily had 3 apples.\n\nShe got 4 more, so 3 + 4 = 7.\n\nThe answer is 7.",
@@ -627,16 +646,7 @@ TEST(prm_zeroed_model_matches_hand_computation) {
             EXPECT_EQ_INT(res[i].n_steps, ns);
             double agg = a == 2 ? 1.0 : a == 1 ? INFINITY : 0;
             for (int k = 0; k < ns && k < res[i].n_steps; k++) {
-                double h[64], mx = -INFINITY, z = 0, lg[512];
-                zeroed_hidden(f, &c, ids[pos[k]], h);
-                for (int v = 0; v < c.vocab_size; v++) {
-                    double d = 0;
-                    for (int j = 0; j < c.hidden; j++) d += (double)E[(size_t)v * c.hidden + j] * h[j];
-                    lg[v] = d;
-                    if (d > mx) mx = d;
-                }
-                for (int v = 0; v < c.vocab_size; v++) z += exp(lg[v] - mx);
-                double p = exp(lg[good] - mx) / z;
+                double p = zeroed_step_prob(f, &c, E, ids[pos[k]], good, -1);
                 EXPECT_NEAR(res[i].steps[k], p, 1e-5);
                 if (a == 0) agg = p;
                 else if (a == 1) agg = p < agg ? p : agg;
@@ -702,13 +712,7 @@ TEST(prm_bad_token_two_token_normalisation) {
         EXPECT_EQ_INT(res[i].n_steps, ns);
         double agg = INFINITY;
         for (int k = 0; k < ns && k < res[i].n_steps; k++) {
-            double h[64], lg_good = 0, lg_bad = 0;
-            zeroed_hidden(f, &c, ids[pos[k]], h);
-            for (int j = 0; j < c.hidden; j++) {
-                lg_good += (double)E[(size_t)good * c.hidden + j] * h[j];
-                lg_bad += (double)E[(size_t)bad * c.hidden + j] * h[j];
-            }
-            double pg = exp(lg_good), pb = exp(lg_bad), p = pg / (pg + pb);
+            double p = zeroed_step_prob(f, &c, E, ids[pos[k]], good, bad);
             EXPECT_NEAR(res[i].steps[k], p, 1e-5);
             if (fabs(res_full[i].steps[k] - p) > 1e-3) differs++;
             agg = p < agg ? p : agg;
