@@ -34,6 +34,25 @@ typedef struct att_args {
     float *part_o, *part_ml; /* split partials (n_splits > 1) */
 } att_args;
 
+/* The merged output of (sequence s, query head hq) at dimension d from its splits' partials
+ * (natural-log max, sum, unnormalised output). */
+static __device__ float combine_splits(const att_args &a, int s, int hq, int d) {
+    const int64_t base = ((int64_t)s * a.Hq + hq) * a.n_splits;
+    float M = -INFINITY;
+    for (int i = 0; i < a.n_splits; i++)
+        if (a.part_ml[(base + i) * 2 + 1] > 0.f) M = fmaxf(M, a.part_ml[(base + i) * 2]);
+    float num = 0.f, den = 0.f;
+    for (int i = 0; i < a.n_splits; i++) {
+        const float l = a.part_ml[(base + i) * 2 + 1];
+        if (l > 0.f) {
+            const float w = __expf(a.part_ml[(base + i) * 2] - M);
+            num += w * a.part_o[(base + i) * a.hd + d];
+            den += w * l;
+        }
+    }
+    return den > 0.f ? num / den : 0.f;
+}
+
 template <int HDM, int ROWS>
 __global__ void __launch_bounds__(ATT_NT) k_attention(att_args a) {
     extern __shared__ __align__(16) unsigned char smem[];
@@ -443,14 +462,20 @@ static void dec_dispatch_g(cudaStream_t st, const att_args &a, dim3 grid) {
  * and runs its own online softmax over them (no block-wide syncs for the softmax: the warps'
  * (max, sum, output) are merged once at the end, like split-K). K and V fragments come from the
  * shared-memory tiles through ldmatrix (V transposed); P goes from the S accumulators straight
- * into the A operand of P.V. Scores live in the log2 domain (scale * log2 e, exp2). */
+ * into the A operand of P.V. Scores live in the log2 domain (scale * log2 e, exp2).
+ * K/V tiles stream through DEC_STAGES shared-memory stages (DEC_STAGES - 1 tiles in flight
+ * behind the one in use): 2, measured against 3 on an H100 (gpu_ab.log: within 1%, either sign;
+ * three stages cost a resident block per SM in shared memory). */
+#define DEC_STAGES 2
 template <int HD>
 __global__ void __launch_bounds__(ATT_NT) k_attn_decode_mma(att_args a) {
+    cu_pdl_wait();
+    cu_pdl_trigger();
     extern __shared__ __align__(16) unsigned char smem[];
     constexpr int LDK = HD + 8;
     constexpr int KS = HD / 16; /* k-steps of Q.K^T, and 16-dim groups of P.V */
-    bf16 *Ks = (bf16 *)smem;          /* [2][ATT_TK][LDK] */
-    bf16 *Vs = Ks + 2 * ATT_TK * LDK; /* [2][ATT_TK][LDK] */
+    bf16 *Ks = (bf16 *)smem;               /* [DEC_STAGES][ATT_TK][LDK] */
+    bf16 *Vs = Ks + DEC_STAGES * ATT_TK * LDK; /* [DEC_STAGES][ATT_TK][LDK] */
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int grp = lane >> 2, qd = lane & 3; /* mma groupID, thread-in-group */
@@ -508,15 +533,25 @@ __global__ void __launch_bounds__(ATT_NT) k_attn_decode_mma(att_args a) {
             cp_async16(vs + j * LDK + c * 8, vp, bytes);
         }
     };
-    if (k_begin < k_end) load_tile(0, k_begin);
-    cp_async_commit();
+    /* prologue: the first DEC_STAGES - 1 tiles in flight (one commit group each, empty ones too,
+     * so the wait below always counts DEC_STAGES - 1 younger groups) */
+#pragma unroll
+    for (int i = 0; i < DEC_STAGES - 1; i++) {
+        if (k_begin + i * ATT_TK < k_end) load_tile(i, k_begin + i * ATT_TK);
+        cp_async_commit();
+    }
     int stage = 0;
     const int kw = warp * 16; /* this warp's keys in the tile */
     for (int kt = k_begin; kt < k_end; kt += ATT_TK) {
         const int nk = min(ATT_TK, k_end - kt);
-        if (kt + ATT_TK < k_end) load_tile(stage ^ 1, kt + ATT_TK);
+        {
+            const int ahead = kt + (DEC_STAGES - 1) * ATT_TK;
+            int st2 = stage + DEC_STAGES - 1;
+            if (st2 >= DEC_STAGES) st2 -= DEC_STAGES;
+            if (ahead < k_end) load_tile(st2, ahead);
+        }
         cp_async_commit();
-        cp_async_wait<1>();
+        cp_async_wait<DEC_STAGES - 1>();
         __syncthreads();
         const bf16 *ks = Ks + stage * ATT_TK * LDK, *vs = Vs + stage * ATT_TK * LDK;
         if (kw < nk) {
@@ -573,7 +608,7 @@ __global__ void __launch_bounds__(ATT_NT) k_attn_decode_mma(att_args a) {
             }
         }
         __syncthreads();
-        stage ^= 1;
+        if (++stage == DEC_STAGES) stage = 0;
     }
     cp_async_wait<0>();
     __syncthreads();
@@ -620,36 +655,25 @@ __global__ void __launch_bounds__(ATT_NT) k_attn_decode_mma(att_args a) {
 }
 
 template <int HD>
-static void dec_mma_launch(cudaStream_t st, const att_args &a, dim3 grid) {
-    size_t kv = (size_t)4 * ATT_TK * (HD + 8) * sizeof(bf16);
+static void dec_mma_launch(const cu_impl *c, const att_args &a, dim3 grid) {
+    size_t kv = (size_t)2 * DEC_STAGES * ATT_TK * (HD + 8) * sizeof(bf16);
     size_t red = (size_t)(64 + 4 * 8 * HD) * sizeof(float);
     size_t smem = kv > red ? kv : red;
     if (smem > 48 * 1024)
-        CUDA_CHECK(cudaFuncSetAttribute(k_attn_decode_mma<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    k_attn_decode_mma<HD><<<grid, ATT_NT, smem, st>>>(a);
+        CUDA_CHECK(cudaFuncSetAttribute(k_attn_decode_mma<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)smem));
+    cu_launch(c, k_attn_decode_mma<HD>, grid, ATT_NT, smem, a);
     CUDA_CHECK_LAUNCH();
 }
 
 /* Merges the splits of each (sequence, head): a block per pair, a thread per dimension. */
 __global__ void k_attention_combine(att_args a) {
+    cu_pdl_wait();
+    cu_pdl_trigger();
     int s = blockIdx.x / a.Hq, hq = blockIdx.x % a.Hq;
-    int64_t base = ((int64_t)s * a.Hq + hq) * a.n_splits;
-    float M = -INFINITY;
-    for (int i = 0; i < a.n_splits; i++)
-        if (a.part_ml[(base + i) * 2 + 1] > 0.f) M = fmaxf(M, a.part_ml[(base + i) * 2]);
     int t = a.cu[s];
-    for (int d = threadIdx.x; d < a.hd; d += blockDim.x) {
-        float num = 0.f, den = 0.f;
-        for (int i = 0; i < a.n_splits; i++) {
-            float l = a.part_ml[(base + i) * 2 + 1];
-            if (l > 0.f) {
-                float w = __expf(a.part_ml[(base + i) * 2] - M);
-                num += w * a.part_o[(base + i) * a.hd + d];
-                den += w * l;
-            }
-        }
-        a.out[((int64_t)t * a.Hq + hq) * a.hd + d] = __float2bfloat16(den > 0.f ? num / den : 0.f);
-    }
+    for (int d = threadIdx.x; d < a.hd; d += blockDim.x)
+        a.out[((int64_t)t * a.Hq + hq) * a.hd + d] = __float2bfloat16(combine_splits(a, s, hq, d));
 }
 
 template <int HDM, int ROWS>
@@ -724,8 +748,8 @@ void cu_attention(op_backend *b, void *out, const void *q, const void *k_cache, 
         }
         dim3 grid(n_seq, Hkv, a.n_splits);
         if (a.G <= 8 && (hd == 64 || hd == 128) && c->attn_mode == 0) {
-            if (hd == 64) dec_mma_launch<64>(c->stream, a, grid);
-            else dec_mma_launch<128>(c->stream, a, grid);
+            if (hd == 64) dec_mma_launch<64>(c, a, grid);
+            else dec_mma_launch<128>(c, a, grid);
         } else if (a.G <= DEC_GMAX && c->attn_mode <= 1) {
             if (hd <= 64) dec_dispatch_g<64>(c->stream, a, grid);
             else if (hd <= 128) dec_dispatch_g<128>(c->stream, a, grid);
@@ -734,7 +758,7 @@ void cu_attention(op_backend *b, void *out, const void *q, const void *k_cache, 
             att_dispatch_hd<32>(c->stream, a, grid);
         }
         if (a.n_splits > 1) {
-            k_attention_combine<<<n_seq * Hq, hd < 32 ? 32 : hd, 0, c->stream>>>(a);
+            cu_launch(c, k_attention_combine, n_seq * Hq, hd < 32 ? 32 : hd, 0, a);
             CUDA_CHECK_LAUNCH();
         }
     } else {

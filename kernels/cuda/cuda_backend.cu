@@ -556,6 +556,8 @@ extern "C" op_backend *op_cuda_new(int device, char *err, size_t errlen) {
          * entering state (faster, validated to the same tolerances, not the default) */
         const char *sc = getenv("THINKFAST_SSD_CHUNKED");
         c->ssd_chunked = !sc ? 1 : strcmp(sc, "0") == 0 ? 0 : strcmp(sc, "2") == 0 ? 2 : 1;
+        const char *pd = getenv("THINKFAST_PDL"); /* "0": plain launches (A/B) */
+        c->pdl = !(pd && strcmp(pd, "0") == 0);
         const char *cs = getenv("THINKFAST_CONV_SSD"); /* "0": no fused decode conv1d + scan (A/B) */
         c->conv_ssd_fused = !(cs && strcmp(cs, "0") == 0);
     }

@@ -49,6 +49,8 @@ static int aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
 /* ---------------- embed ---------------- */
 __global__ void k_embed_vec(uint4 *out, const uint4 *table, const int32_t *ids, size_t n, int D8) {
+    cu_pdl_wait();
+    cu_pdl_trigger();
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         size_t t = i / D8, e = i % D8;
         out[i] = table[(int64_t)ids[t] * D8 + e];
@@ -67,7 +69,7 @@ void cu_embed(op_backend *b, void *out, const void *table, const int32_t *ids, i
     cudaStream_t s = cu_of(b)->stream;
     if (D % 8 == 0 && aligned16(out) && aligned16(table)) {
         size_t n = (size_t)T * (D / 8);
-        k_embed_vec<<<grid_for(n), DENSE_THREADS, 0, s>>>((uint4 *)out, (const uint4 *)table, ids, n, D / 8);
+        cu_launch(cu_of(b), k_embed_vec, grid_for(n), DENSE_THREADS, 0, (uint4 *)out, (const uint4 *)table, ids, n, D / 8);
     } else {
         size_t n = (size_t)T * D;
         k_embed<<<grid_for(n), DENSE_THREADS, 0, s>>>((bf16 *)out, (const bf16 *)table, ids, n, D);
@@ -76,20 +78,27 @@ void cu_embed(op_backend *b, void *out, const void *table, const int32_t *ids, i
 }
 
 /* ---------------- rmsnorm / add_rmsnorm ----------------
- * One block per row. Vector path: each thread keeps its 8-element chunks in registers between
- * the reduction and the write (rows up to VEC_MAX*8*threads elements); otherwise a scalar
- * two-pass path. `out` may alias `x` (each thread rewrites only what it read). */
+ * One block per row. Vector path: each thread keeps its 8-element chunks (at most RMS_VEC_MAX,
+ * one when the row allows: a decode step's rows are a few KB and their kernels are latency-bound)
+ * in registers between the reduction and the write, and loads its weight chunks before the
+ * reduction so the write phase waits on nothing; otherwise a scalar two-pass path. `out` may
+ * alias `x` (each thread rewrites only what it read). */
 #define RMS_VEC_MAX 4
+#define RMS_VEC_THREADS 512
 template <int ADD>
-__global__ void k_rmsnorm_vec(bf16 *out, bf16 *resid, const bf16 *x, const bf16 *w, int D, float eps) {
+__global__ void __launch_bounds__(RMS_VEC_THREADS) k_rmsnorm_vec(bf16 *out, bf16 *resid, const bf16 *x, const bf16 *w, int D, float eps) {
+    cu_pdl_wait();
+    cu_pdl_trigger();
     int64_t row = blockIdx.x;
     int D8 = D / 8;
     float v[RMS_VEC_MAX][8];
+    uint4 wq[RMS_VEC_MAX];
     float ss = 0.f;
 #pragma unroll
     for (int j = 0; j < RMS_VEC_MAX; j++) {
         int i = threadIdx.x + j * blockDim.x;
         if (i < D8) {
+            wq[j] = ((const uint4 *)w)[i];
             unpack8(((const uint4 *)(x + row * D))[i], v[j]);
             if (ADD) {
                 float r[8];
@@ -110,12 +119,20 @@ __global__ void k_rmsnorm_vec(bf16 *out, bf16 *resid, const bf16 *x, const bf16 
         int i = threadIdx.x + j * blockDim.x;
         if (i < D8) {
             float wv[8], o[8];
-            unpack8(((const uint4 *)w)[i], wv);
+            unpack8(wq[j], wv);
 #pragma unroll
             for (int e = 0; e < 8; e++) o[e] = v[j][e] * r * wv[e];
             ((uint4 *)(out + row * D))[i] = pack8(o);
         }
     }
+}
+/* Threads for a vector row kernel over n8 16-byte chunks: one chunk per thread up to
+ * RMS_VEC_THREADS threads (a multiple of 32), then up to RMS_VEC_MAX per thread; 0 when the
+ * row is too long. The cap keeps a block's registers (~80 per thread) within an SM's 64K. */
+static int vec_row_threads(int n8) {
+    int threads = (n8 + 31) / 32 * 32;
+    if (threads <= RMS_VEC_THREADS) return threads;
+    return n8 <= RMS_VEC_THREADS * RMS_VEC_MAX ? RMS_VEC_THREADS : 0;
 }
 template <int ADD>
 __global__ void k_rmsnorm(bf16 *out, bf16 *resid, const bf16 *x, const bf16 *w, int D, float eps) {
@@ -142,15 +159,11 @@ static void rms_launch(op_backend *b, bf16 *out, bf16 *resid, const bf16 *x, con
     cudaStream_t s = cu_of(b)->stream;
     int D8 = D / 8;
     int vec = D % 8 == 0 && aligned16(out) && aligned16(x) && aligned16(w) && (!ADD || aligned16(resid));
-    if (vec) {
-        int threads = 32;
-        while (threads < 1024 && threads * RMS_VEC_MAX < D8) threads *= 2;
-        if (threads * RMS_VEC_MAX >= D8) {
-            if (threads > 128 && D8 <= 128 * RMS_VEC_MAX) threads = 128;
-            k_rmsnorm_vec<ADD><<<T, threads, 0, s>>>(out, resid, x, w, D, eps);
-            CUDA_CHECK_LAUNCH();
-            return;
-        }
+    int vthreads = vec ? vec_row_threads(D8) : 0;
+    if (vthreads > 0) {
+        cu_launch(cu_of(b), k_rmsnorm_vec<ADD>, T, vthreads, 0, out, resid, x, w, D, eps);
+        CUDA_CHECK_LAUNCH();
+        return;
     }
     int threads = D >= 1024 ? 256 : 128;
     k_rmsnorm<ADD><<<T, threads, 0, s>>>(out, resid, x, w, D, eps);
@@ -173,6 +186,8 @@ void cu_add_rmsnorm(op_backend *b, void *resid, const void *x, void *out, const 
 static __device__ __forceinline__ float silu(float x) { return x / (1.f + __expf(-x)); }
 
 __global__ void k_swiglu_vec(uint4 *out, const uint4 *gu, int T, int F8) {
+    cu_pdl_wait();
+    cu_pdl_trigger();
     size_t n = (size_t)T * F8;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         size_t t = i / F8, f = i % F8;
@@ -202,7 +217,8 @@ void cu_swiglu(op_backend *b, void *out, const void *gu, int T, int F) {
     if (T == 0) return;
     cudaStream_t s = cu_of(b)->stream;
     if (F % 8 == 0 && aligned16(out) && aligned16(gu))
-        k_swiglu_vec<<<grid_for((size_t)T * F / 8), DENSE_THREADS, 0, s>>>((uint4 *)out, (const uint4 *)gu, T, F / 8);
+        cu_launch(cu_of(b), k_swiglu_vec, grid_for((size_t)T * F / 8), DENSE_THREADS, 0, (uint4 *)out, (const uint4 *)gu, T,
+                  F / 8);
     else
         k_swiglu<<<grid_for((size_t)T * F), DENSE_THREADS, 0, s>>>((bf16 *)out, (const bf16 *)gu, T, F);
     CUDA_CHECK_LAUNCH();
@@ -264,6 +280,8 @@ static __device__ __forceinline__ void chunk_store(bf16 *dst, const float *f) {
 template <int W>
 __global__ void k_qkv_rope_write(bf16 *q_out, const bf16 *qkv, const int32_t *pos, const float *inv_freq,
                                  bf16 *kc, bf16 *vc, const int32_t *slot, int T, int Hq, int Hkv, int hd, int half) {
+    cu_pdl_wait();
+    cu_pdl_trigger();
     const int Hall = Hq + 2 * Hkv;
     const int UR = half / W;                    /* rotation units per head */
     const int U = UR + (hd - 2 * half) / W;     /* + copy units */
@@ -324,9 +342,8 @@ void cu_qkv_rope_write(op_backend *b, void *q_out, const void *qkv, const int32_
     if (hd % 8 == 0 && half % 8 == 0 && aligned16(q_out) && aligned16(qkv) && aligned16(k_cache) &&
         aligned16(v_cache)) {
         size_t n = heads * (size_t)(half / 8 + (hd - 2 * half) / 8);
-        k_qkv_rope_write<8><<<grid_for(n), DENSE_THREADS, 0, s>>>((bf16 *)q_out, (const bf16 *)qkv, pos, inv_freq,
-                                                                   (bf16 *)k_cache, (bf16 *)v_cache, slot_mapping, T,
-                                                                   Hq, Hkv, hd, half);
+        cu_launch(cu_of(b), k_qkv_rope_write<8>, grid_for(n), DENSE_THREADS, 0, (bf16 *)q_out, (const bf16 *)qkv, pos,
+                  inv_freq, (bf16 *)k_cache, (bf16 *)v_cache, slot_mapping, T, Hq, Hkv, hd, half);
     } else {
         size_t n = heads * (size_t)(half + (hd - 2 * half));
         k_qkv_rope_write<1><<<grid_for(n), DENSE_THREADS, 0, s>>>((bf16 *)q_out, (const bf16 *)qkv, pos, inv_freq,
@@ -339,7 +356,9 @@ void cu_qkv_rope_write(op_backend *b, void *q_out, const void *qkv, const int32_
 /* ---------------- gated rmsnorm ----------------
  * g = y * silu(z); out = g / rms(g over its group) * w. One block per (row, group). y and out
  * rows are contiguous (stride D); z rows have stride z_ld (z may be a column block of the
- * fused in_proj output). */
+ * fused in_proj output). The vector kernel keeps each thread's 8-element chunks of g in
+ * registers between the reduction and the write (one pass over y and z); the scalar one reads
+ * them twice. */
 __global__ void k_gated_rmsnorm(bf16 *out, const bf16 *y, const bf16 *z, const bf16 *w, int D, int z_ld, int gs,
                                 float eps) {
     int64_t row = blockIdx.x;
@@ -358,6 +377,47 @@ __global__ void k_gated_rmsnorm(bf16 *out, const bf16 *y, const bf16 *z, const b
         out[base + i] = __float2bfloat16(g * r * __bfloat162float(wg[i]));
     }
 }
+__global__ void __launch_bounds__(RMS_VEC_THREADS) k_gated_rmsnorm_vec(bf16 *out, const bf16 *y, const bf16 *z, const bf16 *w, int D, int z_ld,
+                                    int gs, float eps) {
+    cu_pdl_wait();
+    cu_pdl_trigger();
+    int64_t row = blockIdx.x;
+    int64_t grp = blockIdx.y;
+    const int gs8 = gs / 8;
+    const uint4 *yr = (const uint4 *)(y + row * D + grp * gs), *zr = (const uint4 *)(z + row * z_ld + grp * gs);
+    const uint4 *wr = (const uint4 *)(w + grp * gs);
+    float g[RMS_VEC_MAX][8];
+    uint4 wq[RMS_VEC_MAX];
+    float ss = 0.f;
+#pragma unroll
+    for (int j = 0; j < RMS_VEC_MAX; j++) {
+        int i = threadIdx.x + j * blockDim.x;
+        if (i < gs8) {
+            float zv[8];
+            wq[j] = wr[i];
+            unpack8(yr[i], g[j]);
+            unpack8(zr[i], zv);
+#pragma unroll
+            for (int e = 0; e < 8; e++) {
+                g[j][e] *= silu(zv[e]);
+                ss += g[j][e] * g[j][e];
+            }
+        }
+    }
+    float r = rsqrtf(block_sum(ss) / (float)gs + eps);
+    uint4 *orow = (uint4 *)(out + row * D + grp * gs);
+#pragma unroll
+    for (int j = 0; j < RMS_VEC_MAX; j++) {
+        int i = threadIdx.x + j * blockDim.x;
+        if (i < gs8) {
+            float wv[8], o[8];
+            unpack8(wq[j], wv);
+#pragma unroll
+            for (int e = 0; e < 8; e++) o[e] = g[j][e] * r * wv[e];
+            orow[i] = pack8(o);
+        }
+    }
+}
 void cu_gated_rmsnorm(op_backend *b, void *out, const void *y, const void *z, int z_ld, const void *w, int T, int D,
                       int group_size, float eps) {
     CHECK(T >= 0 && D > 0 && group_size > 0 && D % group_size == 0, "gated_rmsnorm: T=%d D=%d group_size=%d", T,
@@ -366,6 +426,14 @@ void cu_gated_rmsnorm(op_backend *b, void *out, const void *y, const void *z, in
     if (T == 0) return;
     CHECK(D / group_size <= 65535, "gated_rmsnorm: %d groups", D / group_size);
     dim3 grid(T, D / group_size);
+    int vec = group_size % 8 == 0 && z_ld % 8 == 0 && aligned16(out) && aligned16(y) && aligned16(z) && aligned16(w);
+    int vthreads = vec ? vec_row_threads(group_size / 8) : 0;
+    if (vthreads > 0) {
+        cu_launch(cu_of(b), k_gated_rmsnorm_vec, grid, vthreads, 0, (bf16 *)out, (const bf16 *)y, (const bf16 *)z,
+                  (const bf16 *)w, D, z_ld, group_size, eps);
+        CUDA_CHECK_LAUNCH();
+        return;
+    }
     int threads = group_size >= 1024 ? 256 : 128;
     k_gated_rmsnorm<<<grid, threads, 0, cu_of(b)->stream>>>((bf16 *)out, (const bf16 *)y, (const bf16 *)z,
                                                             (const bf16 *)w, D, z_ld, group_size, eps);

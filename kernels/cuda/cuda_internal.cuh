@@ -51,6 +51,8 @@ typedef struct cu_impl {
     int ssd_chunked;      /* prefill scan in the chunked tensor-core form (cuda_ssd_chunked.cu): 1 (default;
                            * validated on an H100, 1.2-1.4x the recurrent kernel), 2 (fewer hi/lo splits),
                            * 0: the recurrent kernel (THINKFAST_SSD_CHUNKED=0|1|2) */
+    int pdl;              /* programmatic dependent launch of the decode step's own kernels (cu_launch):
+                           * 1 (default), THINKFAST_PDL=0 off */
     int conv_ssd_fused;   /* decode: conv1d + scan in one kernel (op conv_ssd_decode); THINKFAST_CONV_SSD=0: off */
     int mm_autotune;      /* time the heuristic's candidates per new shape: 2 hot (default), 1 with W
                            * evicted from L2 first (THINKFAST_MM_AUTOTUNE=cold, opt-in), 0 off (=0) */
@@ -79,6 +81,36 @@ static inline cu_impl *cu_of(op_backend *b) { return (cu_impl *)b->impl; }
 /* Ensures the scratch buffer holds at least `bytes`; aborts if that needs a reallocation
  * while a graph is being captured (warm up each bucket eagerly before capturing it). */
 void *cu_scratch(cu_impl *c, size_t bytes);
+
+/* ---- programmatic dependent launch (sm_90) ----
+ * A kernel launched through cu_launch may be scheduled while the kernel before it in the stream
+ * is still running (its blocks wait in cu_pdl_wait), which hides the launch and ramp of the
+ * small latency-bound kernels between a decode step's matmuls. Contract of such a kernel: it
+ * calls cu_pdl_wait() before its first global memory access (read or write), and may call
+ * cu_pdl_trigger() to let the next such kernel be scheduled early. Both are no-ops for a kernel
+ * launched plainly, so the kernels stay correct under `<<<>>>` and THINKFAST_PDL=0. */
+static __device__ __forceinline__ void cu_pdl_wait() { asm volatile("griddepcontrol.wait;\n" ::: "memory"); }
+static __device__ __forceinline__ void cu_pdl_trigger() { asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory"); }
+
+template <typename... KArgs, typename... Args>
+static inline void cu_launch(const cu_impl *c, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
+                             Args... args) {
+    if (!c->pdl) {
+        kernel<<<grid, block, smem, c->stream>>>(args...);
+        return;
+    }
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = c->stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, ((KArgs)args)...));
+}
 
 static inline unsigned cu_blocks(size_t n, unsigned threads) {
     size_t b = (n + threads - 1) / threads;

@@ -297,8 +297,15 @@ typedef struct csd_args {
     float dt_min, dt_max;
 } csd_args;
 
-template <int RPT>
-__global__ void __launch_bounds__(SSD_NT) k_conv_ssd_decode(csd_args a) {
+/* blocks per SM the fused kernel is compiled for: its state loads are the bytes in flight, so
+ * registers beyond them cost occupancy (H100: 106 registers gave 4 blocks per SM; 7 blocks at 72
+ * registers beat 8 at 64, which spill, by 1.5-7% of the student's step; gpu_ab.log) */
+#define CSD_MIN_BLOCKS 7
+#define CSD_CH 2 /* conv channels per thread whose loads are all issued up front (K = 4) */
+template <int RPT, bool K4>
+__global__ void __launch_bounds__(SSD_NT, CSD_MIN_BLOCKS) k_conv_ssd_decode(csd_args a) {
+    cu_pdl_wait();
+    cu_pdl_trigger();
     extern __shared__ float csd_sh[]; /* conv outputs: x [P], B [N], C [N] */
     const int tid = threadIdx.x, LPR = a.LPR;
     const int h = blockIdx.x, s = blockIdx.y;
@@ -306,23 +313,62 @@ __global__ void __launch_bounds__(SSD_NT) k_conv_ssd_decode(csd_args a) {
     const int t = a.cu[s];
     if (a.cu[s + 1] - t != 1) return; /* an empty sequence keeps both states (contract: one token each) */
     const int64_t slot = a.slots[s];
-    int pc[RPT];
-    bool prow[RPT];
+    /* this thread's state: rows row + k RB (k < RPT), columns n0..n0+3; one base pointer (the
+     * rows are RB N floats apart) keeps the registers for the loads in flight, not addresses */
+    float *stb = a.state + ((slot * a.H + h) * a.P + row) * a.N + n0;
+    const int rstride = a.RB * a.N;
     float hs[RPT][4];
-    float *st[RPT];
 #pragma unroll
     for (int k = 0; k < RPT; k++) {
-        int p = k * a.RB + row;
-        prow[k] = p < a.P;
-        pc[k] = prow[k] ? p : a.P - 1;
-        st[k] = a.state + ((slot * a.H + h) * a.P + pc[k]) * a.N;
-        float4 v = *(const float4 *)(st[k] + n0);
+        const int p = k * a.RB + row;
+        float4 v = p < a.P ? *(const float4 *)(stb + k * rstride) : make_float4(0.f, 0.f, 0.f, 0.f);
         hs[k][0] = v.x; hs[k][1] = v.y; hs[k][2] = v.z; hs[k][3] = v.w;
     }
-    /* the conv of this block's channels: j < P: x channel h P + j; then B and C of group h */
+    /* the head's scalars, loaded before the conv so that no load waits after the barrier */
+    const float dt_raw = __bfloat162float(a.dt[(int64_t)t * a.dt_ld + h]), A_log = a.A_log[h], Dh = a.D[h],
+                dt_b = a.dt_bias[h];
+    /* the conv of this block's channels: j < P: x channel h P + j; then B and C of group h.
+     * With K = 4 (the usual d_conv) every input of a thread's first CSD_CH channels is loaded
+     * before any is used, so the block waits one memory latency for the conv, not one per
+     * channel round (the conv-state stores could alias later loads: the compiler would not
+     * hoist them itself); further channels and other K take the plain loop. */
     const int nch = a.P + 2 * a.N, di = a.H * a.P, gn = a.H * a.N;
-    for (int j = tid; j < nch; j += SSD_NT) {
-        const int ch = j < a.P ? h * a.P + j : j < a.P + a.N ? di + h * a.N + (j - a.P) : di + gn + h * a.N + (j - a.P - a.N);
+    auto chan = [&](int j) {
+        return j < a.P ? h * a.P + j : j < a.P + a.N ? di + h * a.N + (j - a.P) : di + gn + h * a.N + (j - a.P - a.N);
+    };
+    int j_rest = tid;
+    if (K4) {
+        float xt[CSD_CH], bias[CSD_CH], cs0[CSD_CH][3];
+        uint2 wq[CSD_CH];
+#pragma unroll
+        for (int i = 0; i < CSD_CH; i++) {
+            const int j = tid + i * SSD_NT;
+            if (j < nch) {
+                const int ch = chan(j);
+                const float *cs = a.conv_state + (slot * a.C + ch) * 3;
+                xt[i] = __bfloat162float(a.x[(int64_t)t * a.x_ld + ch]);
+                bias[i] = a.cb ? __bfloat162float(a.cb[ch]) : 0.f;
+                wq[i] = *(const uint2 *)(a.cw + (int64_t)ch * 4);
+                cs0[i][0] = cs[0]; cs0[i][1] = cs[1]; cs0[i][2] = cs[2];
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < CSD_CH; i++) {
+            const int j = tid + i * SSD_NT;
+            if (j < nch) {
+                const int ch = chan(j);
+                float *cs = a.conv_state + (slot * a.C + ch) * 3;
+                const __nv_bfloat162 *w2 = (const __nv_bfloat162 *)&wq[i];
+                const float2 w01 = __bfloat1622float2(w2[0]), w23 = __bfloat1622float2(w2[1]);
+                const float acc = bias[i] + w01.x * cs0[i][0] + w01.y * cs0[i][1] + w23.x * cs0[i][2] + w23.y * xt[i];
+                cs[0] = cs0[i][1]; cs[1] = cs0[i][2]; cs[2] = xt[i];
+                csd_sh[j] = __bfloat162float(__float2bfloat16(silu_f(acc)));
+            }
+        }
+        j_rest = tid + CSD_CH * SSD_NT;
+    }
+    for (int j = j_rest; j < nch; j += SSD_NT) {
+        const int ch = chan(j);
         float *cs = a.conv_state + (slot * a.C + ch) * (a.K - 1);
         const bf16 *w = a.cw + (int64_t)ch * a.K;
         const float xt = __bfloat162float(a.x[(int64_t)t * a.x_ld + ch]);
@@ -343,16 +389,16 @@ __global__ void __launch_bounds__(SSD_NT) k_conv_ssd_decode(csd_args a) {
     }
     __syncthreads();
     const float *xs = csd_sh, *Bs = csd_sh + a.P, *Cs = Bs + a.N;
-    const float A = -__expf(a.A_log[h]);
-    float d = softplus_f(__bfloat162float(a.dt[(int64_t)t * a.dt_ld + h]) + a.dt_bias[h]);
+    float d = softplus_f(dt_raw + dt_b);
     d = fminf(fmaxf(d, a.dt_min), a.dt_max);
-    const float dA = __expf(d * A), Dh = a.D[h];
+    const float dA = __expf(d * -__expf(A_log));
     float cB[4], cC[4];
 #pragma unroll
     for (int e = 0; e < 4; e++) { cB[e] = Bs[n0 + e]; cC[e] = Cs[n0 + e]; }
 #pragma unroll
     for (int k = 0; k < RPT; k++) {
-        const float cx = xs[pc[k]], dx = d * cx;
+        const int p = k * a.RB + row;
+        const float cx = p < a.P ? xs[p] : 0.f, dx = d * cx;
         float yp = 0.f;
 #pragma unroll
         for (int e = 0; e < 4; e++) {
@@ -360,8 +406,10 @@ __global__ void __launch_bounds__(SSD_NT) k_conv_ssd_decode(csd_args a) {
             yp += hs[k][e] * cC[e];
         }
         for (int o = LPR / 2; o > 0; o >>= 1) yp += __shfl_xor_sync(0xffffffffu, yp, o, LPR);
-        if (sub == 0 && prow[k]) a.y[((int64_t)t * a.H + h) * a.P + pc[k]] = __float2bfloat16(yp + Dh * cx);
-        if (prow[k]) *(float4 *)(st[k] + n0) = make_float4(hs[k][0], hs[k][1], hs[k][2], hs[k][3]);
+        if (p < a.P) {
+            if (sub == 0) a.y[((int64_t)t * a.H + h) * a.P + p] = __float2bfloat16(yp + Dh * cx);
+            *(float4 *)(stb + k * rstride) = make_float4(hs[k][0], hs[k][1], hs[k][2], hs[k][3]);
+        }
     }
 }
 
@@ -404,8 +452,16 @@ int cu_conv_ssd_decode(op_backend *b, void *y, const void *x, int x_ld, const vo
     a.dt_max = dt_max;
     dim3 grid(H, n_seq);
     size_t smem = (size_t)(P + 2 * N) * sizeof(float);
-    if (rb * 4 >= P) k_conv_ssd_decode<4><<<grid, SSD_NT, smem, cu_of(b)->stream>>>(a);
-    else k_conv_ssd_decode<8><<<grid, SSD_NT, smem, cu_of(b)->stream>>>(a);
+    /* K = 4 with 8-byte aligned weight rows: the prefetched conv */
+    const bool k4 = K == 4 && ((uintptr_t)conv_w & 7) == 0;
+    const cu_impl *c = cu_of(b);
+    if (rb * 4 >= P) {
+        if (k4) cu_launch(c, k_conv_ssd_decode<4, true>, grid, SSD_NT, smem, a);
+        else cu_launch(c, k_conv_ssd_decode<4, false>, grid, SSD_NT, smem, a);
+    } else {
+        if (k4) cu_launch(c, k_conv_ssd_decode<8, true>, grid, SSD_NT, smem, a);
+        else cu_launch(c, k_conv_ssd_decode<8, false>, grid, SSD_NT, smem, a);
+    }
     CUDA_CHECK_LAUNCH();
     return 0;
 }

@@ -201,6 +201,8 @@ static __device__ int smp_nth_tie(const smp_row &c, smp_shared &sh, unsigned bit
 
 __global__ void __launch_bounds__(SMP_NT) k_sample(const float *logits, int V, const op_sample_params *params,
                                                    int32_t *ids) {
+    cu_pdl_wait();
+    cu_pdl_trigger();
     extern __shared__ __align__(16) unsigned char smem_raw[];
     smp_shared &sh = *(smp_shared *)smem_raw;
     const int row = blockIdx.x, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -319,6 +321,6 @@ void cu_sample_async(op_backend *b, int32_t *ids_dev, const float *logits, int B
     if (B == 0) return;
     size_t smem = sizeof(smp_shared);
     CUDA_CHECK(cudaFuncSetAttribute(k_sample, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    k_sample<<<B, SMP_NT, smem, cu_of(b)->stream>>>(logits, V, params_dev, ids_dev);
+    cu_launch(cu_of(b), k_sample, B, SMP_NT, smem, logits, V, params_dev, ids_dev);
     CUDA_CHECK_LAUNCH();
 }

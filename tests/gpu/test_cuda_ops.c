@@ -123,7 +123,8 @@ TEST(rmsnorm) {
     NEED_GPU();
     check_rmsnorm(5, 2048);
     check_rmsnorm(1, 100);
-    check_rmsnorm(3, 8200); /* beyond the register-resident vector path */
+    check_rmsnorm(3, 8200); /* vector path, several chunks per thread */
+    check_rmsnorm(2, 16392); /* beyond the register-resident vector path: scalar two-pass */
     check_rmsnorm(2, 24);
     release_all();
 }
@@ -276,6 +277,15 @@ static void check_attention(int n_seq, const int *ctx, const int *q_len, int Hq,
     char what[128];
     snprintf(what, sizeof what, "attention n_seq=%d T=%d Hq=%d Hkv=%d hd=%d ctx0=%d", n_seq, T, Hq, Hkv, hd, ctx[0]);
     close_to(what, g_read_bf16(go, nq), c_read(co, nq), nq, 1e-2, 2e-2);
+    if (T == n_seq) {
+        /* again: the split-K decode's last split merges through per-(sequence, kv head) counters
+         * that each launch must leave at zero, or the next launch would merge too early or never */
+        void *go2 = g_poison(nq * 2);
+        G->attention(G, go2, gq, gk, gv, gbt, f.max_pages, gcu, gp, n_seq, T, Hq, Hkv, hd, page_size, scale);
+        snprintf(what, sizeof what, "attention (second launch) n_seq=%d Hq=%d Hkv=%d hd=%d ctx0=%d", n_seq, Hq, Hkv,
+                 hd, ctx[0]);
+        close_to(what, g_read_bf16(go2, nq), c_read(co, nq), nq, 1e-2, 2e-2);
+    }
 }
 TEST(attention_decode) {
     NEED_GPU();
@@ -524,7 +534,8 @@ TEST(conv_ssd_decode) {
     NEED_GPU();
     check_conv_ssd(5, 32, 64, 32, 64, 4, 1);  /* Llamba-1B mixer: 32 heads, head_dim 64, d_state 64 */
     check_conv_ssd(1, 4, 16, 4, 16, 4, 1);    /* batch 1, small head: 4 rows per thread */
-    check_conv_ssd(37, 8, 32, 8, 128, 3, 1);  /* N 128 (32 threads a row), odd batch, K 3 */
+    check_conv_ssd(37, 8, 32, 8, 128, 3, 1);  /* N 128 (32 threads a row), odd batch, K 3: plain conv loop */
+    check_conv_ssd(3, 8, 32, 8, 128, 4, 1);   /* K 4, 288 channels: 256 prefetched, then the plain loop */
     check_conv_ssd(3, 8, 64, 2, 64, 4, 0);    /* grouped B/C: declined */
     check_conv_ssd(2, 4, 200, 4, 64, 4, 0);   /* P 200 > the 64 rows a block covers: declined */
     release_all();
@@ -537,6 +548,8 @@ TEST(gated_rmsnorm) {
     check_gated(3, 100, 100, 124, 7);     /* odd column offset */
     check_gated(2, 2048, 2048, 2048, 0);
     check_gated(5, 2048, 2048, 4376, 0);  /* z as the first block of a fused in_proj row */
+    check_gated(2, 8192, 8192, 8192, 0);  /* vector path, two chunks per thread */
+    check_gated(2, 4096, 1024, 4100, 0);  /* z_ld not a multiple of 8: scalar path */
     release_all();
 }
 

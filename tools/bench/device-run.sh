@@ -20,6 +20,12 @@
 #   engine   (~3 min) the engine at gen 1024: batch 64 and 256 for the four archs, the largest
 #            batch that fits for the teacher and the student (the hybrids' largest batches are
 #            the winG points).
+#   abmm     (~2 min) the decode A/B of ab only: matmul candidates timed hot, cold, not at all.
+#   quick    (~1 min) bench_gpu at batch 64 and 256, gen 1024 and 8192, four architectures.
+#   nopdl    (~1 min) the same with plain launches (THINKFAST_PDL=0), against quick.
+#   probe    (~2 min) memory ceilings (PyTorch: device copy, in-place read-modify-write of fp32
+#            as the SSM state update does) and Nsight Compute on the decode step's streaming
+#            kernels (student and teacher, batch 64, gen 1024): ncu.log.
 #   hf       (~2 min) the PyTorch/HF generate() baseline (tools/bench/hf_baseline.py) and this
 #            backend at its context (bench_gpu --gen 48).
 # Files in $OUT: *.log and the JSON results (gpu_decode*.json, gpu_prefill*.json, gpu_engine*.json,
@@ -104,6 +110,33 @@ for MODE in "$@"; do
       --out "$OUT/gpu_prefill_recurrent.json" >"$OUT/prefill_recurrent.log" 2>&1
     grep -E "$ROWS|rc=" "$OUT/prefill_recurrent.log"
     ;;
+  quick|nopdl)
+    Q="$OUT/$MODE.log"
+    if [ $MODE = nopdl ]; then export THINKFAST_PDL=0; fi
+    timeout 120 $B/bench_gpu --gen 1024,8192 --batch 64,256 --no-max >"$Q" 2>&1
+    echo "$MODE rc=$?" >>"$Q"; unset THINKFAST_PDL; grep -E "$ROWS|^  gen|rc=" "$Q"
+    ;;
+  abmm)
+    for mm in hot cold 0; do
+      echo "== decode: THINKFAST_MM_AUTOTUNE=$mm"
+      THINKFAST_MM_AUTOTUNE=$mm timeout 60 $B/bench_gpu --arch student,teacher,hybrid25 --gen 1024 --batch 64,256 --no-max
+    done >"$OUT/abmm.log" 2>&1
+    grep -E "^== |$ROWS" "$OUT/abmm.log"
+    ;;
+  probe)
+    PY=/opt/torch/.venv/bin/python; [ -x $PY ] || PY=python3
+    timeout 60 $PY tools/bench/mem_probe.py 2>&1 | tee "$OUT/mem_probe.log"
+    if command -v ncu >/dev/null; then
+      for a in student teacher; do
+        THINKFAST_MM_AUTOTUNE=0 timeout 120 ncu --clock-control none -k "regex:conv_ssd|attn_decode|combine|rmsnorm|swiglu|gemm|sm90|splitK|reduce" \
+          --launch-skip 40 --launch-count 14 --section SpeedOfLight --section Occupancy --section LaunchStats \
+          --section MemoryWorkloadAnalysis --section WarpStateStats \
+          $B/bench_gpu --arch $a --gen 1024 --batch 64 --no-max --target-ms 5 >"$OUT/ncu_$a.log" 2>&1
+        echo "ncu $a rc=$?" | tee -a "$OUT/ncu_$a.log"
+        grep -E "^  [a-zA-Z_].*\(|DRAM Throughput|Memory Throughput|Duration|Achieved Occupancy|Registers Per|Waves Per SM" "$OUT/ncu_$a.log" | head -120
+      done
+    else echo "probe: no ncu on this machine"; fi
+    ;;
   win4096|win8192)
     G=${MODE#win}
     write_models
@@ -136,7 +169,7 @@ for MODE in "$@"; do
     echo "hf rc=$?" >>"$OUT/hf.log"; tail -8 "$OUT/hf.log"
     timeout 60 $B/bench_gpu --arch teacher,student --gen 48 --batch 1,64 --no-max --out "$OUT/gpu_decode_peer.json" 2>&1 | grep -E "$ROWS"
     ;;
-  *) echo "device-run: unknown mode $MODE (tests|ab|win4096|win8192|decode|engine|hf)"; exit 2 ;;
+  *) echo "device-run: unknown mode $MODE (tests|ab|abmm|quick|nopdl|probe|win4096|win8192|decode|engine|hf)"; exit 2 ;;
   esac
 done
 exit 0
