@@ -154,7 +154,7 @@ typedef struct runbuf {
 static op_backend *B_;
 static uint64_t g_seed = 1;
 static int g_prof; /* mark op boundaries for the per-op profile (eager runs only) */
-static int g_state_bf16; /* --state bf16: SSM state stored in bf16 (op_cuda_ssd_scan_bf16state) */
+static int g_state_bf16; /* --state bf16: SSM state stored in bf16 (op_cuda_conv_ssd_decode_bf16state, op_cuda_ssd_scan_bf16state) */
 static size_t st_elem(void) { return g_state_bf16 ? 2 : 4; }
 
 enum { PS_EMBED, PS_NORM, PS_MM_QKV, PS_QKV_ROPE, PS_ATTN, PS_MM_O, PS_MM_IN, PS_CONV, PS_SSD, PS_GNORM, PS_MM_OUT,
@@ -448,10 +448,16 @@ static void forward(runbuf *r, const bench_model *m, int n_seq, int T) {
             PM(PS_MM_IN);
             /* x|B|C: in_proj columns di .. di+conv_dim (row stride d_in) */
             void *dt = col(r->zxbcdt, (size_t)(d.di + d.conv_dim));
-            /* decode with fp32 state: the fused conv + scan when the backend has it (as model.c);
-             * its time is profiled as ssd_scan */
-            int fused = T == n_seq && !g_state_bf16 && b->conv_ssd_decode &&
-                        b->conv_ssd_decode(b, r->y, col(r->zxbcdt, (size_t)d.di), d.d_in, w->cw, w->cb, r->conv[l], dt,
+            /* decode: the fused conv + scan when the backend has it (as model.c; with --state bf16 its
+             * bf16-state form); its time is profiled as ssd_scan */
+            int fused = 0;
+            if (T == n_seq && g_state_bf16 && b->conv_ssd_decode)
+                fused = op_cuda_conv_ssd_decode_bf16state(b, r->y, col(r->zxbcdt, (size_t)d.di), d.d_in, w->cw, w->cb,
+                                                          r->conv[l], dt, d.d_in, w->A_log, w->Dp, w->dtb, r->ssm[l],
+                                                          r->cu, r->slots, n_seq, d.conv_dim, s->K, s->H, s->P, s->G,
+                                                          s->N, 0.0f, INFINITY) == 0;
+            else if (T == n_seq && b->conv_ssd_decode)
+                fused = b->conv_ssd_decode(b, r->y, col(r->zxbcdt, (size_t)d.di), d.d_in, w->cw, w->cb, r->conv[l], dt,
                                            d.d_in, w->A_log, w->Dp, w->dtb, r->ssm[l], r->cu, r->slots, n_seq,
                                            d.conv_dim, s->K, s->H, s->P, s->G, s->N, 0.0f, INFINITY) == 0;
             if (!fused) {

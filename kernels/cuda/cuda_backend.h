@@ -67,6 +67,15 @@ void op_cuda_ssd_scan_bf16state(op_backend *b, void *y, const void *x, const voi
                                 void *ssm_state_bf16, const int32_t *cu_seqlens, const int32_t *slots, int n_seq,
                                 int T, int xbc_ld, int dt_ld, int H, int P, int G, int N, float dt_min, float dt_max);
 
+/* The fused decode conv1d + scan (b->conv_ssd_decode) with the SSM state stored in bf16: same
+ * contract and return value (-1 for a shape it does not take, nothing written); the state is
+ * rounded to bf16 once per call, as op_cuda_ssd_scan_bf16state does. */
+int op_cuda_conv_ssd_decode_bf16state(op_backend *b, void *y, const void *x, int x_ld, const void *conv_w,
+                                      const void *conv_b, float *conv_state, const void *dt, int dt_ld,
+                                      const float *A_log, const float *D, const float *dt_bias, void *ssm_state_bf16,
+                                      const int32_t *cu_seqlens, const int32_t *slots, int n_seq, int C, int K, int H,
+                                      int P, int G, int N, float dt_min, float dt_max);
+
 /* ---- timing ---- */
 /* Milliseconds of device time taken by `iters` back-to-back replays of g (CUDA events around
  * them; synchronises). */

@@ -290,19 +290,35 @@ typedef struct csd_args {
     bf16 *y;
     const bf16 *x, *cw, *cb, *dt; /* x: raw x|B|C rows (stride x_ld); dt rows (stride dt_ld) */
     float *conv_state;            /* [n_slots, C, K-1] */
-    float *state;                 /* [n_slots, H, P, N] */
+    void *state;                  /* [n_slots, H, P, N], float or bf16 (the kernel's ST) */
     const float *A_log, *D, *dt_bias;
     const int32_t *cu, *slots;
     int x_ld, dt_ld, C, K, H, P, N, LPR, RB;
     float dt_min, dt_max;
 } csd_args;
 
+/* Four consecutive state entries as floats, and back (16 bytes of fp32 or 8 of bf16). */
+static __device__ __forceinline__ float4 st_ld4(const float *p) { return *(const float4 *)p; }
+static __device__ __forceinline__ float4 st_ld4(const bf16 *p) {
+    const uint2 u = *(const uint2 *)p;
+    const float2 a = __bfloat1622float2(*(const __nv_bfloat162 *)&u.x), b = __bfloat1622float2(*(const __nv_bfloat162 *)&u.y);
+    return make_float4(a.x, a.y, b.x, b.y);
+}
+static __device__ __forceinline__ void st_st4(float *p, float4 v) { *(float4 *)p = v; }
+static __device__ __forceinline__ void st_st4(bf16 *p, float4 v) {
+    __nv_bfloat162 a = __floats2bfloat162_rn(v.x, v.y), b = __floats2bfloat162_rn(v.z, v.w);
+    uint2 u;
+    u.x = *(uint32_t *)&a;
+    u.y = *(uint32_t *)&b;
+    *(uint2 *)p = u;
+}
+
 /* blocks per SM the fused kernel is compiled for: its state loads are the bytes in flight, so
  * registers beyond them cost occupancy (H100: 106 registers gave 4 blocks per SM; 7 blocks at 72
  * registers beat 8 at 64, which spill, by 1.5-7% of the student's step; gpu_ab.log) */
 #define CSD_MIN_BLOCKS 7
 #define CSD_CH 2 /* conv channels per thread whose loads are all issued up front (K = 4) */
-template <int RPT, bool K4>
+template <int RPT, bool K4, typename ST>
 __global__ void __launch_bounds__(SSD_NT, CSD_MIN_BLOCKS) k_conv_ssd_decode(csd_args a) {
     cu_pdl_wait();
     cu_pdl_trigger();
@@ -315,13 +331,13 @@ __global__ void __launch_bounds__(SSD_NT, CSD_MIN_BLOCKS) k_conv_ssd_decode(csd_
     const int64_t slot = a.slots[s];
     /* this thread's state: rows row + k RB (k < RPT), columns n0..n0+3; one base pointer (the
      * rows are RB N floats apart) keeps the registers for the loads in flight, not addresses */
-    float *stb = a.state + ((slot * a.H + h) * a.P + row) * a.N + n0;
+    ST *stb = (ST *)a.state + ((slot * a.H + h) * a.P + row) * a.N + n0;
     const int rstride = a.RB * a.N;
     float hs[RPT][4];
 #pragma unroll
     for (int k = 0; k < RPT; k++) {
         const int p = k * a.RB + row;
-        float4 v = p < a.P ? *(const float4 *)(stb + k * rstride) : make_float4(0.f, 0.f, 0.f, 0.f);
+        float4 v = p < a.P ? st_ld4(stb + k * rstride) : make_float4(0.f, 0.f, 0.f, 0.f);
         hs[k][0] = v.x; hs[k][1] = v.y; hs[k][2] = v.z; hs[k][3] = v.w;
     }
     /* the head's scalars, loaded before the conv so that no load waits after the barrier */
@@ -408,15 +424,16 @@ __global__ void __launch_bounds__(SSD_NT, CSD_MIN_BLOCKS) k_conv_ssd_decode(csd_
         for (int o = LPR / 2; o > 0; o >>= 1) yp += __shfl_xor_sync(0xffffffffu, yp, o, LPR);
         if (p < a.P) {
             if (sub == 0) a.y[((int64_t)t * a.H + h) * a.P + p] = __float2bfloat16(yp + Dh * cx);
-            *(float4 *)(stb + k * rstride) = make_float4(hs[k][0], hs[k][1], hs[k][2], hs[k][3]);
+            st_st4(stb + k * rstride, make_float4(hs[k][0], hs[k][1], hs[k][2], hs[k][3]));
         }
     }
 }
 
-int cu_conv_ssd_decode(op_backend *b, void *y, const void *x, int x_ld, const void *conv_w, const void *conv_b,
-                       float *conv_state, const void *dt, int dt_ld, const float *A_log, const float *D,
-                       const float *dt_bias, float *ssm_state, const int32_t *cu_seqlens, const int32_t *slots,
-                       int n_seq, int C, int K, int H, int P, int G, int N, float dt_min, float dt_max) {
+template <typename ST>
+static int conv_ssd_run(op_backend *b, void *y, const void *x, int x_ld, const void *conv_w, const void *conv_b,
+                        float *conv_state, const void *dt, int dt_ld, const float *A_log, const float *D,
+                        const float *dt_bias, void *ssm_state, const int32_t *cu_seqlens, const int32_t *slots,
+                        int n_seq, int C, int K, int H, int P, int G, int N, float dt_min, float dt_max) {
     CHECK(n_seq >= 0 && H > 0 && P > 0 && G > 0 && N > 0 && K >= 2 && K <= CONV_KMAX && C == H * P + 2 * G * N,
           "conv_ssd_decode: n_seq=%d C=%d K=%d H=%d P=%d G=%d N=%d (C = H P + 2 G N, K in 2..%d)", n_seq, C, K, H, P,
           G, N, CONV_KMAX);
@@ -456,12 +473,30 @@ int cu_conv_ssd_decode(op_backend *b, void *y, const void *x, int x_ld, const vo
     const bool k4 = K == 4 && ((uintptr_t)conv_w & 7) == 0;
     const cu_impl *c = cu_of(b);
     if (rb * 4 >= P) {
-        if (k4) cu_launch(c, k_conv_ssd_decode<4, true>, grid, SSD_NT, smem, a);
-        else cu_launch(c, k_conv_ssd_decode<4, false>, grid, SSD_NT, smem, a);
+        if (k4) cu_launch(c, k_conv_ssd_decode<4, true, ST>, grid, SSD_NT, smem, a);
+        else cu_launch(c, k_conv_ssd_decode<4, false, ST>, grid, SSD_NT, smem, a);
     } else {
-        if (k4) cu_launch(c, k_conv_ssd_decode<8, true>, grid, SSD_NT, smem, a);
-        else cu_launch(c, k_conv_ssd_decode<8, false>, grid, SSD_NT, smem, a);
+        if (k4) cu_launch(c, k_conv_ssd_decode<8, true, ST>, grid, SSD_NT, smem, a);
+        else cu_launch(c, k_conv_ssd_decode<8, false, ST>, grid, SSD_NT, smem, a);
     }
     CUDA_CHECK_LAUNCH();
     return 0;
+}
+
+int cu_conv_ssd_decode(op_backend *b, void *y, const void *x, int x_ld, const void *conv_w, const void *conv_b,
+                       float *conv_state, const void *dt, int dt_ld, const float *A_log, const float *D,
+                       const float *dt_bias, float *ssm_state, const int32_t *cu_seqlens, const int32_t *slots,
+                       int n_seq, int C, int K, int H, int P, int G, int N, float dt_min, float dt_max) {
+    return conv_ssd_run<float>(b, y, x, x_ld, conv_w, conv_b, conv_state, dt, dt_ld, A_log, D, dt_bias, ssm_state,
+                               cu_seqlens, slots, n_seq, C, K, H, P, G, N, dt_min, dt_max);
+}
+
+extern "C" int op_cuda_conv_ssd_decode_bf16state(op_backend *b, void *y, const void *x, int x_ld, const void *conv_w,
+                                                 const void *conv_b, float *conv_state, const void *dt, int dt_ld,
+                                                 const float *A_log, const float *D, const float *dt_bias,
+                                                 void *ssm_state_bf16, const int32_t *cu_seqlens,
+                                                 const int32_t *slots, int n_seq, int C, int K, int H, int P, int G,
+                                                 int N, float dt_min, float dt_max) {
+    return conv_ssd_run<bf16>(b, y, x, x_ld, conv_w, conv_b, conv_state, dt, dt_ld, A_log, D, dt_bias,
+                              ssm_state_bf16, cu_seqlens, slots, n_seq, C, K, H, P, G, N, dt_min, dt_max);
 }

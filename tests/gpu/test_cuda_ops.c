@@ -530,6 +530,41 @@ static void check_conv_ssd(int n_seq, int H, int P, int G_, int N, int K, int ta
     close_to("conv_ssd_decode conv state vs separate", gconv, g_read_f32(gcst2, ncs), ncs, 0, 0);
     close_to("conv_ssd_decode ssm state vs separate", gssm, g_read_f32(gsst2, nss), nss, 1e-5, 1e-5);
 }
+/* The bf16-state option of the fused kernel (op_cuda_conv_ssd_decode_bf16state) against the
+ * separate CUDA conv1d + op_cuda_ssd_scan_bf16state on copies of the same states: the same
+ * arithmetic with the state rounded to bf16 once, so y within fp32 reassociation, the conv state
+ * exactly and the bf16 state within one bf16 step (8e-3 relative). */
+static void check_conv_ssd_bf16(int n_seq, int H, int P, int N, int K) {
+    const int T = n_seq, HP = H * P, GN = H * N, Cd = HP + 2 * GN, in_w = HP + Cd + H + 8;
+    int32_t *cu = h_alloc((n_seq + 1) * 4), *slots = h_alloc(n_seq * 4);
+    for (int s = 0; s <= n_seq; s++) cu[s] = s;
+    for (int s = 0; s < n_seq; s++) slots[s] = n_seq - s;
+    const int n_slots = n_seq + 1;
+    size_t ncs = (size_t)n_slots * Cd * (K - 1), nss = (size_t)n_slots * H * P * N, ny = (size_t)T * HP;
+    float *row = rvec((size_t)T * in_w, -2, 2), *w = rvec((size_t)Cd * K, -1, 1), *cb = rvec(Cd, -0.5f, 0.5f);
+    float *cst = rvec(ncs, -2, 2), *sst = rvec(nss, -0.5f, 0.5f);
+    float *Alog = rvec(H, -1, 1.5f), *D = rvec(H, -1, 1), *dtb = rvec(H, -1, 1);
+    void *grow = g_bf16(row, (size_t)T * in_w), *gw = g_bf16(w, (size_t)Cd * K), *gcb = g_bf16(cb, Cd);
+    void *gA = g_raw(Alog, H * 4), *gD = g_raw(D, H * 4), *gdb = g_raw(dtb, H * 4);
+    void *gcu = g_raw(cu, (n_seq + 1) * 4), *gsl = g_raw(slots, n_seq * 4);
+    void *gcst = g_raw(cst, ncs * 4), *gsst = g_bf16(sst, nss), *gy = g_poison(ny * 2);
+    char what[160];
+    snprintf(what, sizeof what, "conv_ssd_decode bf16 state n_seq=%d H=%d P=%d N=%d K=%d", n_seq, H, P, N, K);
+    int rc = op_cuda_conv_ssd_decode_bf16state(G, gy, g_at(grow, HP), in_w, gw, gcb, gcst, g_at(grow, HP + Cd), in_w,
+                                               gA, gD, gdb, gsst, gcu, gsl, n_seq, Cd, K, H, P, H, N, 0.0f, INFINITY);
+    EXPECT_MSG(rc == 0, "%s: returned %d", what, rc);
+    if (rc != 0) return;
+    void *gcst2 = g_raw(cst, ncs * 4), *gsst2 = g_bf16(sst, nss), *gxbc = g_poison((size_t)T * Cd * 2);
+    void *gy2 = g_poison(ny * 2);
+    G->conv1d(G, gxbc, g_at(grow, HP), in_w, gw, gcb, gcst2, gcu, gsl, n_seq, T, Cd, K);
+    op_cuda_ssd_scan_bf16state(G, gy2, gxbc, g_at(grow, HP + Cd), gA, g_at(gxbc, HP),
+                               g_at(gxbc, HP + GN), gD, gdb, gsst2, gcu, gsl, n_seq, T, Cd, in_w, H, P, H, N, 0.0f,
+                               INFINITY);
+    close_to(what, g_read_bf16(gy, ny), g_read_bf16(gy2, ny), ny, 1e-3, 8e-3);
+    close_to("conv_ssd_decode bf16: conv state vs separate", g_read_f32(gcst, ncs), g_read_f32(gcst2, ncs), ncs, 0, 0);
+    close_to("conv_ssd_decode bf16: ssm state vs separate", g_read_bf16(gsst, nss), g_read_bf16(gsst2, nss), nss, 1e-5,
+             8e-3);
+}
 TEST(conv_ssd_decode) {
     NEED_GPU();
     check_conv_ssd(5, 32, 64, 32, 64, 4, 1);  /* Llamba-1B mixer: 32 heads, head_dim 64, d_state 64 */
@@ -538,6 +573,8 @@ TEST(conv_ssd_decode) {
     check_conv_ssd(3, 8, 32, 8, 128, 4, 1);   /* K 4, 288 channels: 256 prefetched, then the plain loop */
     check_conv_ssd(3, 8, 64, 2, 64, 4, 0);    /* grouped B/C: declined */
     check_conv_ssd(2, 4, 200, 4, 64, 4, 0);   /* P 200 > the 64 rows a block covers: declined */
+    check_conv_ssd_bf16(5, 32, 64, 64, 4);     /* the bf16-state option, Llamba-1B mixer */
+    check_conv_ssd_bf16(37, 8, 32, 128, 3);   /* N 128, K 3 */
     release_all();
 }
 
