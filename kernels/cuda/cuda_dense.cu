@@ -69,7 +69,8 @@ void cu_embed(op_backend *b, void *out, const void *table, const int32_t *ids, i
     cudaStream_t s = cu_of(b)->stream;
     if (D % 8 == 0 && aligned16(out) && aligned16(table)) {
         size_t n = (size_t)T * (D / 8);
-        cu_launch(cu_of(b), k_embed_vec, grid_for(n), DENSE_THREADS, 0, (uint4 *)out, (const uint4 *)table, ids, n, D / 8);
+        cu_launch(cu_of(b), k_embed_vec, grid_for(n), DENSE_THREADS, 0, (uint4 *)out, (const uint4 *)table, ids, n,
+                  D / 8);
     } else {
         size_t n = (size_t)T * D;
         k_embed<<<grid_for(n), DENSE_THREADS, 0, s>>>((bf16 *)out, (const bf16 *)table, ids, n, D);
@@ -86,7 +87,8 @@ void cu_embed(op_backend *b, void *out, const void *table, const int32_t *ids, i
 #define RMS_VEC_MAX 4
 #define RMS_VEC_THREADS 512
 template <int ADD>
-__global__ void __launch_bounds__(RMS_VEC_THREADS) k_rmsnorm_vec(bf16 *out, bf16 *resid, const bf16 *x, const bf16 *w, int D, float eps) {
+__global__ void __launch_bounds__(RMS_VEC_THREADS)
+    k_rmsnorm_vec(bf16 *out, bf16 *resid, const bf16 *x, const bf16 *w, int D, float eps) {
     cu_pdl_wait();
     cu_pdl_trigger();
     int64_t row = blockIdx.x;
@@ -377,8 +379,8 @@ __global__ void k_gated_rmsnorm(bf16 *out, const bf16 *y, const bf16 *z, const b
         out[base + i] = __float2bfloat16(g * r * __bfloat162float(wg[i]));
     }
 }
-__global__ void __launch_bounds__(RMS_VEC_THREADS) k_gated_rmsnorm_vec(bf16 *out, const bf16 *y, const bf16 *z, const bf16 *w, int D, int z_ld,
-                                    int gs, float eps) {
+__global__ void __launch_bounds__(RMS_VEC_THREADS)
+    k_gated_rmsnorm_vec(bf16 *out, const bf16 *y, const bf16 *z, const bf16 *w, int D, int z_ld, int gs, float eps) {
     cu_pdl_wait();
     cu_pdl_trigger();
     int64_t row = blockIdx.x;

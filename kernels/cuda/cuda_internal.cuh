@@ -90,7 +90,9 @@ void *cu_scratch(cu_impl *c, size_t bytes);
  * cu_pdl_trigger() to let the next such kernel be scheduled early. Both are no-ops for a kernel
  * launched plainly, so the kernels stay correct under `<<<>>>` and THINKFAST_PDL=0. */
 static __device__ __forceinline__ void cu_pdl_wait() { asm volatile("griddepcontrol.wait;\n" ::: "memory"); }
-static __device__ __forceinline__ void cu_pdl_trigger() { asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory"); }
+static __device__ __forceinline__ void cu_pdl_trigger() {
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+}
 
 template <typename... KArgs, typename... Args>
 static inline void cu_launch(const cu_impl *c, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,

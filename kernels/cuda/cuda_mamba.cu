@@ -301,7 +301,8 @@ typedef struct csd_args {
 static __device__ __forceinline__ float4 st_ld4(const float *p) { return *(const float4 *)p; }
 static __device__ __forceinline__ float4 st_ld4(const bf16 *p) {
     const uint2 u = *(const uint2 *)p;
-    const float2 a = __bfloat1622float2(*(const __nv_bfloat162 *)&u.x), b = __bfloat1622float2(*(const __nv_bfloat162 *)&u.y);
+    const float2 a = __bfloat1622float2(*(const __nv_bfloat162 *)&u.x);
+    const float2 b = __bfloat1622float2(*(const __nv_bfloat162 *)&u.y);
     return make_float4(a.x, a.y, b.x, b.y);
 }
 static __device__ __forceinline__ void st_st4(float *p, float4 v) { *(float4 *)p = v; }

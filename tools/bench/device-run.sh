@@ -25,7 +25,7 @@
 #   nopdl    (~1 min) the same with plain launches (THINKFAST_PDL=0), against quick.
 #   probe    (~2 min) memory ceilings (PyTorch: device copy, in-place read-modify-write of fp32
 #            as the SSM state update does) and Nsight Compute on the decode step's streaming
-#            kernels (student and teacher, batch 64, gen 1024): ncu.log.
+#            kernels (student and teacher, batch 64, gen 1024): ncu_student.log, ncu_teacher.log.
 #   hf       (~2 min) the PyTorch/HF generate() baseline (tools/bench/hf_baseline.py) and this
 #            backend at its context (bench_gpu --gen 48).
 # Files in $OUT: *.log and the JSON results (gpu_decode*.json, gpu_prefill*.json, gpu_engine*.json,
