@@ -86,6 +86,22 @@ void cu_embed(op_backend *b, void *out, const void *table, const int32_t *ids, i
  * alias `x` (each thread rewrites only what it read). */
 #define RMS_VEC_MAX 4
 #define RMS_VEC_THREADS 512
+/* The write phase of the vector row kernels: chunk i = threadIdx.x + j blockDim.x (< n8) of the
+ * output row is v[j] * r * w, w the thread's weight chunks loaded before the reduction. */
+static __device__ __forceinline__ void norm_store_rows(const float (*v)[8], const uint4 *wq, float r, uint4 *orow,
+                                                       int n8) {
+#pragma unroll
+    for (int j = 0; j < RMS_VEC_MAX; j++) {
+        int i = threadIdx.x + j * blockDim.x;
+        if (i < n8) {
+            float wv[8], o[8];
+            unpack8(wq[j], wv);
+#pragma unroll
+            for (int e = 0; e < 8; e++) o[e] = v[j][e] * r * wv[e];
+            orow[i] = pack8(o);
+        }
+    }
+}
 template <int ADD>
 __global__ void __launch_bounds__(RMS_VEC_THREADS)
     k_rmsnorm_vec(bf16 *out, bf16 *resid, const bf16 *x, const bf16 *w, int D, float eps) {
@@ -116,17 +132,7 @@ __global__ void __launch_bounds__(RMS_VEC_THREADS)
         }
     }
     float r = rsqrtf(block_sum(ss) / (float)D + eps);
-#pragma unroll
-    for (int j = 0; j < RMS_VEC_MAX; j++) {
-        int i = threadIdx.x + j * blockDim.x;
-        if (i < D8) {
-            float wv[8], o[8];
-            unpack8(wq[j], wv);
-#pragma unroll
-            for (int e = 0; e < 8; e++) o[e] = v[j][e] * r * wv[e];
-            ((uint4 *)(out + row * D))[i] = pack8(o);
-        }
-    }
+    norm_store_rows(v, wq, r, (uint4 *)(out + row * D), D8);
 }
 /* Threads for a vector row kernel over n8 16-byte chunks: one chunk per thread up to
  * RMS_VEC_THREADS threads (a multiple of 32), then up to RMS_VEC_MAX per thread; 0 when the
@@ -407,18 +413,7 @@ __global__ void __launch_bounds__(RMS_VEC_THREADS)
         }
     }
     float r = rsqrtf(block_sum(ss) / (float)gs + eps);
-    uint4 *orow = (uint4 *)(out + row * D + grp * gs);
-#pragma unroll
-    for (int j = 0; j < RMS_VEC_MAX; j++) {
-        int i = threadIdx.x + j * blockDim.x;
-        if (i < gs8) {
-            float wv[8], o[8];
-            unpack8(wq[j], wv);
-#pragma unroll
-            for (int e = 0; e < 8; e++) o[e] = g[j][e] * r * wv[e];
-            orow[i] = pack8(o);
-        }
-    }
+    norm_store_rows(g, wq, r, (uint4 *)(out + row * D + grp * gs), gs8);
 }
 void cu_gated_rmsnorm(op_backend *b, void *out, const void *y, const void *z, int z_ld, const void *w, int T, int D,
                       int group_size, float eps) {

@@ -465,6 +465,53 @@ static void check_gated(int T, int D, int gs, int z_ld, int z_off) {
         close_to("gated_rmsnorm cpu wide vs compact", c_read(co2, n), ref, n, 1e-5, 1e-5);
     }
 }
+/* The inputs of one fused decode call: one fused in_proj row per sequence (z | x B C | dt | pad,
+ * all random), reversed slots, non-zero conv and SSM states (the SSM state uploaded as fp32 or
+ * bf16), poisoned y; host arrays and their device copies. */
+typedef struct csd_case {
+    int T, HP, GN, Cd, in_w;
+    size_t ncs, nss, ny;
+    int32_t *cu, *slots;
+    float *row, *w, *cb, *cst, *sst, *Alog, *D, *dtb;
+    void *grow, *gw, *gcb, *gA, *gD, *gdb, *gcu, *gsl, *gcst, *gsst, *gy;
+} csd_case;
+static csd_case csd_new(int n_seq, int H, int P, int G_, int N, int K, int state_bf16) {
+    csd_case c;
+    c.T = n_seq;
+    c.HP = H * P;
+    c.GN = G_ * N;
+    c.Cd = c.HP + 2 * c.GN;
+    c.in_w = c.HP + c.Cd + H + 8;
+    c.cu = h_alloc((n_seq + 1) * 4);
+    c.slots = h_alloc(n_seq * 4);
+    for (int s = 0; s <= n_seq; s++) c.cu[s] = s;
+    for (int s = 0; s < n_seq; s++) c.slots[s] = n_seq - s; /* distinct, reversed */
+    const int n_slots = n_seq + 1;
+    c.ncs = (size_t)n_slots * c.Cd * (K - 1);
+    c.nss = (size_t)n_slots * H * P * N;
+    c.ny = (size_t)c.T * c.HP;
+    c.row = rvec((size_t)c.T * c.in_w, -2, 2);
+    c.w = rvec((size_t)c.Cd * K, -1, 1);
+    c.cb = rvec(c.Cd, -0.5f, 0.5f);
+    c.cst = rvec(c.ncs, -2, 2);
+    c.sst = rvec(c.nss, -0.5f, 0.5f);
+    c.Alog = rvec(H, -1, 1.5f);
+    c.D = rvec(H, -1, 1);
+    c.dtb = rvec(H, -1, 1);
+    c.grow = g_bf16(c.row, (size_t)c.T * c.in_w);
+    c.gw = g_bf16(c.w, (size_t)c.Cd * K);
+    c.gcb = g_bf16(c.cb, c.Cd);
+    c.gA = g_raw(c.Alog, H * 4);
+    c.gD = g_raw(c.D, H * 4);
+    c.gdb = g_raw(c.dtb, H * 4);
+    c.gcu = g_raw(c.cu, (n_seq + 1) * 4);
+    c.gsl = g_raw(c.slots, n_seq * 4);
+    c.gcst = g_raw(c.cst, c.ncs * 4);
+    c.gsst = state_bf16 ? g_bf16(c.sst, c.nss) : g_raw(c.sst, c.nss * 4);
+    c.gy = g_poison(c.ny * 2);
+    return c;
+}
+
 /* The fused decode conv1d + scan (op conv_ssd_decode) on one fused in_proj row per sequence
  * (z | x B C | dt | pad, all random), scrambled slots, non-zero conv and SSM states, poisoned y:
  * against the CPU conv1d then ssd_scan, the CPU conv output rounded to bf16 in between as the
@@ -473,19 +520,13 @@ static void check_gated(int T, int D, int gs, int z_ld, int z_off) {
  * ops on copies of the states (same arithmetic: states within 1e-5, y within an ulp of bf16).
  * Shapes it does not take return -1 and leave y poisoned. */
 static void check_conv_ssd(int n_seq, int H, int P, int G_, int N, int K, int takes) {
-    const int T = n_seq, HP = H * P, GN = G_ * N, Cd = HP + 2 * GN, in_w = HP + Cd + H + 8;
-    int32_t *cu = h_alloc((n_seq + 1) * 4), *slots = h_alloc(n_seq * 4);
-    for (int s = 0; s <= n_seq; s++) cu[s] = s;
-    for (int s = 0; s < n_seq; s++) slots[s] = n_seq - s; /* distinct, reversed */
-    const int n_slots = n_seq + 1;
-    size_t ncs = (size_t)n_slots * Cd * (K - 1), nss = (size_t)n_slots * H * P * N, ny = (size_t)T * HP;
-    float *row = rvec((size_t)T * in_w, -2, 2), *w = rvec((size_t)Cd * K, -1, 1), *cb = rvec(Cd, -0.5f, 0.5f);
-    float *cst = rvec(ncs, -2, 2), *sst = rvec(nss, -0.5f, 0.5f);
-    float *Alog = rvec(H, -1, 1.5f), *D = rvec(H, -1, 1), *dtb = rvec(H, -1, 1);
-    void *grow = g_bf16(row, (size_t)T * in_w), *gw = g_bf16(w, (size_t)Cd * K), *gcb = g_bf16(cb, Cd);
-    void *gA = g_raw(Alog, H * 4), *gD = g_raw(D, H * 4), *gdb = g_raw(dtb, H * 4);
-    void *gcu = g_raw(cu, (n_seq + 1) * 4), *gsl = g_raw(slots, n_seq * 4);
-    void *gcst = g_raw(cst, ncs * 4), *gsst = g_raw(sst, nss * 4), *gy = g_poison(ny * 2);
+    csd_case c = csd_new(n_seq, H, P, G_, N, K, 0);
+    const int T = c.T, HP = c.HP, GN = c.GN, Cd = c.Cd, in_w = c.in_w;
+    const size_t ncs = c.ncs, nss = c.nss, ny = c.ny;
+    int32_t *cu = c.cu, *slots = c.slots;
+    float *row = c.row, *w = c.w, *cb = c.cb, *cst = c.cst, *sst = c.sst, *Alog = c.Alog, *D = c.D, *dtb = c.dtb;
+    void *grow = c.grow, *gw = c.gw, *gcb = c.gcb, *gA = c.gA, *gD = c.gD, *gdb = c.gdb, *gcu = c.gcu, *gsl = c.gsl;
+    void *gcst = c.gcst, *gsst = c.gsst, *gy = c.gy;
     char what[160];
     snprintf(what, sizeof what, "conv_ssd_decode n_seq=%d H=%d P=%d G=%d N=%d K=%d", n_seq, H, P, G_, N, K);
     EXPECT_MSG(G->conv_ssd_decode != NULL, "the CUDA backend has no conv_ssd_decode (THINKFAST_CONV_SSD=0?)");
@@ -535,26 +576,18 @@ static void check_conv_ssd(int n_seq, int H, int P, int G_, int N, int K, int ta
  * arithmetic with the state rounded to bf16 once, so y within fp32 reassociation, the conv state
  * exactly and the bf16 state within one bf16 step (8e-3 relative). */
 static void check_conv_ssd_bf16(int n_seq, int H, int P, int N, int K) {
-    const int T = n_seq, HP = H * P, GN = H * N, Cd = HP + 2 * GN, in_w = HP + Cd + H + 8;
-    int32_t *cu = h_alloc((n_seq + 1) * 4), *slots = h_alloc(n_seq * 4);
-    for (int s = 0; s <= n_seq; s++) cu[s] = s;
-    for (int s = 0; s < n_seq; s++) slots[s] = n_seq - s;
-    const int n_slots = n_seq + 1;
-    size_t ncs = (size_t)n_slots * Cd * (K - 1), nss = (size_t)n_slots * H * P * N, ny = (size_t)T * HP;
-    float *row = rvec((size_t)T * in_w, -2, 2), *w = rvec((size_t)Cd * K, -1, 1), *cb = rvec(Cd, -0.5f, 0.5f);
-    float *cst = rvec(ncs, -2, 2), *sst = rvec(nss, -0.5f, 0.5f);
-    float *Alog = rvec(H, -1, 1.5f), *D = rvec(H, -1, 1), *dtb = rvec(H, -1, 1);
-    void *grow = g_bf16(row, (size_t)T * in_w), *gw = g_bf16(w, (size_t)Cd * K), *gcb = g_bf16(cb, Cd);
-    void *gA = g_raw(Alog, H * 4), *gD = g_raw(D, H * 4), *gdb = g_raw(dtb, H * 4);
-    void *gcu = g_raw(cu, (n_seq + 1) * 4), *gsl = g_raw(slots, n_seq * 4);
-    void *gcst = g_raw(cst, ncs * 4), *gsst = g_bf16(sst, nss), *gy = g_poison(ny * 2);
+    csd_case c = csd_new(n_seq, H, P, H, N, K, 1);
+    const int T = c.T, HP = c.HP, GN = c.GN, Cd = c.Cd, in_w = c.in_w;
+    const size_t ncs = c.ncs, nss = c.nss, ny = c.ny;
+    void *grow = c.grow, *gw = c.gw, *gcb = c.gcb, *gA = c.gA, *gD = c.gD, *gdb = c.gdb, *gcu = c.gcu, *gsl = c.gsl;
+    void *gcst = c.gcst, *gsst = c.gsst, *gy = c.gy;
     char what[160];
     snprintf(what, sizeof what, "conv_ssd_decode bf16 state n_seq=%d H=%d P=%d N=%d K=%d", n_seq, H, P, N, K);
     int rc = op_cuda_conv_ssd_decode_bf16state(G, gy, g_at(grow, HP), in_w, gw, gcb, gcst, g_at(grow, HP + Cd), in_w,
                                                gA, gD, gdb, gsst, gcu, gsl, n_seq, Cd, K, H, P, H, N, 0.0f, INFINITY);
     EXPECT_MSG(rc == 0, "%s: returned %d", what, rc);
     if (rc != 0) return;
-    void *gcst2 = g_raw(cst, ncs * 4), *gsst2 = g_bf16(sst, nss), *gxbc = g_poison((size_t)T * Cd * 2);
+    void *gcst2 = g_raw(c.cst, ncs * 4), *gsst2 = g_bf16(c.sst, nss), *gxbc = g_poison((size_t)T * Cd * 2);
     void *gy2 = g_poison(ny * 2);
     G->conv1d(G, gxbc, g_at(grow, HP), in_w, gw, gcb, gcst2, gcu, gsl, n_seq, T, Cd, K);
     op_cuda_ssd_scan_bf16state(G, gy2, gxbc, g_at(grow, HP + Cd), gA, g_at(gxbc, HP),
