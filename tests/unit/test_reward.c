@@ -200,6 +200,18 @@ static model_random_spec small_llama(uint64_t seed) {
     return s;
 }
 
+/* A random two-layer Llama (small_llama(seed)) written to base, and the causal-LM PRM derived
+ * from it into prm (tied: lm_head = embedding); zeroed: every o_proj / down_proj zeroed, so the
+ * residual stream stays the embedding (tensor_edit.zero_mixers). Returns the spec. */
+static model_random_spec write_prm(const char *base, const char *prm, uint64_t seed, int zeroed) {
+    char err[1024] = "";
+    model_random_spec s = small_llama(seed);
+    EXPECT_MSG(model_write_random(base, &s, err, sizeof err) == 0, "write %s: %s", base, err);
+    tensor_edit ed = {1, NULL, 0, NULL};
+    EXPECT(derive_model(base, prm, "LlamaForCausalLM", 1, 0, zeroed ? &ed : NULL) == 0);
+    return s;
+}
+
 static float *rand_vec(int n, uint64_t seed, float scale) {
     float *v = malloc(sizeof(float) * n);
     uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
@@ -501,9 +513,7 @@ TEST(prm_step_positions_follow_the_text) {
     if (!have_tokenizer()) { unit_skip("no tok512.bin"); return; }
     char *base = mt_tmpdir("rm_base"), *prm = mt_tmpdir("rm_prm");
     char err[1024] = "";
-    model_random_spec s = small_llama(14);
-    EXPECT(model_write_random(base, &s, err, sizeof err) == 0);
-    EXPECT(derive_model(base, prm, "LlamaForCausalLM", 1, 0, NULL) == 0);
+    (void)write_prm(base, prm, 14, 0);
     reward_spec rs = {prm, "prm", "cpu", "The", NULL, NULL, NULL};
     reward_model *rm = NULL;
     int rc = reward_load(&rs, &rm, err, sizeof err);
@@ -617,10 +627,7 @@ TEST(prm_zeroed_model_matches_hand_computation) {
     if (!have_tokenizer()) { unit_skip("no tok512.bin"); return; }
     char *base = mt_tmpdir("rm_base"), *prm = mt_tmpdir("rm_prm");
     char err[1024] = "";
-    model_random_spec s = small_llama(15);
-    EXPECT(model_write_random(base, &s, err, sizeof err) == 0);
-    tensor_edit ed = {1, NULL, 0, NULL};
-    EXPECT(derive_model(base, prm, "LlamaForCausalLM", 1, 0, &ed) == 0);
+    (void)write_prm(base, prm, 15, 1);
     const char *aggs[3] = {"last", "min", "prod"};
     for (int a = 0; a < 3; a++) {
         reward_spec rs = {prm, "prm", "cpu", "The", "\n\n", aggs[a], NULL};
@@ -679,10 +686,7 @@ TEST(prm_bad_token_two_token_normalisation) {
     if (!have_tokenizer()) { unit_skip("no tok512.bin"); return; }
     char *base = mt_tmpdir("rm_base"), *prm = mt_tmpdir("rm_prmbad");
     char err[1024] = "";
-    model_random_spec s = small_llama(17);
-    EXPECT(model_write_random(base, &s, err, sizeof err) == 0);
-    tensor_edit ed = {1, NULL, 0, NULL};
-    EXPECT(derive_model(base, prm, "LlamaForCausalLM", 1, 0, &ed) == 0);
+    (void)write_prm(base, prm, 17, 1);
     reward_spec rs = {prm, "prm", "cpu", "The", "\n\n", "min", "apples"};
     reward_model *rm = NULL;
     int rc = reward_load(&rs, &rm, err, sizeof err);
@@ -740,9 +744,7 @@ TEST(prm_random_model_matches_model_forward) {
     if (!have_tokenizer()) { unit_skip("no tok512.bin"); return; }
     char *base = mt_tmpdir("rm_base"), *prm = mt_tmpdir("rm_prm");
     char err[1024] = "";
-    model_random_spec s = small_llama(16);
-    EXPECT(model_write_random(base, &s, err, sizeof err) == 0);
-    EXPECT(derive_model(base, prm, "LlamaForCausalLM", 1, 0, NULL) == 0);
+    model_random_spec s = write_prm(base, prm, 16, 0);
     reward_spec rs = {prm, "prm", "cpu", "The", NULL, "min", NULL};
     reward_model *rm = NULL;
     int rc = reward_load(&rs, &rm, err, sizeof err);
@@ -870,9 +872,7 @@ TEST(cache_reloads_only_on_change) {
     if (!have_tokenizer()) { unit_skip("no tok512.bin"); return; }
     char *base = mt_tmpdir("rm_base"), *prm = mt_tmpdir("rm_prm");
     char err[1024] = "";
-    model_random_spec s = small_llama(17);
-    EXPECT(model_write_random(base, &s, err, sizeof err) == 0);
-    EXPECT(derive_model(base, prm, "LlamaForCausalLM", 1, 0, NULL) == 0);
+    (void)write_prm(base, prm, 17, 0);
     reward_cache *c = reward_cache_new();
     reward_spec rs = {prm, "prm", "cpu", "The", NULL, NULL, NULL};
     reward_model *a = reward_cache_get(c, &rs, err, sizeof err);
